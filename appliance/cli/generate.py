@@ -1,0 +1,169 @@
+"""`appliance ask` and `appliance chat`: answers streamed from the local model."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from appliance import catalog
+from appliance.cli.progress import byte_progress
+from appliance.config import EngineSettings, GenerationParams, appliance_home
+from appliance.engine import Engine, Generation, Message
+from appliance.errors import UsageError
+
+CHAT_HELP = "Commands: /reset forgets the conversation, /exit quits (or Ctrl-D)."
+
+
+def register(commands: Any) -> None:
+    ask = commands.add_parser("ask", help="answer one prompt, streamed to stdout")
+    ask.add_argument("prompt", help="the prompt, or - to read it from standard input")
+    _add_options(ask)
+    ask.add_argument("--stats", action="store_true", help="print token counts and speed on stderr")
+    ask.set_defaults(run=run_ask)
+
+    chat = commands.add_parser("chat", help="line-mode chat (for scripts and SSH)")
+    _add_options(chat)
+    chat.set_defaults(run=run_chat)
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    defaults = GenerationParams()
+    parser.add_argument("--model", help="catalog id or path to a .gguf file (default: the default)")
+    parser.add_argument("--system", help="system prompt")
+    parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens, metavar="N")
+    parser.add_argument("--temperature", type=float, default=defaults.temperature, metavar="T")
+    parser.add_argument("--seed", type=int, metavar="S", help="fix sampling (default: random)")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: automatic)")
+    parser.add_argument(
+        "--context",
+        type=int,
+        default=EngineSettings().context_length,
+        metavar="N",
+        help="context window in tokens",
+    )
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():
+        raise UsageError("the prompt is empty")
+    params = _params(args)
+    with open_engine(args) as engine:
+        generation = engine.chat(_conversation(args, [Message("user", prompt)]), params)
+        stream_to(generation, sys.stdout)
+        sys.stdout.write("\n")
+        if args.stats:
+            stats = generation.stats
+            print(
+                f"[{stats.prompt_tokens} prompt tokens, {stats.completion_tokens} generated "
+                f"at {stats.tokens_per_second:.1f} tokens/s, finish: {stats.finish_reason}]",
+                file=sys.stderr,
+            )
+    return 0
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    params = _params(args)
+    interactive = sys.stdin.isatty()
+    with open_engine(args) as engine:
+        if interactive:
+            info = engine.info
+            print(f"{info.name} ({info.quantization}), local. {CHAT_HELP}", file=sys.stderr)
+        turns: list[Message] = []
+        for line in _read_lines(interactive):
+            if line in ("/exit", "/quit"):
+                break
+            if line == "/reset":
+                turns = []
+                continue
+            if line == "/help":
+                print(CHAT_HELP, file=sys.stderr)
+                continue
+            turns.append(Message("user", line))
+            generation = engine.chat(_conversation(args, turns), params)
+            try:
+                answer = stream_to(generation, sys.stdout)
+            except KeyboardInterrupt:
+                if not interactive:
+                    raise
+                print("\n[cancelled]", file=sys.stderr)
+                turns.pop()
+                continue
+            sys.stdout.write("\n\n" if interactive else "\n")
+            sys.stdout.flush()
+            dropped = generation.stats.dropped_messages
+            if dropped:
+                print(f"[{dropped} older messages left out to fit the context]", file=sys.stderr)
+            turns = [*turns[dropped:], Message("assistant", answer)]
+    return 0
+
+
+def open_engine(args: argparse.Namespace) -> Engine:
+    settings = EngineSettings(context_length=args.context, threads=args.threads)
+    return Engine(resolve_model(args.model), settings)
+
+
+def resolve_model(name: str | None) -> Path:
+    """A catalog id (verified against its sha256) or a path to a GGUF file."""
+    known = catalog.load_catalog()
+    if name is not None and name not in known.entries:
+        return Path(name)
+    entry = known.get(name) if name else known.default_entry
+    home = appliance_home()
+    if not catalog.model_path(entry, home).is_file():
+        with byte_progress(f"Preparing {entry.id}") as progress:
+            return catalog.prepare(entry, home, progress)
+    return catalog.verified_path(entry, home)
+
+
+def stream_to(generation: Generation, out: TextIO) -> str:
+    """Write the answer as it arrives; Ctrl-C cancels generation cleanly."""
+    parts: list[str] = []
+    try:
+        for piece in generation:
+            out.write(piece)
+            out.flush()
+            parts.append(piece)
+    except KeyboardInterrupt:
+        generation.cancel()
+        raise
+    finally:
+        generation.close()
+    return "".join(parts)
+
+
+def _params(args: argparse.Namespace) -> GenerationParams:
+    seed = args.seed if args.seed is not None else secrets.randbits(32)
+    return GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=seed)
+
+
+def _conversation(args: argparse.Namespace, turns: list[Message]) -> list[Message]:
+    return [Message("system", args.system), *turns] if args.system else turns
+
+
+def _read_lines(interactive: bool) -> Iterator[str]:
+    """User turns: prompted lines on a terminal, plain lines from a pipe."""
+    if not interactive:
+        for raw in sys.stdin:
+            line = raw.strip()
+            if line:
+                yield line
+        return
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  - line editing and history for input()
+    while True:
+        try:
+            line = input("> ").strip()
+        except EOFError:
+            print(file=sys.stderr)
+            return
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            continue
+        if line:
+            yield line

@@ -1,0 +1,30 @@
+"""Local inference: validate GGUF files, describe them, stream answers from them.
+
+Public API; other modules import only what is listed here.
+"""
+
+from appliance.config import EngineSettings, GenerationParams
+from appliance.engine.chat import ChatFormat, Message
+from appliance.engine.engine import Engine
+from appliance.engine.gguf import GGUFFile, TensorInfo, read_gguf
+from appliance.engine.info import ModelInfo, describe, inspect_model, sha256_file
+from appliance.engine.native import supports_gpu_offload
+from appliance.engine.stream import Generation, GenerationStats
+
+__all__ = [
+    "ChatFormat",
+    "Engine",
+    "EngineSettings",
+    "GGUFFile",
+    "Generation",
+    "GenerationParams",
+    "GenerationStats",
+    "Message",
+    "ModelInfo",
+    "TensorInfo",
+    "describe",
+    "inspect_model",
+    "read_gguf",
+    "sha256_file",
+    "supports_gpu_offload",
+]

@@ -1,0 +1,141 @@
+"""The local inference engine: one GGUF model served by llama.cpp in-process."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from appliance.config import EngineSettings, GenerationParams
+from appliance.engine import native
+from appliance.engine.chat import ChatFormat, Message
+from appliance.engine.gguf import read_gguf
+from appliance.engine.info import ModelInfo, describe
+from appliance.engine.stream import Generation, GenerationStats
+from appliance.errors import ContextOverflowError, EngineError
+
+# Share of the context window kept free for the answer when history is trimmed.
+ANSWER_SHARE = 4
+
+
+class Engine:
+    """Loads a model once and streams answers from it, one at a time.
+
+    `model` is a path or `/proc/self/fd/N` (an in-memory file handed over by
+    the sealed-weights loader). The file is validated before llama.cpp opens it.
+    """
+
+    def __init__(
+        self, model: str | os.PathLike[str], settings: EngineSettings | None = None
+    ) -> None:
+        self.settings = settings or EngineSettings()
+        gguf = read_gguf(Path(model))
+        self.info: ModelInfo = describe(gguf)
+        trained = self.info.context_length or self.settings.context_length
+        self.context_length = min(self.settings.context_length, trained)
+        self._llama = native.load(gguf.path, self.settings, self.context_length)
+        self.gpu_offload = native.gpu_layers(self.settings) != 0
+        template = gguf.get("tokenizer.chat_template")
+        self.chat_format = ChatFormat(
+            template if isinstance(template, str) else None,
+            bos_token=native.token_text(self._llama, self._llama.token_bos()),
+            eos_token=native.token_text(self._llama, self._llama.token_eos()),
+        )
+        self._busy = threading.Lock()
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def close(self) -> None:
+        llama, self._llama = self._llama, None
+        if llama is not None:
+            llama.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- generation ---------------------------------------------------------
+
+    def chat(self, messages: list[Message], params: GenerationParams | None = None) -> Generation:
+        """Stream the assistant's reply to `messages`.
+
+        The oldest user/assistant exchanges are left out when the conversation
+        would not fit the context window together with room for the answer;
+        `Generation.stats.dropped_messages` says how many.
+        """
+        params = params or GenerationParams()
+        tokens, dropped = self._fit(messages, params.max_tokens)
+        return self._generate(tokens, params, dropped)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenize(text))
+
+    def _fit(self, messages: list[Message], max_tokens: int) -> tuple[list[int], int]:
+        reserve = min(max_tokens, self.context_length // ANSWER_SHARE)
+        budget = self.context_length - reserve
+        head = messages[:1] if messages and messages[0].role == "system" else []
+        turns = messages[len(head) :]
+        dropped = 0
+        while True:
+            tokens = self._tokenize(self.chat_format.render(head + turns))
+            if len(tokens) <= budget:
+                return tokens, dropped
+            if len(turns) <= 1:
+                raise ContextOverflowError(
+                    f"the prompt needs {len(tokens)} tokens but the context window "
+                    f"of {self.context_length} leaves room for {budget}"
+                )
+            turns = turns[2:]  # one user/assistant exchange, oldest first
+            dropped += 2
+
+    def _tokenize(self, text: str) -> list[int]:
+        llama = self._require_loaded()
+        tokens = llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        bos = llama.token_bos()
+        if len(tokens) >= 2 and tokens[0] == tokens[1] == bos:
+            tokens = tokens[1:]  # the template already wrote the BOS token
+        return tokens
+
+    def _generate(self, tokens: list[int], params: GenerationParams, dropped: int) -> Generation:
+        llama = self._require_loaded()
+        if not self._busy.acquire(blocking=False):
+            raise EngineError("the engine is already answering; cancel or finish that answer first")
+        try:
+            room = self.context_length - len(tokens)
+            if not self.settings.reuse_prompt_cache:
+                llama.reset()
+            llama.set_seed(params.seed)
+            token_stream = llama.generate(
+                tokens,
+                top_k=params.top_k,
+                top_p=params.top_p,
+                min_p=params.min_p,
+                typical_p=1.0,
+                temp=params.temperature,
+                repeat_penalty=params.repeat_penalty,
+            )
+            return Generation(
+                native.guarded(token_stream),
+                piece_of=lambda token: native.piece(llama, token),
+                is_end=lambda token: native.is_end_of_generation(llama, token),
+                max_tokens=min(params.max_tokens, room),
+                stop_strings=self.chat_format.stop_strings,
+                stats=GenerationStats(prompt_tokens=len(tokens), dropped_messages=dropped),
+                on_finish=self._busy.release,
+            )
+        except BaseException:
+            self._busy.release()
+            raise
+
+    def _require_loaded(self) -> native.Llama:
+        if self._llama is None:
+            raise EngineError("the engine has been closed")
+        return self._llama

@@ -1,0 +1,115 @@
+"""The one place that touches llama-cpp-python.
+
+Everything native is imported lazily, so commands that never run a model
+(`--version`, `models inspect`) start fast. llama.cpp's own log lines are
+captured, never printed: a user sees one sentence, and the last native error
+becomes part of it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+from collections import deque
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from appliance.config import EngineSettings
+from appliance.errors import EngineError
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+else:
+    Llama = Any
+
+_GGML_LOG_ERROR = 3
+_recent_errors: deque[str] = deque(maxlen=4)
+
+
+@cache
+def _llama_cpp() -> Any:
+    """Import llama_cpp once and route its native log into `_recent_errors`."""
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def on_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+        if level == _GGML_LOG_ERROR:
+            line = text.decode("utf-8", errors="replace").strip()
+            if line:
+                _recent_errors.append(line)
+
+    llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
+    _llama_cpp.callback = on_log  # type: ignore[attr-defined]  # keep it alive
+    return llama_cpp
+
+
+def gpu_layers(settings: EngineSettings) -> int:
+    """All layers on the GPU when llama.cpp was built with a GPU backend."""
+    if settings.gpu_layers is not None:
+        return settings.gpu_layers
+    return -1 if _llama_cpp().llama_supports_gpu_offload() else 0
+
+
+def load(path: Path, settings: EngineSettings, context_length: int) -> Llama:
+    llama_cpp = _llama_cpp()
+    _recent_errors.clear()
+    try:
+        llama = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=context_length,
+            n_batch=min(settings.batch_size, context_length),
+            n_threads=settings.threads,
+            n_threads_batch=settings.threads,
+            n_gpu_layers=gpu_layers(settings),
+            verbose=False,
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise EngineError(f"llama.cpp could not load {path}: {_last_error(exc)}") from None
+    finally:
+        # Llama() resets its logger to ERROR level; the appliance prints nothing native.
+        logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL + 1)
+    return llama
+
+
+def guarded(tokens: Iterator[int]) -> Iterator[int]:
+    """Pass tokens through, turning a native failure into an EngineError."""
+    try:
+        yield from tokens
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise EngineError(f"llama.cpp failed while generating: {_last_error(exc)}") from None
+    finally:
+        tokens.close()  # type: ignore[attr-defined]
+
+
+def piece(llama: Llama, token: int, *, special: bool = False) -> bytes:
+    """The bytes of one token; longer pieces than the first buffer are retried."""
+    llama_cpp = _llama_cpp()
+    vocab = llama._model.vocab
+    size = 64
+    while True:
+        buffer = ctypes.create_string_buffer(size)
+        written = llama_cpp.llama_token_to_piece(vocab, token, buffer, size, 0, special)
+        if written >= 0:
+            return buffer.raw[:written]
+        size = -written
+
+
+def token_text(llama: Llama, token: int) -> str:
+    if token < 0:
+        return ""
+    return piece(llama, token, special=True).decode("utf-8", errors="replace")
+
+
+def is_end_of_generation(llama: Llama, token: int) -> bool:
+    return bool(_llama_cpp().llama_vocab_is_eog(llama._model.vocab, token))
+
+
+def supports_gpu_offload() -> bool:
+    return bool(_llama_cpp().llama_supports_gpu_offload())
+
+
+def _last_error(exc: BaseException) -> str:
+    detail = _recent_errors[-1] if _recent_errors else str(exc)
+    return detail.rstrip(".")

@@ -1,0 +1,85 @@
+"""One error hierarchy for every failure a user can cause.
+
+Each class carries a stable exit code; the CLI prints the message as one
+sentence on stderr and exits with that code. The codes are part of the
+product's interface (README, "Exit codes"): never renumber one.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ApplianceError(Exception):
+    """A failure with a clear, user-facing message. Never a bug."""
+
+    exit_code: ClassVar[int] = 1
+    summary: ClassVar[str] = "internal error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(ApplianceError):
+    exit_code = 2
+    summary = "invalid command-line usage"
+
+
+class InputError(ApplianceError):
+    """A file the user named is missing, unreadable or not a regular file."""
+
+    exit_code = 3
+    summary = "input file missing or unreadable"
+
+
+class ModelFormatError(ApplianceError):
+    """A model file is not a valid GGUF (empty, truncated, corrupt, absurd)."""
+
+    exit_code = 4
+    summary = "model file is not a valid GGUF"
+
+
+class EngineError(ApplianceError):
+    """The inference engine could not load or run a (valid) model."""
+
+    exit_code = 5
+    summary = "inference engine failed"
+
+
+class IntegrityError(ApplianceError):
+    """A file's digest differs from the one it must have."""
+
+    exit_code = 6
+    summary = "integrity check failed"
+
+
+class ConfigError(ApplianceError):
+    """The appliance's home, catalog or settings are unusable."""
+
+    exit_code = 7
+    summary = "configuration error"
+
+
+class ContextOverflowError(ApplianceError):
+    """The prompt alone does not fit the model's context window."""
+
+    exit_code = 8
+    summary = "prompt too long for the context window"
+
+
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
+    ApplianceError,
+    UsageError,
+    InputError,
+    ModelFormatError,
+    EngineError,
+    IntegrityError,
+    ConfigError,
+    ContextOverflowError,
+)

@@ -1,0 +1,45 @@
+"""Atomic file writes: stage beside the target, fsync, rename, fsync the directory.
+
+A reader sees the old file or the whole new one, never a torn write; a crash
+or an error leaves no partial file under the target's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from appliance.errors import ConfigError
+
+
+@contextlib.contextmanager
+def atomic_writer(target: Path, *, mode: int = 0o600) -> Iterator[BinaryIO]:
+    """Yield a file to write; it replaces `target` only if the block succeeds."""
+    directory = target.parent
+    staging = directory / f".{target.name}.{os.getpid()}.partial"
+    try:
+        fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        raise ConfigError(f"cannot write in {directory}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, target)
+        fsync_directory(directory)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(staging)
+        raise
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

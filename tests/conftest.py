@@ -1,0 +1,62 @@
+"""Shared fixtures: the real embedded model, prepared once into a private home."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance import catalog
+from appliance.config import EngineSettings
+from appliance.engine import Engine
+from tests.ggufs import with_chat_template
+
+# Tests run the real engine; keep it to the cores a CI machine has.
+TEST_SETTINGS = EngineSettings(context_length=2048, threads=2)
+
+
+@pytest.fixture(scope="session")
+def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An appliance home with the default model prepared (verified) in it."""
+    home = tmp_path_factory.mktemp("home")
+    known = catalog.load_catalog()
+    catalog.prepare(known.default_entry, home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def model_path(model_home: Path) -> Path:
+    known = catalog.load_catalog()
+    return catalog.model_path(known.default_entry, model_home)
+
+
+@pytest.fixture(scope="session")
+def templated_model(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model with Gemma's chat template added to its metadata."""
+    return with_chat_template(model_path, tmp_path_factory.mktemp("templated") / "chat.gguf")
+
+
+@pytest.fixture(scope="session")
+def engine(model_path: Path):
+    with Engine(model_path, TEST_SETTINGS) as loaded:
+        yield loaded
+
+
+def run_cli(
+    *args: str, home: Path, stdin: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m appliance` as a user would, in its own process."""
+    env = {**os.environ, "APPLIANCE_HOME": str(home)}
+    env.pop("APPLIANCE_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
