@@ -17,6 +17,7 @@ def small_gguf(path: Path, *, arch: str = "llama") -> Path:
     writer = GGUFWriter(str(path), arch)
     writer.add_name("tiny")
     writer.add_context_length(128)
+    writer.add_block_count(1)
     writer.add_uint32("general.file_type", 0)
     writer.add_array("tokenizer.ggml.tokens", ["<s>", "</s>", "a", "b"])
     writer.add_array("tiny.scores", [0.5] * 80)
@@ -53,24 +54,44 @@ GEMMA_TEMPLATE = """{{ bos_token }}
 {%- endif -%}"""
 
 
-def with_chat_template(source: Path, target: Path, template: str = GEMMA_TEMPLATE) -> Path:
-    """Copy a GGUF, adding `tokenizer.chat_template` to its metadata.
+def with_metadata(source: Path, target: Path, entries: dict[str, str]) -> Path:
+    """Copy a GGUF, adding string entries to its metadata.
 
-    Byte surgery rather than a rewrite: the new entry goes after the existing
-    metadata and is padded (with a Jinja comment) to a whole number of
-    alignment units, so everything after it keeps its alignment.
+    Byte surgery rather than a rewrite: the new entries go after the existing
+    metadata, followed by a padding entry that makes the insertion a whole
+    number of alignment units, so everything after it keeps its alignment.
     """
     layout = read_gguf(source)
-    key = b"tokenizer.chat_template"
 
-    def entry(value: bytes) -> bytes:
-        return struct.pack("<Q", len(key)) + key + struct.pack("<IQ", 8, len(value)) + value
+    def entry(key: str, value: str) -> bytes:
+        k, v = key.encode(), value.encode()
+        return struct.pack("<Q", len(k)) + k + struct.pack("<IQ", 8, len(v)) + v
 
-    fill = -len(entry(template.encode() + b"{##}")) % layout.alignment
-    padded = entry(template.encode() + b"{#" + b" " * fill + b"#}")
+    added = b"".join(entry(key, value) for key, value in entries.items())
+    fill = -len(added + entry("test.padding", "")) % layout.alignment
+    added += entry("test.padding", " " * fill)
     with source.open("rb") as src, target.open("wb") as dst:
         header = bytearray(src.read(layout.tensor_info_offset))
-        struct.pack_into("<Q", header, 16, len(layout.metadata) + 1)
-        dst.write(header + padded)
+        struct.pack_into("<Q", header, 16, len(layout.metadata) + len(entries) + 1)
+        dst.write(header + added)
         shutil.copyfileobj(src, dst, 1 << 20)
     return target
+
+
+def with_value(source: Path, target: Path, key: str, fmt: str, value: float) -> Path:
+    """Copy a GGUF, overwriting the fixed-size value of an existing metadata key."""
+    name = key.encode()
+    with source.open("rb") as src:
+        head = src.read(read_gguf(source).tensor_info_offset)
+    start = head.find(struct.pack("<Q", len(name)) + name)
+    if start < 0:
+        raise KeyError(key)
+    shutil.copyfile(source, target)
+    with target.open("r+b") as handle:
+        handle.seek(start + 8 + len(name) + 4)  # past the key and its type
+        handle.write(struct.pack(fmt, value))
+    return target
+
+
+def with_chat_template(source: Path, target: Path, template: str = GEMMA_TEMPLATE) -> Path:
+    return with_metadata(source, target, {"tokenizer.chat_template": template})

@@ -105,20 +105,25 @@ def run_chat(args: argparse.Namespace) -> int:
 
 def open_engine(args: argparse.Namespace) -> Engine:
     settings = EngineSettings(context_length=args.context, threads=args.threads)
-    return Engine(resolve_model(args.model), settings)
+    path, verified = resolve_model(args.model)
+    return Engine(path, settings, verified=verified)
 
 
-def resolve_model(name: str | None) -> Path:
-    """A catalog id (verified against its sha256) or a path to a GGUF file."""
+def resolve_model(name: str | None) -> tuple[Path, bool]:
+    """The model file, and whether its bytes are authenticated.
+
+    A catalog id resolves to its prepared file, checked against the pinned
+    sha256; anything else is a path to a GGUF file from outside the catalog.
+    """
     known = catalog.load_catalog()
     if name is not None and name not in known.entries:
-        return Path(name)
+        return Path(name), False
     entry = known.get(name) if name else known.default_entry
     home = appliance_home()
     if not catalog.model_path(entry, home).is_file():
         with byte_progress(f"Preparing {entry.id}") as progress:
-            return catalog.prepare(entry, home, progress)
-    return catalog.verified_path(entry, home)
+            return catalog.prepare(entry, home, progress), True
+    return catalog.verified_path(entry, home), True
 
 
 def stream_to(generation: Generation, out: TextIO) -> str:

@@ -11,7 +11,9 @@ from appliance.config import EngineSettings, GenerationParams
 from appliance.engine import native
 from appliance.engine.chat import ChatFormat, Message
 from appliance.engine.gguf import read_gguf
+from appliance.engine.hparams import check_hyperparameters
 from appliance.engine.info import ModelInfo, describe
+from appliance.engine.probe import probe
 from appliance.engine.stream import Generation, GenerationStats
 from appliance.errors import ContextOverflowError, EngineError
 
@@ -23,26 +25,39 @@ class Engine:
     """Loads a model once and streams answers from it, one at a time.
 
     `model` is a path or `/proc/self/fd/N` (an in-memory file handed over by
-    the sealed-weights loader). The file is validated before llama.cpp opens it.
+    the sealed-weights loader). The file is validated before llama.cpp opens
+    it, and unless `verified` (its bytes were authenticated: a pinned sha256,
+    a sealed file that decrypted), first loaded in a disposable child process.
     """
 
     def __init__(
-        self, model: str | os.PathLike[str], settings: EngineSettings | None = None
+        self,
+        model: str | os.PathLike[str],
+        settings: EngineSettings | None = None,
+        *,
+        verified: bool = False,
     ) -> None:
         self.settings = settings or EngineSettings()
         gguf = read_gguf(Path(model))
+        check_hyperparameters(gguf)
+        if not verified:
+            probe(gguf.path)
         self.info: ModelInfo = describe(gguf)
         trained = self.info.context_length or self.settings.context_length
         self.context_length = min(self.settings.context_length, trained)
-        self._llama = native.load(gguf.path, self.settings, self.context_length)
-        self.gpu_offload = native.gpu_layers(self.settings) != 0
-        template = gguf.get("tokenizer.chat_template")
-        self.chat_format = ChatFormat(
-            template if isinstance(template, str) else None,
-            bos_token=native.token_text(self._llama, self._llama.token_bos()),
-            eos_token=native.token_text(self._llama, self._llama.token_eos()),
-        )
         self._busy = threading.Lock()
+        self.gpu_offload = native.gpu_layers(self.settings) != 0
+        self._llama = native.load(gguf.path, self.settings, self.context_length)
+        try:
+            template = gguf.get("tokenizer.chat_template")
+            self.chat_format = ChatFormat(
+                template if isinstance(template, str) else None,
+                bos_token=native.token_text(self._llama, self._llama.token_bos()),
+                eos_token=native.token_text(self._llama, self._llama.token_eos()),
+            )
+        except BaseException:
+            self.close()
+            raise
 
     # -- lifecycle ----------------------------------------------------------
 

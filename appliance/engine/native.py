@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 else:
     Llama = Any
 
-_GGML_LOG_ERROR = 3
+_GGML_LOG_ERROR = 4  # enum ggml_log_level in ggml.h
+_GGML_LOG_CONT = 5  # continues the previous line
 _recent_errors: deque[str] = deque(maxlen=4)
 
 
@@ -33,15 +34,21 @@ def _llama_cpp() -> Any:
     """Import llama_cpp once and route its native log into `_recent_errors`."""
     import llama_cpp
 
+    continuing = False
+
     @llama_cpp.llama_log_callback
     def on_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-        if level == _GGML_LOG_ERROR:
-            line = text.decode("utf-8", errors="replace").strip()
-            if line:
-                _recent_errors.append(line)
+        nonlocal continuing
+        line = text.decode("utf-8", errors="replace").strip()
+        if level == _GGML_LOG_CONT and continuing and _recent_errors:
+            _recent_errors[-1] = f"{_recent_errors[-1]} {line}".strip()
+        elif level == _GGML_LOG_ERROR and line:
+            _recent_errors.append(line)
+        continuing = level == _GGML_LOG_ERROR or (level == _GGML_LOG_CONT and continuing)
 
     llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
     _llama_cpp.callback = on_log  # type: ignore[attr-defined]  # keep it alive
+    llama_cpp.llama_backend_init()
     return llama_cpp
 
 
@@ -71,6 +78,18 @@ def load(path: Path, settings: EngineSettings, context_length: int) -> Llama:
         # Llama() resets its logger to ERROR level; the appliance prints nothing native.
         logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL + 1)
     return llama
+
+
+def load_model_only(path: Path) -> None:
+    """Load the weights on the CPU and free them: the probe's whole job."""
+    llama_cpp = _llama_cpp()
+    _recent_errors.clear()
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = 0
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise EngineError(f"llama.cpp could not load {path}: {_last_error(None)}")
+    llama_cpp.llama_model_free(model)
 
 
 def guarded(tokens: Iterator[int]) -> Iterator[int]:
@@ -110,6 +129,10 @@ def supports_gpu_offload() -> bool:
     return bool(_llama_cpp().llama_supports_gpu_offload())
 
 
-def _last_error(exc: BaseException) -> str:
-    detail = _recent_errors[-1] if _recent_errors else str(exc)
-    return detail.rstrip(".")
+def _last_error(exc: BaseException | None) -> str:
+    """The most telling native error line: the loader's reason, else the last one."""
+    marker = "error loading model: "
+    for line in reversed(_recent_errors):
+        if marker in line:
+            return line.split(marker, 1)[1].rstrip(".")
+    return (_recent_errors[-1] if _recent_errors else str(exc or "unknown error")).rstrip(".")
