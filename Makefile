@@ -34,6 +34,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check appliance tests bench
 	$(BIN)/ruff format --check appliance tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py

@@ -24,7 +24,7 @@ def test_plain_transcript_for_base_models() -> None:
         ]
     )
     assert prompt == "You are terse.\n\nUser: Hi\nAssistant: Hello.\nUser: Bye\nAssistant:"
-    assert PLAIN.stop_strings == ("\nUser:",)
+    assert PLAIN.stop_strings == ("\nUser:", "\nAssistant:")
 
 
 def test_a_template_is_rendered_in_the_sandbox() -> None:
@@ -101,13 +101,18 @@ def test_utf8_split_across_tokens_is_reassembled(text: str, cuts: list[int]) -> 
 
 
 @given(
-    text=st.text(alphabet="ab\nUser: 가", max_size=60),
+    text=st.text(alphabet="ab\nUser:Asistn 가", max_size=80),
     cuts=st.lists(st.integers(min_value=0), max_size=20),
 )
 def test_output_ends_before_the_first_stop_string(text: str, cuts: list[int]) -> None:
-    stop = "\nUser:"
-    expected = text.split(stop)[0].lstrip()
-    assert stream(split_bytes(text.encode(), cuts), (stop,)) == expected
+    stops = ("\nUser:", "\nAssistant:")
+    end = min((i for stop in stops if (i := text.find(stop)) >= 0), default=len(text))
+    assert stream(split_bytes(text.encode(), cuts), stops) == text[:end].lstrip()
+
+
+def test_the_earliest_of_several_stop_strings_wins() -> None:
+    pieces = [b"one\nAssis", b"tant: two\nUser: three"]
+    assert stream(pieces, ("\nUser:", "\nAssistant:")) == "one"
 
 
 def test_max_tokens_counts_tokens_not_characters() -> None:

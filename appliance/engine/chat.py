@@ -39,8 +39,8 @@ class ChatFormat:
         self.eos_token = eos_token
         self.uses_model_template = template is not None
         self._template = _compile(template) if template is not None else None
-        # The plain transcript must stop before the model writes the next user turn.
-        self.stop_strings: tuple[str, ...] = () if template else ("\nUser:",)
+        # A plain transcript ends where the model starts writing another turn.
+        self.stop_strings: tuple[str, ...] = () if template else ("\nUser:", "\nAssistant:")
 
     def render(self, messages: list[Message]) -> str:
         """The prompt for the model's next assistant turn."""

@@ -6,6 +6,7 @@ import os
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from appliance.config import EngineSettings, GenerationParams
 from appliance.engine import native
@@ -16,6 +17,9 @@ from appliance.engine.info import ModelInfo, describe
 from appliance.engine.probe import probe
 from appliance.engine.stream import Generation, GenerationStats
 from appliance.errors import ContextOverflowError, EngineError
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
 
 # Share of the context window kept free for the answer when history is trimmed.
 ANSWER_SHARE = 4
@@ -47,7 +51,7 @@ class Engine:
         self.context_length = min(self.settings.context_length, trained)
         self._busy = threading.Lock()
         self.gpu_offload = native.gpu_layers(self.settings) != 0
-        self._llama = native.load(gguf.path, self.settings, self.context_length)
+        self._llama: Llama | None = native.load(gguf.path, self.settings, self.context_length)
         try:
             template = gguf.get("tokenizer.chat_template")
             self.chat_format = ChatFormat(
@@ -126,7 +130,7 @@ class Engine:
         try:
             room = self.context_length - len(tokens)
             if not self.settings.reuse_prompt_cache:
-                llama.reset()
+                llama.reset()  # type: ignore[no-untyped-call]  # untyped in llama_cpp
             llama.set_seed(params.seed)
             token_stream = llama.generate(
                 tokens,
@@ -150,7 +154,7 @@ class Engine:
             self._busy.release()
             raise
 
-    def _require_loaded(self) -> native.Llama:
+    def _require_loaded(self) -> Llama:
         if self._llama is None:
             raise EngineError("the engine has been closed")
         return self._llama

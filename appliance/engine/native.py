@@ -21,8 +21,6 @@ from appliance.errors import EngineError
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
-else:
-    Llama = Any
 
 _GGML_LOG_ERROR = 4  # enum ggml_log_level in ggml.h
 _GGML_LOG_CONT = 5  # continues the previous line
@@ -36,7 +34,6 @@ def _llama_cpp() -> Any:
 
     continuing = False
 
-    @llama_cpp.llama_log_callback
     def on_log(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
         nonlocal continuing
         line = text.decode("utf-8", errors="replace").strip()
@@ -46,8 +43,9 @@ def _llama_cpp() -> Any:
             _recent_errors.append(line)
         continuing = level == _GGML_LOG_ERROR or (level == _GGML_LOG_CONT and continuing)
 
-    llama_cpp.llama_log_set(on_log, ctypes.c_void_p(0))
-    _llama_cpp.callback = on_log  # type: ignore[attr-defined]  # keep it alive
+    callback = llama_cpp.llama_log_callback(on_log)
+    llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
+    _llama_cpp.callback = callback  # type: ignore[attr-defined]  # keep it alive
     llama_cpp.llama_backend_init()
     return llama_cpp
 
@@ -63,7 +61,7 @@ def load(path: Path, settings: EngineSettings, context_length: int) -> Llama:
     llama_cpp = _llama_cpp()
     _recent_errors.clear()
     try:
-        llama = llama_cpp.Llama(
+        llama: Llama = llama_cpp.Llama(
             model_path=str(path),
             n_ctx=context_length,
             n_batch=min(settings.batch_size, context_length),

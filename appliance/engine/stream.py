@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -105,7 +105,7 @@ def _pieces(
     stats: GenerationStats,
     cancel: threading.Event,
     finish: Callable[[], None],
-) -> Iterator[str]:
+) -> Generator[str, None, None]:
     start = time.perf_counter()
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     held = ""  # text that could be the start of a stop string
@@ -154,10 +154,9 @@ def _split_at_stop(text: str, stop_strings: tuple[str, ...]) -> tuple[str, str, 
     """Split text into (safe to show, held back, a stop string was reached)."""
     if not stop_strings:
         return text, "", False
-    for stop in stop_strings:
-        index = text.find(stop)
-        if index >= 0:
-            return text[:index], "", True
+    found = [index for stop in stop_strings if (index := text.find(stop)) >= 0]
+    if found:
+        return text[: min(found)], "", True
     hold = 0
     for stop in stop_strings:
         for length in range(min(len(stop) - 1, len(text)), 0, -1):
