@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,3 +176,22 @@ def test_a_prompt_too_long_for_the_context(model_home: Path) -> None:
 )
 def test_usage_errors(tmp_path: Path, args: list[str], fragment: str) -> None:
     assert_one_line_error(run_cli(*args, home=tmp_path), 2, fragment)
+
+
+def test_a_reader_that_goes_away_ends_the_answer_quietly(model_home: Path) -> None:
+    env = {**os.environ, "APPLIANCE_HOME": str(model_home)}
+    command = f"{sys.executable} -m appliance ask --max-tokens 200 'Tell me a story.' | head -c 1"
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert len(result.stdout) == 1
+
+
+def test_models_list_marks_the_default(model_home: Path) -> None:
+    result = run_cli("models", "list", home=model_home)
+    assert result.returncode == 0
+    default = next(line for line in result.stdout.splitlines() if line.startswith("*"))
+    assert "gemma3-270m-q4_k_m" in default
+    assert "prepared" in default
