@@ -33,12 +33,31 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+def physical_cores() -> int:
+    """Cores (not hyperthreads) this process may run on.
+
+    Decoding is bound by memory bandwidth and the cores' arithmetic, not by
+    hyperthreads: llama.cpp's own tools default to this count too.
+    """
+    cpus = os.sched_getaffinity(0)
+    cores: set[tuple[str, str]] = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            core = (topology / "core_id").read_text().strip()
+        except OSError:
+            return len(cpus)
+        cores.add((package, core))
+    return max(1, len(cores))
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     """How llama.cpp runs a model. The same settings serve every request."""
 
     context_length: int = 4096
-    threads: int | None = None  # None: llama.cpp's choice for this host
+    threads: int | None = None  # None: one per physical core this process may use
     gpu_layers: int | None = None  # None: all layers when a GPU backend is built in
     batch_size: int = 512
     # Reusing the KV cache of the previous prompt's common prefix makes long

@@ -38,7 +38,9 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens, metavar="N")
     parser.add_argument("--temperature", type=float, default=defaults.temperature, metavar="T")
     parser.add_argument("--seed", type=int, metavar="S", help="fix sampling (default: random)")
-    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: automatic)")
+    parser.add_argument(
+        "--threads", type=int, metavar="N", help="CPU threads (default: one per physical core)"
+    )
     parser.add_argument(
         "--context",
         type=int,

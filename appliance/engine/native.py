@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from appliance.config import EngineSettings
+from appliance.config import EngineSettings, physical_cores
 from appliance.errors import EngineError
 
 if TYPE_CHECKING:
@@ -60,13 +60,14 @@ def gpu_layers(settings: EngineSettings) -> int:
 def load(path: Path, settings: EngineSettings, context_length: int) -> Llama:
     llama_cpp = _llama_cpp()
     _recent_errors.clear()
+    threads = settings.threads or physical_cores()
     try:
         llama: Llama = llama_cpp.Llama(
             model_path=str(path),
             n_ctx=context_length,
             n_batch=min(settings.batch_size, context_length),
-            n_threads=settings.threads,
-            n_threads_batch=settings.threads,
+            n_threads=threads,
+            n_threads_batch=threads,
             n_gpu_layers=gpu_layers(settings),
             verbose=False,
         )
