@@ -31,9 +31,11 @@ def atomic_writer(target: Path, *, mode: int = 0o600) -> Iterator[BinaryIO]:
             os.fsync(handle.fileno())
         os.replace(staging, target)
         fsync_directory(directory)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(staging)
+        if isinstance(exc, OSError):  # disk full, quota, I/O error: the user's to fix
+            raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise
 
 
