@@ -14,7 +14,7 @@ from appliance import catalog
 from appliance.cli.progress import byte_progress
 from appliance.config import EngineSettings, GenerationParams, appliance_home
 from appliance.engine import Engine, Generation, Message
-from appliance.errors import UsageError
+from appliance.errors import ContextOverflowError, UsageError
 
 CHAT_HELP = "Commands: /reset forgets the conversation, /exit quits (or Ctrl-D)."
 
@@ -87,7 +87,14 @@ def run_chat(args: argparse.Namespace) -> int:
                 print(CHAT_HELP, file=sys.stderr)
                 continue
             turns.append(Message("user", line))
-            generation = engine.chat(_conversation(args, turns), params)
+            try:
+                generation = engine.chat(_conversation(args, turns), params)
+            except ContextOverflowError as exc:
+                if not interactive:
+                    raise
+                print(f"[{exc}]", file=sys.stderr)  # the chat goes on; that question is dropped
+                turns.pop()
+                continue
             try:
                 answer = stream_to(generation, sys.stdout)
             except KeyboardInterrupt:
