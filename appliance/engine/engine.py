@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from appliance.config import EngineSettings, GenerationParams
 from appliance.engine import native
 from appliance.engine.chat import ChatFormat, Message
-from appliance.engine.gguf import read_gguf
-from appliance.engine.hparams import check_hyperparameters
+from appliance.engine.hparams import read_loadable_gguf
 from appliance.engine.info import ModelInfo, describe
 from appliance.engine.probe import probe
 from appliance.engine.stream import Generation, GenerationStats
@@ -42,8 +40,7 @@ class Engine:
         verified: bool = False,
     ) -> None:
         self.settings = settings or EngineSettings()
-        gguf = read_gguf(Path(model))
-        check_hyperparameters(gguf)
+        gguf = read_loadable_gguf(model)
         if not verified:
             probe(gguf.path)
         self.info: ModelInfo = describe(gguf)

@@ -10,17 +10,25 @@ hostile file could still do to the native loader.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable
 from typing import Any
 
-from appliance.engine.gguf import ArraySummary, GGUFFile
+from appliance.engine.gguf import ArraySummary, GGUFFile, read_gguf
 from appliance.errors import ModelFormatError
 
 MAX_LAYERS = 512  # LLAMA_MAX_LAYERS
 MAX_EXPERTS = 1024  # LLAMA_MAX_EXPERTS
 _BLOCK_TENSOR = re.compile(r"blk\.(\d+)\.")
 _POSITIVE = ("embedding_length", "attention.head_count", "attention.head_count_kv")
+
+
+def read_loadable_gguf(path: str | os.PathLike[str]) -> GGUFFile:
+    """Parse `path` and check both its structure and its hyperparameters."""
+    gguf = read_gguf(path)
+    check_hyperparameters(gguf)
+    return gguf
 
 
 def check_hyperparameters(gguf: GGUFFile) -> None:
@@ -51,9 +59,9 @@ def _check_layers(gguf: GGUFFile, arch: str, blocks: Any) -> None:
 
 
 def _check_positive(gguf: GGUFFile, key: str, value: Any) -> None:
-    values = value if isinstance(value, list) else [value]
     if value is None or isinstance(value, ArraySummary):
         return
+    values = value if isinstance(value, list) else [value]
     if not all(isinstance(v, int) and v >= 0 for v in values) or not any(values):
         raise _fail(gguf, f"{key} must be a positive whole number")
 

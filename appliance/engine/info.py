@@ -10,8 +10,8 @@ from typing import Any
 
 from gguf.constants import LlamaFileType
 
-from appliance.engine.gguf import GGUFFile, open_regular_file, read_gguf
-from appliance.engine.hparams import check_hyperparameters
+from appliance.engine.gguf import GGUFFile, open_regular_file
+from appliance.engine.hparams import read_loadable_gguf
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,7 @@ def describe(gguf: GGUFFile, *, sha256: str | None = None) -> ModelInfo:
 
 def inspect_model(path: str | Path, *, with_sha256: bool = True) -> ModelInfo:
     """Validate a model file and describe it."""
-    gguf = read_gguf(path)
-    check_hyperparameters(gguf)
+    gguf = read_loadable_gguf(path)
     return describe(gguf, sha256=sha256_file(gguf.path) if with_sha256 else None)
 
 
