@@ -37,8 +37,14 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
+# bench/seal.py measures against the age CLI, an independent peer (Debian: age).
 bench: $(STAMP)
+	@command -v age >/dev/null 2>&1 || { echo "Installing age (Debian package) for bench/seal.py."; \
+		$(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq age >/dev/null || \
+		{ $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq age >/dev/null; }; }
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/seal.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

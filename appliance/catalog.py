@@ -24,13 +24,24 @@ from appliance.fsutil import atomic_writer
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 CHUNK = 1 << 20
 
-_FIELDS = ("id", "name", "file", "sha256", "quantization", "context_length", "licence", "source")
+_FIELDS = (
+    "id",
+    "name",
+    "release",
+    "file",
+    "sha256",
+    "quantization",
+    "context_length",
+    "licence",
+    "source",
+)
 
 
 @dataclass(frozen=True)
 class CatalogEntry:
     id: str
     name: str
+    release: str
     file: str
     sha256: str
     quantization: str
@@ -38,6 +49,11 @@ class CatalogEntry:
     licence: str
     source: str
     notes: str = ""
+
+    @property
+    def content_id(self) -> str:
+        """What a sealed copy of this model names itself: `id@release`."""
+        return f"{self.id}@{self.release}"
 
 
 @dataclass(frozen=True)
@@ -57,6 +73,12 @@ class Catalog:
     @property
     def default_entry(self) -> CatalogEntry:
         return self.entries[self.default]
+
+    def by_content_id(self, content_id: str) -> CatalogEntry | None:
+        return next((e for e in self.entries.values() if e.content_id == content_id), None)
+
+    def by_sha256(self, digest: str) -> CatalogEntry | None:
+        return next((e for e in self.entries.values() if e.sha256 == digest), None)
 
 
 def catalog_path() -> Path:

@@ -51,7 +51,7 @@ class EngineError(ApplianceError):
 
 
 class IntegrityError(ApplianceError):
-    """A file's digest differs from the one it must have."""
+    """A file's bytes are not the ones it must have: digest, MAC or tag mismatch."""
 
     exit_code = 6
     summary = "integrity check failed"
@@ -71,6 +71,20 @@ class ContextOverflowError(ApplianceError):
     summary = "prompt too long for the context window"
 
 
+class CredentialError(ApplianceError):
+    """No identity or passphrase given opens the file (wrong key or passphrase)."""
+
+    exit_code = 9
+    summary = "wrong identity or passphrase"
+
+
+class HostSecurityError(ApplianceError):
+    """The host lacks a protection the appliance will not run without."""
+
+    exit_code = 10
+    summary = "host cannot provide a required protection"
+
+
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
@@ -82,4 +96,6 @@ ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
     IntegrityError,
     ConfigError,
     ContextOverflowError,
+    CredentialError,
+    HostSecurityError,
 )

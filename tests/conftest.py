@@ -59,4 +59,5 @@ def run_cli(
         env=env,
         timeout=timeout,
         check=False,
+        start_new_session=True,  # no controlling terminal: nothing may prompt
     )

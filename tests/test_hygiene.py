@@ -10,7 +10,13 @@ from pathlib import Path
 from appliance import errors
 
 ROOT = Path(__file__).resolve().parent.parent
-CORE_MODULES = ["appliance.engine", "appliance.catalog", "appliance.config", "appliance.fsutil"]
+CORE_MODULES = [
+    "appliance.engine",
+    "appliance.catalog",
+    "appliance.config",
+    "appliance.fsutil",
+    "appliance.seal",
+]
 
 
 def test_core_modules_import_neither_textual_nor_rich() -> None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from appliance import __version__
-from appliance.cli import generate, models
+from appliance.cli import generate, models, seal
 from appliance.errors import EXIT_INTERRUPTED, ApplianceError, UsageError
 
 PROG = "appliance"
@@ -39,12 +39,13 @@ def build_parser() -> Parser:
     commands.required = True
     generate.register(commands)
     models.register(commands)
+    seal.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(seal.route(list(sys.argv[1:] if argv is None else argv)))
         return int(args.run(args) or 0)
     except ApplianceError as exc:
         return _fail(str(exc), exc.exit_code)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hmac
 import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from appliance import catalog
+from appliance import catalog, seal
+from appliance.cli.passphrase import openers
 from appliance.cli.progress import byte_progress
+from appliance.cli.seal import add_open_options
 from appliance.config import EngineSettings, GenerationParams, appliance_home
 from appliance.engine import Engine, Generation, Message
-from appliance.errors import ContextOverflowError, UsageError
+from appliance.errors import ContextOverflowError, IntegrityError, UsageError
 
 CHAT_HELP = "Commands: /reset forgets the conversation, /exit quits (or Ctrl-D)."
 
@@ -33,7 +36,10 @@ def register(commands: Any) -> None:
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
     defaults = GenerationParams()
-    parser.add_argument("--model", help="catalog id or path to a .gguf file (default: the default)")
+    parser.add_argument(
+        "--model", help="catalog id, or a .gguf or sealed file (default: the default model)"
+    )
+    add_open_options(parser)
     parser.add_argument("--system", help="system prompt")
     parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens, metavar="N")
     parser.add_argument("--temperature", type=float, default=defaults.temperature, metavar="T")
@@ -112,10 +118,48 @@ def run_chat(args: argparse.Namespace) -> int:
     return 0
 
 
-def open_engine(args: argparse.Namespace) -> Engine:
+@contextlib.contextmanager
+def open_engine(args: argparse.Namespace) -> Iterator[Engine]:
     settings = EngineSettings(context_length=args.context, threads=args.threads)
-    path, verified = resolve_model(args.model)
-    return Engine(path, settings, verified=verified)
+    with contextlib.ExitStack() as stack:
+        path: str | Path
+        if args.model is not None and seal.is_sealed(args.model):
+            sealed = stack.enter_context(contextlib.closing(open_sealed(args)))
+            path, verified = sealed.path, sealed_is_pinned(sealed)
+            report = sealed.report
+            print(f"[{sealed.header.content_id}: {report.describe()}]", file=sys.stderr)
+            if report.warning:
+                print(f"warning: {report.warning}", file=sys.stderr)
+        else:
+            if args.identity or args.content_id:
+                raise UsageError("--identity and --content-id apply to sealed models only")
+            path, verified = resolve_model(args.model)
+        yield stack.enter_context(Engine(path, settings, verified=verified))
+
+
+def open_sealed(args: argparse.Namespace) -> seal.SealedModel:
+    keys = openers(args.identity, args.passphrase_file)
+    source = Path(args.model)
+    with byte_progress(f"Unsealing {source.name}") as progress:
+        return seal.load_sealed(source, keys, expect_content_id=args.content_id, progress=progress)
+
+
+def sealed_is_pinned(sealed: seal.SealedModel) -> bool:
+    """Whether a sealed model is a catalogued one, byte for byte.
+
+    A sealed file claiming a catalog content id must decrypt to exactly the
+    pinned bytes. Anyone holding a recipient can seal a file, so other sealed
+    models are treated like any file from outside the catalog.
+    """
+    entry = catalog.load_catalog().by_content_id(sealed.header.content_id)
+    if entry is None:
+        return False
+    if not hmac.compare_digest(sealed.sha256, entry.sha256):
+        raise IntegrityError(
+            f"the sealed model claims to be {entry.content_id} but its contents differ "
+            "from the catalog's pinned sha256"
+        )
+    return True
 
 
 def resolve_model(name: str | None) -> tuple[Path, bool]:

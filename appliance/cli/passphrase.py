@@ -1,0 +1,78 @@
+"""Passphrases come from the terminal or a file: never argv, never the environment."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from appliance.errors import InputError, UsageError
+from appliance.seal import Identity, Opener, Passphrase, read_identity
+
+MAX_PASSPHRASE_FILE = 4096
+
+
+def add_passphrase_option(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument(
+        "--passphrase-file",
+        metavar="FILE",
+        type=Path,
+        help=f"read the passphrase {purpose} from FILE (first line) instead of the terminal",
+    )
+
+
+def read_passphrase(file: Path | None, prompt: str, *, confirm: bool = False) -> Passphrase:
+    """The passphrase from `file`, else typed (twice with `confirm`) on the terminal."""
+    if file is not None:
+        return Passphrase(_from_file(file))
+    _require_terminal()
+    first = getpass.getpass(f"{prompt}: ")
+    if confirm and getpass.getpass(f"{prompt} (again): ") != first:
+        raise UsageError("the two passphrases differ")
+    return Passphrase(first.encode("utf-8"))
+
+
+def passphrase_source(file: Path | None, prompt: str) -> Callable[[], Passphrase]:
+    """Ask lazily: only files that turn out to be wrapped need a passphrase."""
+    return lambda: read_passphrase(file, prompt)
+
+
+def openers(identity_files: list[Path] | None, passphrase_file: Path | None) -> list[Opener]:
+    """What opens a sealed file: the identities given, else its passphrase slot.
+
+    With identities, a passphrase (file or terminal) unlocks wrapped identity
+    files; without, it is the sealed file's own passphrase.
+    """
+    if identity_files:
+        identities: list[Identity] = []
+        for path in identity_files:
+            ask = passphrase_source(passphrase_file, f"Passphrase for the identity {path}")
+            identities.append(read_identity(path, ask))
+        return list(identities)
+    return [read_passphrase(passphrase_file, "Passphrase for the sealed file")]
+
+
+def _from_file(file: Path) -> bytes:
+    try:
+        with open(file, "rb") as handle:
+            data = handle.read(MAX_PASSPHRASE_FILE + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read the passphrase file {file}: {exc.strerror}") from None
+    if len(data) > MAX_PASSPHRASE_FILE:
+        raise InputError(f"the passphrase file {file} is larger than {MAX_PASSPHRASE_FILE} bytes")
+    line = data.split(b"\n", 1)[0].removesuffix(b"\r")
+    if not line:
+        raise UsageError(f"the passphrase file {file} holds an empty passphrase")
+    return line
+
+
+def _require_terminal() -> None:
+    """getpass would silently fall back to stdin (echoing); refuse instead."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        raise UsageError(
+            "no terminal to ask for the passphrase on; give --passphrase-file"
+        ) from None
