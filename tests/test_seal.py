@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -321,7 +324,7 @@ def test_load_sealed_gives_a_sealed_memfd(tmp_path: Path) -> None:
             os.ftruncate(loaded.memory.fd, len(data) + 4096)
         assert loaded.report.sealed
         assert loaded.report.non_dumpable
-        assert loaded.sha256 == __import__("hashlib").sha256(data).hexdigest()
+        assert loaded.sha256 == hashlib.sha256(data).hexdigest()
     finally:
         loaded.close()
 
@@ -343,3 +346,39 @@ def test_seal_refuses_to_overwrite(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="already exists"):
         seal.seal_file(source, target, [ALICE.recipient], "x@1")
     assert target.read_bytes() == b"keep me"
+
+
+def test_memory_report_says_what_held() -> None:
+    locked = seal.MemoryReport(True, True, 1234, swap_active=False, non_dumpable=True)
+    assert "locked in RAM (VmLck 1,234 kB)" in locked.describe()
+    assert locked.warning is None
+    unlocked_swap = seal.MemoryReport(True, False, 0, swap_active=True, non_dumpable=True)
+    assert "NOT locked" in unlocked_swap.describe()
+    assert "may be written to swap" in (unlocked_swap.warning or "")
+    locked_swap = seal.MemoryReport(True, True, 1234, swap_active=True, non_dumpable=True)
+    assert "encrypted swap" in (locked_swap.warning or "")
+
+
+def test_sealing_and_unsealing_use_memory_of_a_segment_not_a_file(tmp_path: Path) -> None:
+    """Peak RSS grows by a few segments, not by the 96 MiB being processed."""
+    code = f"""
+import os, resource, sys
+from pathlib import Path
+from appliance import seal
+work = Path({str(tmp_path)!r})
+source = work / "big.bin"
+with open(source, "wb") as f:
+    f.truncate(96 << 20)
+identity = seal.Identity.generate()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+seal.seal_file(source, work / "big.sealed", [identity.recipient], "big@1")
+seal.unseal_file(work / "big.sealed", work / "back.bin", [identity])
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(grown)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    grown_kib = int(result.stdout)
+    assert grown_kib < 16 * 1024, f"peak RSS grew by {grown_kib} KiB"
+    assert (tmp_path / "back.bin").stat().st_size == 96 << 20

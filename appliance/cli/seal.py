@@ -43,7 +43,8 @@ def register(commands: Any) -> None:
     )
     sealer.set_defaults(run=run_seal)
 
-    inspect = commands.add_parser(INSPECT_COMMAND, help=argparse.SUPPRESS)
+    # No help=: argparse then leaves it out of the command list.
+    inspect = commands.add_parser(INSPECT_COMMAND, prog="appliance seal inspect")
     inspect.add_argument("path", type=Path, metavar="FILE")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(run=run_inspect)

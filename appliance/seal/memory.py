@@ -38,18 +38,26 @@ class MemoryReport:
     non_dumpable: bool
 
     def describe(self) -> str:
-        lock = "locked in RAM" if self.locked else "NOT locked in RAM (mlock refused)"
+        if self.locked:
+            lock = f"locked in RAM (VmLck {self.locked_kib:,} kB)"
+        else:
+            lock = "NOT locked in RAM (mlock refused)"
         swap = "swap is on" if self.swap_active else "no swap"
         return f"plaintext only in sealed memory, {lock}, {swap}"
 
     @property
     def warning(self) -> str | None:
-        if self.swap_active and not self.locked:
+        if not self.swap_active:
+            return None
+        if not self.locked:
             return (
-                "swap is on and the model could not be locked in RAM: decrypted pages may "
-                "be written to swap (raise RLIMIT_MEMLOCK or use encrypted swap)"
+                "swap is on and the model could not be locked in RAM: decrypted weights "
+                "may be written to swap (raise RLIMIT_MEMLOCK, or use encrypted swap)"
             )
-        return None
+        return (
+            "swap is on: the weights are locked in RAM, but prompts and answers in "
+            "process memory may be swapped out (use encrypted swap)"
+        )
 
 
 def harden_process() -> bool:
