@@ -61,3 +61,13 @@ def run_cli(
         check=False,
         start_new_session=True,  # no controlling terminal: nothing may prompt
     )
+
+
+def assert_one_line_error(result, code: int, fragment: str) -> None:
+    """A user-caused failure: one `appliance: ...` line on stderr, the documented code."""
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("appliance: ")
+    assert fragment in lines[0]
+    assert "Traceback" not in result.stderr

@@ -13,17 +13,8 @@ import pytest
 
 from appliance import __version__, catalog
 from appliance.errors import ContextOverflowError, InputError, IntegrityError, ModelFormatError
-from tests.conftest import run_cli
+from tests.conftest import assert_one_line_error, run_cli
 from tests.test_gguf import prefix_copy, truncation_points
-
-
-def assert_one_line_error(result, code: int, fragment: str) -> None:
-    assert result.returncode == code, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("appliance: ")
-    assert fragment in lines[0]
-    assert "Traceback" not in result.stderr
 
 
 def test_version(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from appliance import seal
 from appliance.errors import HostSecurityError
 from appliance.seal.header import TAG_SIZE, parse_header
-from tests.conftest import run_cli
+from tests.conftest import assert_one_line_error, run_cli
 
 pytestmark = pytest.mark.model
 
@@ -48,15 +48,6 @@ def copy_with(source: Path, target: Path, edit) -> Path:
     return target
 
 
-def assert_one_line_failure(result: subprocess.CompletedProcess[str], code: int, text: str):
-    assert result.returncode == code, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("appliance: ")
-    assert text in lines[0]
-    assert "Traceback" not in result.stderr
-
-
 def test_keys_generate_wraps_the_identity(tmp_path: Path, model_home: Path) -> None:
     passphrase = tmp_path / "pass"
     passphrase.write_text("correct horse battery\n")
@@ -78,12 +69,12 @@ def test_keys_generate_wraps_the_identity(tmp_path: Path, model_home: Path) -> N
     identity = seal.read_identity(key, lambda: seal.Passphrase(b"correct horse battery"))
     assert identity.recipient == recipient
     again = run_cli("keys", "generate", "--out", str(key), "--no-passphrase", home=model_home)
-    assert_one_line_failure(again, 2, "already exists")
+    assert_one_line_error(again, 2, "already exists")
 
 
 def test_passphrase_is_never_read_without_a_terminal(tmp_path: Path, model_home: Path) -> None:
     result = run_cli("keys", "generate", "--out", str(tmp_path / "k"), home=model_home)
-    assert_one_line_failure(result, 2, "no terminal")
+    assert_one_line_error(result, 2, "no terminal")
     assert not (tmp_path / "k").exists()
 
 
@@ -158,7 +149,7 @@ def test_unseal_recovers_the_exact_model(sealed_model, site, model_path, model_h
     again = run_cli(
         "unseal", str(sealed_model), str(out), "--identity", str(site[0]), home=model_home
     )
-    assert_one_line_failure(again, 2, "refusing to overwrite")
+    assert_one_line_error(again, 2, "refusing to overwrite")
 
 
 def _flip(offset_from_end: int):
@@ -195,14 +186,14 @@ def test_attacks_fail_closed_and_write_nothing(name, sealed_model, site, model_h
     attacked = copy_with(sealed_model, tmp_path / "attacked.sealed", edit)
     out = tmp_path / "out.gguf"
     result = run_cli("unseal", str(attacked), str(out), "--identity", str(site[0]), home=model_home)
-    assert_one_line_failure(result, code, message)
+    assert_one_line_error(result, code, message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["attacked.sealed"]
 
 
 def test_ask_refuses_a_tampered_sealed_model(sealed_model, site, model_home, tmp_path):
     attacked = copy_with(sealed_model, tmp_path / "x.sealed", _flip(300_000))
     result = run_cli(*ASK, "--model", str(attacked), "--identity", str(site[0]), home=model_home)
-    assert_one_line_failure(result, 6, "fails authentication")
+    assert_one_line_error(result, 6, "fails authentication")
     assert result.stdout == ""
 
 
@@ -212,7 +203,7 @@ def test_wrong_identity_and_passphrase(sealed_model, model_home, tmp_path) -> No
     result = run_cli(
         *ASK, "--model", str(sealed_model), "--identity", str(stranger), home=model_home
     )
-    assert_one_line_failure(result, 9, "none of the given identities")
+    assert_one_line_error(result, 9, "none of the given identities")
     wrapped = tmp_path / "wrapped.key"
     seal.write_identity(
         wrapped, seal.Identity.generate(), seal.Passphrase(b"right", work_factor=17)
@@ -229,7 +220,7 @@ def test_wrong_identity_and_passphrase(sealed_model, model_home, tmp_path) -> No
         str(wrong),
         home=model_home,
     )
-    assert_one_line_failure(result, 9, "wrong passphrase for the identity")
+    assert_one_line_error(result, 9, "wrong passphrase for the identity")
 
 
 def test_content_id_mismatch_is_refused(sealed_model, site, model_home) -> None:
@@ -243,7 +234,7 @@ def test_content_id_mismatch_is_refused(sealed_model, site, model_home) -> None:
         "gemma3-270m-q4_k_m@0.9.0",
         home=model_home,
     )
-    assert_one_line_failure(result, 6, "not the expected 'gemma3-270m-q4_k_m@0.9.0'")
+    assert_one_line_error(result, 6, "not the expected 'gemma3-270m-q4_k_m@0.9.0'")
 
 
 def test_a_sealed_file_claiming_a_catalog_model_must_be_it(site, model_home, tmp_path) -> None:
@@ -253,12 +244,12 @@ def test_a_sealed_file_claiming_a_catalog_model_must_be_it(site, model_home, tmp
     sealed = tmp_path / "impostor.sealed"
     seal.seal_file(impostor, sealed, [site[1].recipient], "gemma3-270m-q4_k_m@1.0.0")
     result = run_cli(*ASK, "--model", str(sealed), "--identity", str(site[0]), home=model_home)
-    assert_one_line_failure(result, 6, "differ from the catalog's pinned sha256")
+    assert_one_line_error(result, 6, "differ from the catalog's pinned sha256")
 
 
 def test_identity_options_need_a_sealed_model(site, model_home) -> None:
     result = run_cli(*ASK, "--identity", str(site[0]), home=model_home)
-    assert_one_line_failure(result, 2, "sealed models only")
+    assert_one_line_error(result, 2, "sealed models only")
 
 
 def test_no_memfd_means_no_load(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -180,7 +180,7 @@ def _describe_slot(stanza: seal.Stanza) -> str:
 
 
 def run_unseal(args: argparse.Namespace) -> int:
-    if args.output.exists():
+    if args.output.exists():  # checked before any passphrase is asked for nothing
         raise UsageError(f"{args.output} already exists; refusing to overwrite it")
     keys = openers(args.identity, args.passphrase_file)
     with byte_progress(f"Unsealing {args.input.name}") as progress:
@@ -201,7 +201,7 @@ def run_unseal(args: argparse.Namespace) -> int:
 def run_keys_generate(args: argparse.Namespace) -> int:
     if args.no_passphrase and args.passphrase_file:
         raise UsageError("--no-passphrase and --passphrase-file exclude each other")
-    if args.out.exists():
+    if args.out.exists():  # checked before any passphrase is asked for nothing
         raise UsageError(f"{args.out} already exists; refusing to overwrite an identity")
     passphrase = None
     if not args.no_passphrase:
