@@ -10,7 +10,6 @@ import hashlib
 import os
 import stat
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -152,18 +151,20 @@ def load_sealed(
     """Decrypt `source` straight into sealed memory; no plaintext byte reaches a disk."""
     name = str(source)
     harden_process()  # before any plaintext exists in this process
-    with _open_input(source) as handle, ExitStack() as cleanup:
+    with _open_input(source) as handle:
         parsed = read_header(handle, name)
         _check_content_id(parsed, expect_content_id, name)
         file_key = unlock(parsed, openers, name)
         memory = SealedMemory(parsed.header.length)
-        cleanup.callback(memory.close)
-        digest = hashlib.sha256()
-        for segment in open_segments(handle, parsed, file_key, name, progress=progress):
-            memory.append(segment)
-            digest.update(segment)
-        report = memory.seal()
-        cleanup.pop_all()
+        try:
+            digest = hashlib.sha256()
+            for segment in open_segments(handle, parsed, file_key, name, progress=progress):
+                memory.append(segment)
+                digest.update(segment)
+            report = memory.seal()
+        except BaseException:
+            memory.close()  # a failed load leaves no plaintext behind
+            raise
     return SealedModel(parsed.header, memory, report, digest.hexdigest())
 
 

@@ -66,7 +66,7 @@ def harden_process() -> bool:
 
 
 class SealedMemory:
-    """`size` bytes of writable anonymous memory, then sealed read-only by `seal()`."""
+    """An anonymous in-RAM file of `size` bytes: filled by `append`, then `seal`ed."""
 
     def __init__(self, size: int, name: str = "appliance-model") -> None:
         memfd_create = getattr(os, "memfd_create", None)
