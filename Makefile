@@ -45,6 +45,7 @@ bench: $(STAMP)
 		  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq age >/dev/null; }; }
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/seal.py
+	$(BIN)/python bench/audit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

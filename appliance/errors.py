@@ -85,6 +85,13 @@ class HostSecurityError(ApplianceError):
     summary = "host cannot provide a required protection"
 
 
+class AuditError(ApplianceError):
+    """The audit log cannot record an event, so the action that needed it fails."""
+
+    exit_code = 11
+    summary = "audit log unavailable (fail closed)"
+
+
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
@@ -98,4 +105,5 @@ ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
     ContextOverflowError,
     CredentialError,
     HostSecurityError,
+    AuditError,
 )

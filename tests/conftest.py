@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from appliance import catalog
+from appliance.audit import Actor, AuditLog, audit_dir
 from appliance.config import EngineSettings
 from appliance.engine import Engine
+from appliance.seal import Identity
 from tests.ggufs import with_chat_template
 
 # Tests run the real engine; keep it to the cores a CI machine has.
@@ -19,12 +21,25 @@ TEST_SETTINGS = EngineSettings(context_length=2048, threads=2)
 
 
 @pytest.fixture(scope="session")
-def model_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def officer() -> Identity:
+    """The security officer's identity: audit content is sealed to it."""
+    return Identity.generate()
+
+
+def with_officer(home: Path, officer: Identity) -> Path:
+    """Configure `home` so that asks record their content, sealed to `officer`."""
+    with AuditLog(audit_dir(home)) as log:
+        log.set_officers([officer.recipient], Actor("officer", "officer"))
+    return home
+
+
+@pytest.fixture(scope="session")
+def model_home(tmp_path_factory: pytest.TempPathFactory, officer: Identity) -> Path:
     """An appliance home with the default model prepared (verified) in it."""
     home = tmp_path_factory.mktemp("home")
     known = catalog.load_catalog()
     catalog.prepare(known.default_entry, home)
-    return home
+    return with_officer(home, officer)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ import pytest
 
 from appliance import __version__, catalog
 from appliance.errors import ContextOverflowError, InputError, IntegrityError, ModelFormatError
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import assert_one_line_error, run_cli, with_officer
 from tests.test_gguf import prefix_copy, truncation_points
 
 
@@ -59,7 +59,8 @@ def test_chat_answers_each_line_of_a_script(model_home: Path) -> None:
     assert "rome" in result.stdout.lower()
 
 
-def test_the_default_model_is_prepared_on_first_use(tmp_path: Path) -> None:
+def test_the_default_model_is_prepared_on_first_use(tmp_path: Path, officer) -> None:
+    with_officer(tmp_path, officer)
     result = run_cli("ask", "--max-tokens", "4", "Hi", home=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # no progress bar in a pipe

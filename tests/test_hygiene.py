@@ -16,6 +16,9 @@ CORE_MODULES = [
     "appliance.config",
     "appliance.fsutil",
     "appliance.seal",
+    "appliance.audit",
+    "appliance.audit.export",
+    "appliance.session",
 ]
 
 

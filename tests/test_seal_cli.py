@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from appliance import seal
+from appliance.audit import audit_dir
 from appliance.errors import HostSecurityError
 from appliance.seal.header import TAG_SIZE, parse_header
 from tests.conftest import assert_one_line_error, run_cli
@@ -106,16 +107,21 @@ def test_sealed_model_answers_like_the_plain_one(sealed_model: Path, site, model
 def test_sealed_load_writes_no_plaintext_to_any_disk(
     sealed_model: Path, site, model_home: Path, tmp_path: Path
 ) -> None:
-    """Every mount read-only (a private mount namespace): the answer still comes."""
+    """Every mount read-only but the audit log's directory (a private mount
+    namespace; the log holds only metadata and officer-sealed text): the
+    answer still comes."""
     command = [sys.executable, "-m", "appliance", *ASK, "--model", str(sealed_model)]
     command += ["--identity", str(site[0])]
     targets = [tmp_path, model_home, sealed_model.parent, Path("/tmp"), Path("/dev/shm")]
+    log_dir = shlex.quote(str(audit_dir(model_home)))
     script = "\n".join(
         [
             "set -e",
+            f"mount --bind {log_dir} {log_dir}",
             "for m in $(awk '{print $2}' /proc/self/mounts | sort -u); do",
             '  mount -o remount,bind,ro "$m" 2>/dev/null || true',
             "done",
+            f"mount -o remount,bind,rw {log_dir}",
             *(f"! touch {shlex.quote(str(t / 'probe'))} 2>/dev/null" for t in targets),
             "echo read-only >&2",
             f"exec {shlex.join(command)}",

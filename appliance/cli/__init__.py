@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from appliance import __version__
-from appliance.cli import generate, models, seal
+from appliance.cli import audit, generate, models, seal
 from appliance.errors import EXIT_INTERRUPTED, ApplianceError, UsageError
 
 PROG = "appliance"
@@ -40,6 +40,7 @@ def build_parser() -> Parser:
     generate.register(commands)
     models.register(commands)
     seal.register(commands)
+    audit.register(commands)
     return parser
 
 

@@ -12,12 +12,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from appliance import catalog, seal
+from appliance.cli.audit import local_actor, open_log, warn_if_metadata_only
 from appliance.cli.passphrase import openers
 from appliance.cli.progress import byte_progress
 from appliance.cli.seal import add_open_options
 from appliance.config import EngineSettings, GenerationParams, appliance_home
-from appliance.engine import Engine, Generation, Message
+from appliance.engine import Engine, Message
 from appliance.errors import ContextOverflowError, IntegrityError, UsageError
+from appliance.session import Session, Turn
 
 CHAT_HELP = "Commands: /reset forgets the conversation, /exit quits (or Ctrl-D)."
 
@@ -61,12 +63,12 @@ def run_ask(args: argparse.Namespace) -> int:
     if not prompt.strip():
         raise UsageError("the prompt is empty")
     params = _params(args)
-    with open_engine(args) as engine:
-        generation = engine.chat(_conversation(args, [Message("user", prompt)]), params)
-        stream_to(generation, sys.stdout)
+    with open_session(args) as session:
+        turn = session.turn(_conversation(args, [Message("user", prompt)]), params)
+        stream_to(turn, sys.stdout)
         sys.stdout.write("\n")
         if args.stats:
-            stats = generation.stats
+            stats = turn.stats
             print(
                 f"[{stats.prompt_tokens} prompt tokens, {stats.completion_tokens} generated "
                 f"at {stats.tokens_per_second:.1f} tokens/s, finish: {stats.finish_reason}]",
@@ -78,9 +80,9 @@ def run_ask(args: argparse.Namespace) -> int:
 def run_chat(args: argparse.Namespace) -> int:
     params = _params(args)
     interactive = sys.stdin.isatty()
-    with open_engine(args) as engine:
+    with open_session(args) as session:
         if interactive:
-            info = engine.info
+            info = session.engine.info
             print(f"{info.name} ({info.quantization}), local. {CHAT_HELP}", file=sys.stderr)
         turns: list[Message] = []
         for line in _read_lines(interactive):
@@ -94,7 +96,7 @@ def run_chat(args: argparse.Namespace) -> int:
                 continue
             turns.append(Message("user", line))
             try:
-                generation = engine.chat(_conversation(args, turns), params)
+                turn = session.turn(_conversation(args, turns), params)
             except ContextOverflowError as exc:
                 if not interactive:
                     raise
@@ -102,7 +104,7 @@ def run_chat(args: argparse.Namespace) -> int:
                 turns.pop()
                 continue
             try:
-                answer = stream_to(generation, sys.stdout)
+                answer = stream_to(turn, sys.stdout)
             except KeyboardInterrupt:
                 if not interactive:
                     raise
@@ -111,7 +113,7 @@ def run_chat(args: argparse.Namespace) -> int:
                 continue
             sys.stdout.write("\n\n" if interactive else "\n")
             sys.stdout.flush()
-            dropped = generation.stats.dropped_messages
+            dropped = turn.stats.dropped_messages
             if dropped:
                 print(f"[{dropped} older messages left out to fit the context]", file=sys.stderr)
             turns = [*turns[dropped:], Message("assistant", answer)]
@@ -119,13 +121,27 @@ def run_chat(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def open_engine(args: argparse.Namespace) -> Iterator[Engine]:
+def open_session(args: argparse.Namespace) -> Iterator[Session]:
+    """The audit log first (no log, no answer), then the model; every turn audited."""
+    with contextlib.ExitStack() as stack:
+        log = stack.enter_context(open_log())
+        actor = local_actor()
+        log.start_heartbeat(actor)
+        engine, model = stack.enter_context(open_engine(args))
+        warn_if_metadata_only(log)  # once the model loaded: a failure stays one line
+        yield Session(engine, log, actor, model)
+
+
+@contextlib.contextmanager
+def open_engine(args: argparse.Namespace) -> Iterator[tuple[Engine, str]]:
+    """The loaded model, and the name the audit log gives it."""
     settings = EngineSettings(context_length=args.context, threads=args.threads)
     with contextlib.ExitStack() as stack:
         path: str | Path
         if args.model is not None and seal.is_sealed(args.model):
             sealed = stack.enter_context(contextlib.closing(open_sealed(args)))
             path, verified = sealed.path, sealed_is_pinned(sealed)
+            name = sealed.header.content_id
             report = sealed.report
             print(f"[{sealed.header.content_id}: {report.describe()}]", file=sys.stderr)
             if report.warning:
@@ -133,8 +149,8 @@ def open_engine(args: argparse.Namespace) -> Iterator[Engine]:
         else:
             if args.identity or args.content_id:
                 raise UsageError("--identity and --content-id apply to sealed models only")
-            path, verified = resolve_model(args.model)
-        yield stack.enter_context(Engine(path, settings, verified=verified))
+            path, verified, name = resolve_model(args.model)
+        yield stack.enter_context(Engine(path, settings, verified=verified)), name
 
 
 def open_sealed(args: argparse.Namespace) -> seal.SealedModel:
@@ -162,37 +178,38 @@ def sealed_is_pinned(sealed: seal.SealedModel) -> bool:
     return True
 
 
-def resolve_model(name: str | None) -> tuple[Path, bool]:
-    """The model file, and whether its bytes are authenticated.
+def resolve_model(name: str | None) -> tuple[Path, bool, str]:
+    """The model file, whether its bytes are authenticated, and its audit name.
 
     A catalog id resolves to its prepared file, checked against the pinned
     sha256; anything else is a path to a GGUF file from outside the catalog.
     """
     known = catalog.load_catalog()
     if name is not None and name not in known.entries:
-        return Path(name), False
+        return Path(name), False, Path(name).name
     entry = known.get(name) if name else known.default_entry
     home = appliance_home()
     if not catalog.model_path(entry, home).is_file():
         with byte_progress(f"Preparing {entry.id}") as progress:
-            return catalog.prepare(entry, home, progress), True
-    return catalog.verified_path(entry, home), True
+            return catalog.prepare(entry, home, progress), True, entry.content_id
+    return catalog.verified_path(entry, home), True, entry.content_id
 
 
-def stream_to(generation: Generation, out: TextIO) -> str:
-    """Write the answer as it arrives; Ctrl-C cancels generation cleanly."""
-    parts: list[str] = []
+def stream_to(turn: Turn, out: TextIO) -> str:
+    """Write the answer as it arrives; Ctrl-C cancels generation cleanly.
+
+    Closing the turn records the answer; if that fails, so does the command.
+    """
     try:
-        for piece in generation:
+        for piece in turn:
             out.write(piece)
             out.flush()
-            parts.append(piece)
     except KeyboardInterrupt:
-        generation.cancel()
+        turn.cancel()
         raise
     finally:
-        generation.close()
-    return "".join(parts)
+        turn.close()
+    return turn.text
 
 
 def _params(args: argparse.Namespace) -> GenerationParams:

@@ -7,6 +7,7 @@ listed here.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ from appliance.seal.keys import (
     Passphrase,
     Recipient,
     Sealer,
+    decode_key_text,
+    encode_key_text,
 )
 from appliance.seal.memory import MemoryReport, SealedMemory, harden_process
 from appliance.seal.stream import Progress, open_segments, read_header, seal_stream, unlock
@@ -53,11 +56,15 @@ __all__ = [
     "SealedModel",
     "Sealer",
     "Stanza",
+    "decode_key_text",
+    "encode_key_text",
     "inspect_file",
     "is_content_id",
     "is_sealed",
     "load_sealed",
+    "open_bytes",
     "read_identity",
+    "seal_bytes",
     "seal_file",
     "unseal_file",
     "write_identity",
@@ -122,6 +129,24 @@ def unseal_file(
             for segment in open_segments(handle, parsed, file_key, name, progress=progress):
                 sink.write(segment)
     return parsed.header
+
+
+def seal_bytes(data: bytes, sealers: Sequence[Sealer], content_id: str) -> bytes:
+    """A small message as one sealed file, in memory (audit content, for instance)."""
+    sink = io.BytesIO()
+    seal_stream(io.BytesIO(data), len(data), sink, sealers, content_id)
+    return sink.getvalue()
+
+
+def open_bytes(
+    blob: bytes, openers: Sequence[Opener], name: str, *, expect_content_id: str | None = None
+) -> bytes:
+    """The plaintext of a sealed file held in memory; `name` is used in errors."""
+    handle = io.BytesIO(blob)
+    parsed = read_header(handle, name)
+    _check_content_id(parsed, expect_content_id, name)
+    file_key = unlock(parsed, openers, name)
+    return b"".join(bytes(segment) for segment in open_segments(handle, parsed, file_key, name))
 
 
 @dataclass

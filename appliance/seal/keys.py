@@ -64,10 +64,10 @@ class Recipient:
 
     @classmethod
     def parse(cls, text: str) -> Recipient:
-        return cls(_decode_key(RECIPIENT_PREFIX, text.strip().lower(), "recipient"))
+        return cls(decode_key_text(RECIPIENT_PREFIX, text.strip().lower(), "recipient"))
 
     def __str__(self) -> str:
-        return _encode_key(RECIPIENT_PREFIX, self.public_bytes).lower()
+        return encode_key_text(RECIPIENT_PREFIX, self.public_bytes).lower()
 
     def wrap(self, file_key: bytes, random: Random = os.urandom) -> Stanza:
         ephemeral = X25519PrivateKey.from_private_bytes(random(_KEY_BYTES))
@@ -90,7 +90,7 @@ class Identity:
 
     @classmethod
     def parse(cls, text: str) -> Identity:
-        raw = _decode_key(SECRET_PREFIX, text.strip().upper(), "identity")
+        raw = decode_key_text(SECRET_PREFIX, text.strip().upper(), "identity", secret=True)
         return cls(X25519PrivateKey.from_private_bytes(raw))
 
     def secret_text(self) -> str:
@@ -99,7 +99,7 @@ class Identity:
             serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
         )
-        return _encode_key(SECRET_PREFIX, raw).upper()
+        return encode_key_text(SECRET_PREFIX, raw).upper()
 
     @property
     def recipient(self) -> Recipient:
@@ -187,19 +187,21 @@ def _raw_public(key: X25519PublicKey) -> bytes:
 # -- text encoding ------------------------------------------------------------
 # prefix + base32(key || first 4 bytes of SHA-256(prefix || key)), unpadded:
 # copy-and-paste mistakes are caught by the checksum before any key is used.
+# The audit log's device key uses the same encoding with its own prefix.
 
 
 def _checksum(prefix: str, key: bytes) -> bytes:
     return hashlib.sha256(prefix.encode("ascii") + key).digest()[:4]
 
 
-def _encode_key(prefix: str, key: bytes) -> str:
+def encode_key_text(prefix: str, key: bytes) -> str:
     body = base64.b32encode(key + _checksum(prefix, key)).decode("ascii").rstrip("=")
     return prefix + body
 
 
-def _decode_key(prefix: str, text: str, what: str) -> bytes:
-    shown = f"'{text[:12]}...'" if what == "recipient" else "the key"  # never echo a secret
+def decode_key_text(prefix: str, text: str, what: str, *, secret: bool = False) -> bytes:
+    """The 32 key bytes of `text`, or a UsageError that names no secret."""
+    shown = "the key" if secret else f"'{text[:12]}...'"
     bad = UsageError(f"{shown} is not a valid {what} (expected {prefix}...)")
     if not text.startswith(prefix):
         raise bad

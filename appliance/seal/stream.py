@@ -65,8 +65,9 @@ def seal_stream(
     header = Header(SUITE_AES_256_GCM, segment_size, length, content_id, random(SALT_SIZE), stanzas)
     sink.write(header.render(header_mac(header, file_key)))
     aead = AESGCM(payload_key(header, file_key))
-    plain = memoryview(bytearray(segment_size))
-    sealed = memoryview(bytearray(segment_size + TAG_SIZE))
+    buffer = _buffer_size(header)
+    plain = memoryview(bytearray(buffer))
+    sealed = memoryview(bytearray(buffer + TAG_SIZE))
     done = 0
     count = header.segment_count
     for index in range(count):
@@ -119,8 +120,9 @@ def open_segments(
     """
     header = parsed.header
     aead = AESGCM(payload_key(header, file_key))
-    sealed = memoryview(bytearray(header.segment_size + TAG_SIZE))
-    plain = memoryview(bytearray(header.segment_size))
+    buffer = _buffer_size(header)
+    sealed = memoryview(bytearray(buffer + TAG_SIZE))
+    plain = memoryview(bytearray(buffer))
     count = header.segment_count
     done = 0
     for index in range(count):
@@ -146,6 +148,11 @@ def open_segments(
         yield target
     if handle.read(1):
         raise IntegrityError(f"{name} has bytes after its final segment")
+
+
+def _buffer_size(header: Header) -> int:
+    """One segment, or less for a short file: small messages stay cheap to seal."""
+    return max(1, min(header.segment_size, header.length))
 
 
 def _read_into(handle: BinaryIO, view: memoryview) -> int:

@@ -1,0 +1,407 @@
+"""The log's SQLite database: schema, the single-writer append, and reads.
+
+Durability: WAL with synchronous=FULL, so a committed event survives power
+loss. Concurrency: every append is one BEGIN IMMEDIATE transaction that reads
+the chain head and writes after it, so processes appending at once queue up
+and never fork the chain. Triggers refuse UPDATE and DELETE (prune may only
+drop the content of events a logged prune covers). Triggers are guard rails
+against mistakes; the hash chain and signed checkpoints are what detect a
+determined tamperer, and the officer's trusted checkpoint is what bounds one
+who holds the device key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import sqlite3
+import threading
+import urllib.parse
+import uuid
+from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from appliance.audit.content import key_id
+from appliance.audit.keys import Checkpoint, DeviceKey
+from appliance.audit.record import (
+    GENESIS_CHAIN,
+    Actor,
+    Event,
+    encode_leaf,
+    leaf_hash,
+    next_chain,
+    now_us,
+)
+from appliance.audit.verify import Row, Walk, walk
+from appliance.errors import AuditError
+
+SCHEMA_VERSION = 1
+PARALLEL_FROM = 50_000  # events; below this a process pool costs more than it saves
+MAX_WORKERS = 8
+SYSTEM = Actor("appliance", "system")
+
+# Queryable columns are generated from the stored leaf, so they can never
+# disagree with what the chain covers. They are not indexed: an index costs
+# every durable append extra pages, and only officers' queries would gain.
+_FIELD = "json_extract(CAST(leaf AS TEXT), '$.{}')"
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    leaf BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL,
+    chain BLOB NOT NULL,
+    content BLOB,
+    time_us INTEGER GENERATED ALWAYS AS ({_FIELD.format("time_us")}) VIRTUAL,
+    user TEXT GENERATED ALWAYS AS ({_FIELD.format("user")}) VIRTUAL,
+    role TEXT GENERATED ALWAYS AS ({_FIELD.format("role")}) VIRTUAL,
+    action TEXT GENERATED ALWAYS AS ({_FIELD.format("action")}) VIRTUAL,
+    object TEXT GENERATED ALWAYS AS ({_FIELD.format("object")}) VIRTUAL,
+    outcome TEXT GENERATED ALWAYS AS ({_FIELD.format("outcome")}) VIRTUAL,
+    label TEXT GENERATED ALWAYS AS ({_FIELD.format("label")}) VIRTUAL,
+    prune_through INTEGER GENERATED ALWAYS AS (
+        CASE WHEN {_FIELD.format("action")} = 'prune'
+        THEN {_FIELD.format("details.through_seq")} END) VIRTUAL
+);
+CREATE TABLE IF NOT EXISTS content_keys (
+    id BLOB PRIMARY KEY,
+    sealed BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS content_keys_no_update BEFORE UPDATE ON content_keys
+BEGIN SELECT RAISE(ABORT, 'content keys are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS content_keys_no_delete BEFORE DELETE ON content_keys
+BEGIN SELECT RAISE(ABORT, 'content keys are append-only'); END;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq INTEGER PRIMARY KEY,
+    body BLOB NOT NULL,
+    signature BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS events_append_only BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_prune_only BEFORE UPDATE ON events
+WHEN NOT (NEW.seq IS OLD.seq AND NEW.leaf IS OLD.leaf AND NEW.leaf_hash IS OLD.leaf_hash
+          AND NEW.chain IS OLD.chain AND NEW.content IS NULL
+          AND OLD.seq <= coalesce((SELECT prune_through FROM events
+                                   WHERE prune_through IS NOT NULL
+                                   ORDER BY seq DESC LIMIT 1), 0))
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS meta_no_update BEFORE UPDATE ON meta
+BEGIN SELECT RAISE(ABORT, 'the log identity is fixed'); END;
+CREATE TRIGGER IF NOT EXISTS meta_no_delete BEFORE DELETE ON meta
+BEGIN SELECT RAISE(ABORT, 'the log identity is fixed'); END;
+"""
+
+
+_INSERT = "INSERT INTO events (seq, leaf, leaf_hash, chain, content) VALUES (?, ?, ?, ?, ?)"
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An event ready to append: its content already sealed (or none)."""
+
+    event: Event
+    content: bytes | None = None
+    content_sha256: str | None = None
+    content_key: tuple[bytes, bytes] | None = None  # (id, sealed key) the content needs
+
+
+class Store:
+    """The log database: a writer connection (the caller serialises its use)
+    and a read-only one that sees only committed events, for any thread."""
+
+    def __init__(self, path: Path, key: DeviceKey, *, lock_timeout: float = 10.0) -> None:
+        self.path = path
+        self.key = key
+        self.lock_timeout = lock_timeout
+        _create_private(path)
+        self._head_cache: tuple[int, bytes] | None = None  # (seq, chain) this handle wrote last
+        try:
+            self.conn = sqlite3.connect(
+                path, timeout=lock_timeout, isolation_level=None, check_same_thread=False
+            )
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.log_id = self._initialise()
+            self.reader = _connect_read_only(path, lock_timeout)
+            self.db = sqlite_utils.Database(self.reader)
+        except sqlite3.Error as exc:
+            raise self._failure(exc) from None
+
+    def close(self) -> None:
+        self.conn.close()
+        if hasattr(self, "reader"):
+            self.reader.close()
+
+    # -- writing ---------------------------------------------------------------
+
+    def append(
+        self, batch: Sequence[Pending], *, checkpoint: bool
+    ) -> tuple[int, Checkpoint | None]:
+        """Append `batch` in one durable transaction; the last seq and any checkpoint.
+
+        The head this handle last wrote is tried first: if another process
+        appended since, that seq is taken, the insert fails on the primary
+        key, and the real head is read. Either way the write lock is held, so
+        the chain cannot fork.
+        """
+        head = self._head_cache
+        self._head_cache = None
+        with self._transaction():
+            seq, chain = head or self._head()
+            for index, pending in enumerate(batch):
+                if pending.content_key is not None:
+                    self.conn.execute(
+                        "INSERT OR IGNORE INTO content_keys (id, sealed) VALUES (?, ?)",
+                        pending.content_key,
+                    )
+                leaf = encode_leaf(pending.event, now_us(), pending.content_sha256)
+                hashed = leaf_hash(leaf)
+                row = (seq + 1, leaf, hashed, next_chain(chain, hashed), pending.content)
+                try:
+                    self.conn.execute(_INSERT, row)
+                except sqlite3.IntegrityError:
+                    if index > 0 or head is None:
+                        raise
+                    seq, chain = self._head()  # another writer moved the head
+                    row = (seq + 1, leaf, hashed, next_chain(chain, hashed), pending.content)
+                    self.conn.execute(_INSERT, row)
+                seq, chain = row[0], row[3]
+            made = self._checkpoint(seq, chain) if checkpoint else None
+        self._head_cache = (seq, chain)
+        return seq, made
+
+    def checkpoint(self) -> Checkpoint | None:
+        """Sign the head unless it is signed already (or the log is empty)."""
+        with self._transaction():
+            seq, chain = self._head()
+            return self._checkpoint(seq, chain)
+
+    def prune(self, before_us: int, actor: Actor, details: dict[str, Any]) -> tuple[int, int]:
+        """Drop the content of events older than `before_us`; (through_seq, dropped)."""
+        with self._transaction():
+            row = self.conn.execute(
+                "SELECT max(seq) FROM events WHERE time_us < ?", (before_us,)
+            ).fetchone()
+            through = int(row[0] or 0)
+            dropped = self.conn.execute(
+                "SELECT count(*) FROM events WHERE seq <= ? AND content IS NOT NULL", (through,)
+            ).fetchone()[0]
+            event = Event(actor, "prune", None, "ok", None, {**details, "through_seq": through})
+            seq, chain = self._head()
+            leaf = encode_leaf(event, now_us(), None)
+            hashed = leaf_hash(leaf)
+            seq, chain = seq + 1, next_chain(chain, hashed)
+            self.conn.execute(
+                "INSERT INTO events (seq, leaf, leaf_hash, chain) VALUES (?, ?, ?, ?)",
+                (seq, leaf, hashed, chain),
+            )
+            self.conn.execute(
+                "UPDATE events SET content = NULL WHERE seq <= ? AND content IS NOT NULL",
+                (through,),
+            )
+            self._checkpoint(seq, chain)
+        return through, int(dropped)
+
+    # -- reading ---------------------------------------------------------------
+
+    def rows(self, after: int = 0) -> Iterator[Row]:
+        """Events after `after`, in seq order (for export: stored types, as is)."""
+        return _rows(self.reader, after, None)
+
+    def walk_ranges(
+        self,
+        content_keys: Collection[bytes],
+        marks: Collection[int],
+        *,
+        workers: int | None = None,
+        parallel_from: int = PARALLEL_FROM,
+    ) -> list[Walk]:
+        """Walk the whole log, long logs in parallel ranges (one per core).
+
+        Each range starts from the stored chain just before it; the range
+        before proves that value, so together they prove the whole chain.
+        """
+        last = self.head_seq()
+        if workers is None:
+            workers = min(len(os.sched_getaffinity(0)), MAX_WORKERS)
+        # fork() is safe only while this process runs no other thread.
+        if workers < 2 or last < parallel_from or threading.active_count() > 1:
+            return [_walk_range(str(self.path), 1, last, content_keys, marks)]
+        size = -(-last // workers)
+        ranges = [(start, min(start + size - 1, last)) for start in range(1, last + 1, size)]
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(len(ranges) - 1, mp_context=context) as pool:
+            others = [
+                pool.submit(_walk_range, str(self.path), first, end, content_keys, marks)
+                for first, end in ranges[1:]
+            ]
+            walks = [_walk_range(str(self.path), *ranges[0], content_keys, marks)]
+            return walks + [future.result() for future in others]
+
+    def checkpoints(self, after: int = 0) -> dict[int, Checkpoint]:
+        cursor = self.reader.execute(
+            "SELECT seq, body, signature FROM checkpoints WHERE seq > ? ORDER BY seq", (after,)
+        )
+        return {
+            seq: Checkpoint.from_parts(body, signature, f"checkpoint at seq {seq}")
+            for seq, body, signature in cursor
+        }
+
+    def content_keys(self) -> dict[bytes, bytes]:
+        """Sealed content keys by id, the id recomputed from the bytes (never trusted)."""
+        rows = self.reader.execute("SELECT CAST(sealed AS BLOB) FROM content_keys").fetchall()
+        return {key_id(sealed): sealed for (sealed,) in rows}
+
+    def chain_at(self, seq: int) -> bytes | None:
+        if seq == 0:
+            return GENESIS_CHAIN
+        row = self.reader.execute("SELECT chain FROM events WHERE seq = ?", (seq,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def query(
+        self, where: str, params: Sequence[Any], limit: int | None
+    ) -> Iterator[dict[str, Any]]:
+        """Events matching `where` (over the generated columns), oldest first."""
+        return self.db.table("events").rows_where(
+            where or None,
+            list(params),
+            select="seq, leaf, content",
+            order_by="seq",
+            limit=limit,
+        )
+
+    def head_seq(self) -> int:
+        row = self.reader.execute("SELECT max(seq) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    # -- internals ---------------------------------------------------------------
+
+    def _initialise(self) -> str:
+        """Create the schema and the genesis event once; return the log id."""
+        with self._transaction():
+            db = sqlite_utils.Database(self.conn)
+            db.table("meta").create({"key": str, "value": str}, pk="key", if_not_exists=True)
+            db.executescript(_SCHEMA)  # statement by statement, inside this transaction
+            meta = {row["key"]: row["value"] for row in db.table("meta").rows}
+            if "log" in meta:
+                if meta.get("device_key") != str(self.key.public):
+                    raise AuditError(
+                        f"the audit device key does not match the log {self.path}; "
+                        "restore the original key"
+                    )
+                return str(meta["log"])
+            log_id = uuid.uuid4().hex
+            db.table("meta").insert_all(
+                [
+                    {"key": "log", "value": log_id},
+                    {"key": "device_key", "value": str(self.key.public)},
+                    {"key": "schema", "value": str(SCHEMA_VERSION)},
+                ]
+            )
+            genesis = Event(
+                SYSTEM,
+                "log_created",
+                details={"log": log_id, "device_key": self.key.public.fingerprint},
+            )
+            leaf = encode_leaf(genesis, now_us(), None)
+            hashed = leaf_hash(leaf)
+            chain = next_chain(GENESIS_CHAIN, hashed)
+            self.conn.execute(
+                "INSERT INTO events (seq, leaf, leaf_hash, chain) VALUES (1, ?, ?, ?)",
+                (leaf, hashed, chain),
+            )
+            self.log_id = log_id
+            self._checkpoint(1, chain)
+            return log_id
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT; any SQLite failure becomes an AuditError."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._failure(exc) from None
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._failure(exc) from None
+            raise
+
+    def _head(self) -> tuple[int, bytes]:
+        query = "SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1"
+        row = self.conn.execute(query).fetchone()
+        return (0, GENESIS_CHAIN) if row is None else (int(row[0]), bytes(row[1]))
+
+    def _checkpoint(self, seq: int, chain: bytes) -> Checkpoint | None:
+        if seq == 0:
+            return None
+        done = self.conn.execute("SELECT 1 FROM checkpoints WHERE seq = ?", (seq,)).fetchone()
+        if done:
+            return None
+        made = Checkpoint.sign(self.key, self.log_id, seq, chain, now_us())
+        self.conn.execute(
+            "INSERT INTO checkpoints (seq, body, signature) VALUES (?, ?, ?)",
+            (seq, made.body, made.signature),
+        )
+        return made
+
+    def _failure(self, exc: sqlite3.Error) -> AuditError:
+        message = str(exc)
+        if "locked" in message or "busy" in message:
+            return AuditError(
+                f"the audit log {self.path} stayed locked by another process for more than "
+                f"{self.lock_timeout:g} s"
+            )
+        return AuditError(f"cannot write the audit log {self.path}: {message}")
+
+
+def _rows(conn: sqlite3.Connection, after: int, through: int | None) -> Iterator[Row]:
+    return conn.execute(
+        "SELECT seq, leaf, leaf_hash, chain, content FROM events"
+        " WHERE seq > ? AND seq <= ? ORDER BY seq",
+        (after, through if through is not None else 2**63 - 1),
+    )
+
+
+def _walk_range(
+    path: str, first: int, end: int, content_keys: Collection[bytes], marks: Collection[int]
+) -> Walk:
+    """Walk seq first..end on a read-only connection of its own.
+
+    Text arrives as bytes, so whatever type an editor stored is hashed as is
+    (and fails); a NULL fails as a wrong type.
+    """
+    conn = _connect_read_only(Path(path), 10.0)
+    conn.text_factory = bytes
+    try:
+        before = conn.execute("SELECT chain FROM events WHERE seq = ?", (first - 1,)).fetchone()
+        base = GENESIS_CHAIN if first == 1 else (before[0] if before else b"")
+        return walk(_rows(conn, first - 1, end), first - 1, base, content_keys, marks, end)
+    finally:
+        conn.close()
+
+
+def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+    return sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False)
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (its -wal/-shm copy the mode)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    except OSError as exc:
+        raise AuditError(f"cannot open the audit log {path}: {exc.strerror}") from None

@@ -1,0 +1,303 @@
+"""`appliance audit ...`: the security officer's view of the audit log."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pwd
+import sys
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from appliance.audit import Actor, AuditLog, Checkpoint, PublicKey, TamperError, audit_dir
+from appliance.audit.export import FORMATS, verify_export, write_export
+from appliance.cli.passphrase import add_passphrase_option, openers
+from appliance.cli.progress import byte_progress
+from appliance.config import appliance_home
+from appliance.errors import InputError, UsageError
+from appliance.fsutil import atomic_writer
+from appliance.seal import Recipient
+
+
+def register(commands: Any) -> None:
+    audit = commands.add_parser("audit", help="verify, export and read the audit log")
+    sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+
+    key = sub.add_parser("key", help="the device's public key (give it to verify-export)")
+    key.set_defaults(run=run_key)
+
+    verify = sub.add_parser("verify", help="check the whole chain and every checkpoint")
+    verify.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    _add_trust_options(verify, pubkey_required=False)
+    verify.set_defaults(run=run_verify)
+
+    export = sub.add_parser("export", help="write a signed export for offline verification")
+    export.add_argument("--out", type=Path, required=True, metavar="FILE")
+    export.add_argument(
+        "--since", metavar="CHECKPOINT", help="a checkpoint file or a seq: export only what follows"
+    )
+    export.add_argument("--format", choices=FORMATS, default="jsonl")
+    export.set_defaults(run=run_export)
+
+    check = sub.add_parser("verify-export", help="verify an export on any machine")
+    check.add_argument("export", type=Path, metavar="FILE")
+    check.add_argument("--json", action="store_true", help="machine-readable result on stdout")
+    _add_trust_options(check, pubkey_required=True)
+    check.add_argument(
+        "--save-checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="where to write the export's last checkpoint, to trust next time "
+        "(default: advance the --trusted-checkpoint file)",
+    )
+    check.set_defaults(run=run_verify_export)
+
+    show = sub.add_parser("show", help="list events (metadata; content with --decrypt)")
+    show.add_argument("--since", metavar="TIME", help="ISO date or time (UTC unless given)")
+    show.add_argument("--actor", metavar="USER")
+    show.add_argument("--action", metavar="ACTION")
+    show.add_argument("--limit", type=int, metavar="N")
+    show.add_argument("--json", action="store_true", help="one JSON object per line")
+    show.add_argument(
+        "--decrypt", action="store_true", help="open prompts and answers (officer identity)"
+    )
+    show.add_argument("--identity", action="append", type=Path, metavar="KEYFILE")
+    add_passphrase_option(show, "that unlocks the identity")
+    show.set_defaults(run=run_show)
+
+    prune = sub.add_parser("prune", help="drop sealed content older than a date (hashes stay)")
+    prune.add_argument("--before", required=True, metavar="DATE", help="ISO date or time (UTC)")
+    prune.set_defaults(run=run_prune)
+
+    officer = sub.add_parser("officer", help="show or set the officer keys content is sealed to")
+    officer.add_argument("recipients", nargs="*", metavar="RECIPIENT", help="apr1...")
+    officer.set_defaults(run=run_officer)
+
+
+def _add_trust_options(parser: argparse.ArgumentParser, *, pubkey_required: bool) -> None:
+    parser.add_argument(
+        "--pubkey",
+        required=pubkey_required,
+        metavar="KEY",
+        help="the device public key (aak1...) from 'appliance audit key'",
+    )
+    parser.add_argument(
+        "--trusted-checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="the last checkpoint you verified: the log must extend it",
+    )
+
+
+def local_actor() -> Actor:
+    """Who runs this command. Local accounts stand in until users and roles exist."""
+    try:
+        name = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        name = f"uid{os.getuid()}"
+    return Actor(name, "local")
+
+
+@contextlib.contextmanager
+def open_log(*, existing: bool = False) -> Iterator[AuditLog]:
+    """The home's audit log; made at first start unless `existing` is required."""
+    directory = audit_dir(appliance_home())
+    if existing and not (directory / "log.db").is_file():
+        raise InputError(f"there is no audit log in {directory} yet")
+    with AuditLog(directory) as log:
+        yield log
+
+
+def warn_if_metadata_only(log: AuditLog) -> None:
+    if not log.records_content:
+        print(
+            "audit: no security officer key is configured, so prompts and answers are not "
+            "recorded, only metadata (an officer runs 'appliance audit officer RECIPIENT')",
+            file=sys.stderr,
+        )
+
+
+def run_key(args: argparse.Namespace) -> int:
+    with open_log() as log:
+        key = log.key.public
+        print(f"Audit log:        {log.log_id}")
+        print(f"Device key:       {key.fingerprint}")
+        print("Public key (for 'appliance audit verify-export --pubkey'):")
+        print(key)
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    key = PublicKey.parse(args.pubkey) if args.pubkey else None
+    trusted = _read_checkpoint(args.trusted_checkpoint)
+    with open_log(existing=True) as log:
+        try:
+            report = log.verify(key, trusted)
+        except TamperError as exc:
+            _print_failure(args.json, exc)
+            raise
+    if args.json:
+        print(json.dumps(report.as_json()))
+        return 0
+    print(f"Audit log verified: {_summary(report.as_json())}.")
+    if report.unsigned_tail:
+        print(f"{report.unsigned_tail} events after the last checkpoint are not signed yet.")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    if out.exists() or out.is_symlink():
+        raise UsageError(f"{out} already exists; refusing to overwrite it")
+    since = _parse_since(args.since)
+    with (
+        open_log(existing=True) as log,
+        byte_progress("Exporting") as progress,
+        atomic_writer(out, mode=0o600) as sink,
+    ):
+        result = write_export(
+            log, sink, local_actor(), fmt=args.format, since=since, progress=progress
+        )
+    print(
+        f"Exported {result.events} events (seq {result.first_seq}-{result.last_seq}) to {out}; "
+        f"signed checkpoint at seq {result.last_seq}."
+    )
+    return 0
+
+
+def run_verify_export(args: argparse.Namespace) -> int:
+    key = PublicKey.parse(args.pubkey)
+    trusted = _read_checkpoint(args.trusted_checkpoint)
+    with byte_progress(f"Verifying {args.export.name}") as progress:
+        try:
+            result = verify_export(args.export, key, trusted, progress=progress)
+        except TamperError as exc:
+            _print_failure(args.json, exc)
+            raise
+    save = args.save_checkpoint or args.trusted_checkpoint
+    if save is not None:
+        with atomic_writer(save, mode=0o644) as handle:
+            handle.write(result.checkpoint.to_file_bytes())
+    summary = result.report.as_json()
+    if args.json:
+        print(json.dumps({**summary, "saved_checkpoint": str(save) if save else None}))
+        return 0
+    extends = (
+        f"; extends the trusted checkpoint at seq {summary['trusted_seq']}"
+        if trusted
+        else "; no trusted checkpoint given, so a deleted tail cannot be ruled out"
+    )
+    print(f"Export verified: {_summary(summary)}{extends}.")
+    if save is not None:
+        print(f"Trust next time: {save} ({result.checkpoint.describe()}).")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    if args.decrypt and not args.identity:
+        raise UsageError("--decrypt needs the officer's --identity")
+    keys = openers(args.identity, args.passphrase_file) if args.decrypt else []
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    since = _parse_time(args.since) if args.since else None
+    with open_log(existing=True) as log:
+        opener = log.content_opener(keys) if keys else None
+        rows = log.events(since_us=since, user=args.actor, action=args.action, limit=args.limit)
+        for row in rows:
+            event = json.loads(row["leaf"])
+            seq, blob = row["seq"], row["content"]
+            state = "sealed" if blob is not None else "pruned" if "content_sha256" in event else "-"
+            content = opener.open(blob, seq) if opener and blob is not None else None
+            _print_event(seq, event, state, content, args.json)
+    return 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    before = _parse_time(args.before)
+    with open_log(existing=True) as log:
+        through, dropped = log.prune(before, local_actor(), {"before": args.before})
+    print(
+        f"Dropped the sealed content of {dropped} events up to seq {through}; their metadata "
+        "and hashes stay, and the prune is logged."
+    )
+    return 0
+
+
+def run_officer(args: argparse.Namespace) -> int:
+    with open_log() as log:
+        if args.recipients:
+            recipients = [Recipient.parse(text) for text in args.recipients]
+            log.set_officers(recipients, local_actor())
+            print(f"Audit content is now sealed to {len(recipients)} officer key(s).")
+            return 0
+        for recipient in log.officers:
+            print(recipient)
+    return 0
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def _read_checkpoint(path: Path | None) -> Checkpoint | None:
+    return Checkpoint.read_file(path) if path is not None else None
+
+
+def _parse_since(text: str | None) -> Checkpoint | int | None:
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    return Checkpoint.read_file(Path(text))
+
+
+def _parse_time(text: str) -> int:
+    """Microseconds since the epoch for an ISO date or date-time (UTC by default)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            moment = datetime.combine(date.fromisoformat(text), datetime.min.time())
+        except ValueError:
+            raise UsageError(f"'{text}' is not an ISO date or time (2026-01-31T08:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1_000_000)
+
+
+def _summary(report: dict[str, Any]) -> str:
+    text = (
+        f"{report['events']} events (seq {report['first_seq']}-{report['last_seq']}), "
+        f"{report['checkpoints']} signed checkpoints"
+    )
+    if report["pruned"]:
+        text += f", {report['pruned']} contents pruned"
+    return text
+
+
+def _print_failure(as_json: bool, exc: TamperError) -> None:
+    if as_json:
+        print(json.dumps({"ok": False, "seq": exc.seq, "reason": exc.reason}))
+
+
+def _print_event(
+    seq: int, event: dict[str, Any], state: str, content: dict[str, str] | None, as_json: bool
+) -> None:
+    """One event; `state` says whether its content is sealed, pruned or absent (-)."""
+    when = datetime.fromtimestamp(event["time_us"] / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    if as_json:
+        record = {"seq": seq, **event, "time": when + "Z", "content_state": state}
+        if content is not None:
+            record["content"] = content
+        print(json.dumps(record, ensure_ascii=False))
+        return
+    label = event.get("label") or "-"
+    print(
+        f"{seq:>6}  {when}  {event['user']}/{event['role']}  {event['action']}  "
+        f"{event.get('object') or '-'}  {event['outcome']}  {label}  content:{state}"
+    )
+    for name, text in (content or {}).items():
+        print(f"        {name}: {text}")
