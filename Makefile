@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/seal.py
 	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/dlp.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -92,6 +92,34 @@ class AuditError(ApplianceError):
     summary = "audit log unavailable (fail closed)"
 
 
+class PolicyError(ApplianceError):
+    """A policy file is invalid: unknown key, wrong type or bad value."""
+
+    exit_code = 12
+    summary = "invalid policy"
+
+
+class BlockedError(ApplianceError):
+    """The policy refused the request: DLP block, clearance, or no air gap."""
+
+    exit_code = 13
+    summary = "refused by policy"
+
+
+class AuthenticationError(ApplianceError):
+    """Unknown user, wrong password, locked account or expired session."""
+
+    exit_code = 14
+    summary = "authentication failed"
+
+
+class PermissionDeniedError(ApplianceError):
+    """The signed-in user's role may not do this (separation of duties)."""
+
+    exit_code = 15
+    summary = "not permitted for this role"
+
+
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
@@ -106,4 +134,8 @@ ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
     CredentialError,
     HostSecurityError,
     AuditError,
+    PolicyError,
+    BlockedError,
+    AuthenticationError,
+    PermissionDeniedError,
 )

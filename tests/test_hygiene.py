@@ -18,6 +18,7 @@ CORE_MODULES = [
     "appliance.seal",
     "appliance.audit",
     "appliance.audit.export",
+    "appliance.policy",
     "appliance.session",
 ]
 

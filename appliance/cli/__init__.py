@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from appliance import __version__
-from appliance.cli import audit, generate, models, seal
-from appliance.errors import EXIT_INTERRUPTED, ApplianceError, UsageError
+from appliance.cli import airgap, audit, generate, models, policy, seal
+from appliance.errors import EXIT_INTERRUPTED, ApplianceError, BlockedError, UsageError
+from appliance.policy.egress import EgressDenied, install_guard
 
 PROG = "appliance"
 
@@ -41,15 +42,20 @@ def build_parser() -> Parser:
     models.register(commands)
     seal.register(commands)
     audit.register(commands)
+    policy.register(commands)
+    airgap.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    install_guard()  # before anything runs: no command of the appliance uses the network
     try:
         args = build_parser().parse_args(seal.route(list(sys.argv[1:] if argv is None else argv)))
         return int(args.run(args) or 0)
     except ApplianceError as exc:
         return _fail(str(exc), exc.exit_code)
+    except EgressDenied as exc:
+        return _fail(str(exc), BlockedError.exit_code)
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -1,0 +1,158 @@
+"""Air-gap attestation: which interfaces are up and which routes lead off the host.
+
+Read from /proc/net (this process's network namespace): interfaces from
+/proc/net/dev with their flags, IPv4 routes from /proc/net/route, IPv6 routes
+from /proc/net/ipv6_route. The host counts as air-gapped when no interface
+but loopback is up and no route uses one. The policy's
+`network.require_airgap` turns a failed attestation into a refusal to serve.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
+RTF_UP = 0x1
+SIOCGIFFLAGS = 0x8913
+
+
+@dataclass(frozen=True)
+class Interface:
+    name: str
+    up: bool
+    loopback: bool
+
+
+@dataclass(frozen=True)
+class Route:
+    family: str  # "ipv4" or "ipv6"
+    destination: str  # CIDR; "default" for 0.0.0.0/0 and ::/0
+    gateway: str | None
+    interface: str
+
+
+@dataclass
+class Attestation:
+    interfaces: list[Interface]
+    routes: list[Route]  # routes that leave the host (not via loopback)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def airgapped(self) -> bool:
+        return not self.reasons
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "airgapped": self.airgapped,
+            "reasons": self.reasons,
+            "interfaces": [asdict(i) for i in self.interfaces],
+            "routes": [asdict(r) for r in self.routes],
+        }
+
+
+def attest(proc: Path = Path("/proc"), flags: Callable[[str], int] | None = None) -> Attestation:
+    """Attest this namespace's network (`proc` and `flags` are replaced in tests)."""
+    flags_of = flags or interface_flags
+    interfaces = [
+        Interface(name, bool(flags_of(name) & IFF_UP), bool(flags_of(name) & IFF_LOOPBACK))
+        for name in _interface_names(proc)
+    ]
+    loopback = {i.name for i in interfaces if i.loopback}
+    up = {i.name for i in interfaces if i.up}
+    routes = [
+        route
+        for route in [*_ipv4_routes(proc), *_ipv6_routes(proc)]
+        if route.interface not in loopback and route.interface in up
+    ]
+    result = Attestation(interfaces, routes)
+    for interface in interfaces:
+        if interface.up and not interface.loopback:
+            result.reasons.append(f"interface {interface.name} is up")
+    for route in routes:
+        via = f" via {route.gateway}" if route.gateway else ""
+        result.reasons.append(f"{route.family} route {route.destination}{via} on {route.interface}")
+    return result
+
+
+def _read(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except OSError:
+        return []
+
+
+def _interface_names(proc: Path) -> list[str]:
+    lines = _read(proc / "net" / "dev")[2:]  # two header lines
+    return [line.split(":", 1)[0].strip() for line in lines if ":" in line]
+
+
+_IFREQ = "16sH22x"  # struct ifreq: the name, then ifr_flags in a 24-byte union
+
+
+def interface_flags(name: str) -> int:
+    """The interface's flags in this process's network namespace (SIOCGIFFLAGS).
+
+    An AF_UNIX socket carries the namespace, so this works where the systemd
+    unit allows no other address family. Unknown counts as up (fail closed).
+    """
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            request = struct.pack(_IFREQ, name.encode()[:15], 0)
+            reply = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request)
+    except OSError:
+        return IFF_UP
+    return int(struct.unpack(_IFREQ, reply)[1])
+
+
+def _ipv4_routes(proc: Path) -> list[Route]:
+    routes = []
+    for line in _read(proc / "net" / "route")[1:]:
+        fields = line.split()
+        if len(fields) < 8 or not int(fields[3], 16) & RTF_UP:
+            continue
+        destination = _ipv4(fields[1])
+        prefix = bin(int(fields[7], 16)).count("1")
+        gateway = _ipv4(fields[2])
+        routes.append(
+            Route(
+                "ipv4",
+                "default" if prefix == 0 else f"{destination}/{prefix}",
+                None if gateway == "0.0.0.0" else gateway,
+                fields[0],
+            )
+        )
+    return routes
+
+
+def _ipv4(little_endian_hex: str) -> str:
+    return str(ipaddress.IPv4Address(struct.pack("<I", int(little_endian_hex, 16))))
+
+
+def _ipv6_routes(proc: Path) -> list[Route]:
+    routes = []
+    for line in _read(proc / "net" / "ipv6_route"):
+        fields = line.split()
+        if len(fields) < 10 or not int(fields[8], 16) & RTF_UP:
+            continue
+        destination = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
+        prefix = int(fields[1], 16)
+        gateway = ipaddress.IPv6Address(bytes.fromhex(fields[4]))
+        if destination.is_multicast:
+            continue
+        routes.append(
+            Route(
+                "ipv6",
+                "default" if prefix == 0 else f"{destination}/{prefix}",
+                None if gateway.is_unspecified else str(gateway),
+                fields[9],
+            )
+        )
+    return routes

@@ -1,0 +1,303 @@
+"""Policy files: a strict TOML schema, versioned.
+
+Every key is known and typed: an unknown key, a wrong type or a bad value is
+refused with the file and the key's dotted path. Schema: docs/formats/policy.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import InputError, PolicyError
+
+SCHEMA_VERSION = 1
+MAX_POLICY_FILE = 256 * 1024
+ACTIONS = ("allow", "redact", "block", "label")
+DETECTORS = (
+    "rrn",
+    "foreigner_rn",
+    "passport",
+    "driver_license",
+    "phone",
+    "business_rn",
+    "corporate_rn",
+    "bank_account",
+    "service_number",
+    "mgrs",
+    "marking",
+)
+MARKINGS = ("restricted", "cui", "secret-3", "secret-2", "secret-1")
+COLOURS = ("green", "blue", "yellow", "red", "magenta", "cyan", "white", "orange")
+_ID = re.compile(r"[a-z][a-z0-9-]{0,31}")
+
+
+@dataclass(frozen=True)
+class Level:
+    """One classification level; `rank` orders them (0 is the lowest)."""
+
+    id: str
+    rank: int
+    ko: str
+    en: str
+    colour: str
+    markings: tuple[str, ...] = ()
+
+    def name(self, language: str) -> str:
+        return self.ko if language == "ko" else self.en
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a detector's findings do, on the way in and on the way out."""
+
+    input: str
+    output: str
+    level: str | None = None  # for "label": the level the turn is raised to
+
+
+@dataclass(frozen=True)
+class CustomDetector:
+    id: str
+    pattern: re.Pattern[str]
+    rule: Rule
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    version: int
+    language: str
+    description: str
+    allow_dev_mode: bool
+    lockout_failures: int
+    lockout_minutes: int
+    idle_timeout_minutes: int
+    min_password_length: int
+    require_content: bool
+    require_airgap: bool
+    levels: tuple[Level, ...]
+    default_level: str
+    holdback: int
+    rules: dict[str, Rule]
+    custom: tuple[CustomDetector, ...]
+    sha256: str
+    source: str
+    _by_id: dict[str, Level] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._by_id.update({level.id: level for level in self.levels})
+
+    def level(self, level_id: str) -> Level:
+        try:
+            return self._by_id[level_id]
+        except KeyError:
+            known = ", ".join(self._by_id)
+            raise PolicyError(f"no classification level '{level_id}' (known: {known})") from None
+
+    def level_for_marking(self, marking: str) -> Level | None:
+        """The lowest level that claims `marking`, or None."""
+        return next((lvl for lvl in self.levels if marking in lvl.markings), None)
+
+    @property
+    def lowest(self) -> Level:
+        return self.levels[0]
+
+    def describe(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate a policy file; PolicyError names the file and key."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_POLICY_FILE + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read the policy {path}: {exc.strerror}") from None
+    if len(data) > MAX_POLICY_FILE:
+        raise PolicyError(f"{path}: larger than {MAX_POLICY_FILE // 1024} KiB")
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise PolicyError(f"{path}: not valid TOML ({exc})") from None
+    return _Reader(str(path)).policy(raw, hashlib.sha256(data).hexdigest())
+
+
+class _Reader:
+    """Walks the TOML document, refusing anything the schema does not name."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, problem: str) -> PolicyError:
+        return PolicyError(f"{self.source}: {key}: {problem}")
+
+    def table(self, value: Any, key: str, allowed: set[str], required: set[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        for name in value:
+            if name not in allowed:
+                raise self.fail(f"{key}.{name}" if key else name, "unknown key")
+        for name in required - set(value):
+            raise self.fail(f"{key}.{name}" if key else name, "missing")
+        return value
+
+    def typed(self, value: Any, key: str, kind: type) -> Any:
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+            raise self.fail(key, f"must be {kind.__name__}")
+        return value
+
+    def number(self, value: Any, key: str, low: int, high: int) -> int:
+        number = self.typed(value, key, int)
+        if not low <= number <= high:
+            raise self.fail(key, f"must be between {low} and {high}")
+        return int(number)
+
+    def choice(self, value: Any, key: str, choices: tuple[str, ...]) -> str:
+        text = self.typed(value, key, str)
+        if text not in choices:
+            raise self.fail(key, f"must be one of {', '.join(choices)}")
+        return str(text)
+
+    def policy(self, raw: dict[str, Any], digest: str) -> Policy:
+        sections = {"policy", "identity", "audit", "network", "classification", "dlp"}
+        top = self.table(raw, "", sections, sections - {"dlp"})
+        meta = self.table(
+            top["policy"], "policy", {"name", "version", "language", "description"},
+            {"name", "version", "language"},
+        )  # fmt: skip
+        name = self.typed(meta["name"], "policy.name", str)
+        if not _ID.fullmatch(name):
+            raise self.fail("policy.name", "must be lower-case letters, digits and -")
+        ident = self.table(
+            top["identity"],
+            "identity",
+            keys := {
+                "allow_dev_mode",
+                "lockout_failures",
+                "lockout_minutes",
+                "idle_timeout_minutes",
+                "min_password_length",
+            },
+            keys,
+        )
+        audit = self.table(top["audit"], "audit", {"require_content"}, {"require_content"})
+        network = self.table(top["network"], "network", {"require_airgap"}, {"require_airgap"})
+        levels, default = self.classification(top["classification"])
+        holdback, rules, custom = self.dlp(top.get("dlp", {}), {lvl.id for lvl in levels})
+        return Policy(
+            name=name,
+            version=self.number(meta["version"], "policy.version", 1, 1_000_000),
+            language=self.choice(meta["language"], "policy.language", ("ko", "en")),
+            description=self.typed(meta.get("description", ""), "policy.description", str),
+            allow_dev_mode=self.typed(ident["allow_dev_mode"], "identity.allow_dev_mode", bool),
+            lockout_failures=self.number(
+                ident["lockout_failures"], "identity.lockout_failures", 1, 100
+            ),
+            lockout_minutes=self.number(
+                ident["lockout_minutes"], "identity.lockout_minutes", 1, 10080
+            ),
+            idle_timeout_minutes=self.number(
+                ident["idle_timeout_minutes"], "identity.idle_timeout_minutes", 1, 1440
+            ),
+            min_password_length=self.number(
+                ident["min_password_length"], "identity.min_password_length", 8, 256
+            ),
+            require_content=self.typed(audit["require_content"], "audit.require_content", bool),
+            require_airgap=self.typed(network["require_airgap"], "network.require_airgap", bool),
+            levels=levels,
+            default_level=default,
+            holdback=holdback,
+            rules=rules,
+            custom=custom,
+            sha256=digest,
+            source=self.source,
+        )
+
+    def classification(self, raw: Any) -> tuple[tuple[Level, ...], str]:
+        table = self.table(raw, "classification", {"default", "levels"}, {"default", "levels"})
+        entries = self.typed(table["levels"], "classification.levels", list)
+        if not 1 <= len(entries) <= 16:
+            raise self.fail("classification.levels", "must list 1 to 16 levels")
+        levels: list[Level] = []
+        claimed: set[str] = set()
+        for rank, entry in enumerate(entries):
+            key = f"classification.levels[{rank}]"
+            item = self.table(
+                entry, key, {"id", "ko", "en", "colour", "markings"}, {"id", "ko", "en", "colour"}
+            )
+            level_id = self.typed(item["id"], f"{key}.id", str)
+            if not _ID.fullmatch(level_id) or any(lvl.id == level_id for lvl in levels):
+                raise self.fail(f"{key}.id", "must be a new lower-case id")
+            markings = tuple(self.typed(item.get("markings", []), f"{key}.markings", list))
+            for marking in markings:
+                self.choice(marking, f"{key}.markings", MARKINGS)
+                if marking in claimed:
+                    raise self.fail(f"{key}.markings", f"'{marking}' is claimed by two levels")
+                claimed.add(marking)
+            levels.append(
+                Level(
+                    level_id,
+                    rank,
+                    self.typed(item["ko"], f"{key}.ko", str),
+                    self.typed(item["en"], f"{key}.en", str),
+                    self.choice(item["colour"], f"{key}.colour", COLOURS),
+                    markings,
+                )
+            )
+        default = self.typed(table["default"], "classification.default", str)
+        if default not in {lvl.id for lvl in levels}:
+            raise self.fail("classification.default", f"no level '{default}'")
+        return tuple(levels), default
+
+    def dlp(
+        self, raw: Any, level_ids: set[str]
+    ) -> tuple[int, dict[str, Rule], tuple[CustomDetector, ...]]:
+        table = self.table(raw, "dlp", {"holdback", "detectors", "custom"}, set())
+        holdback = self.number(table.get("holdback", 48), "dlp.holdback", 32, 1024)
+        detectors = self.table(table.get("detectors", {}), "dlp.detectors", set(DETECTORS), set())
+        rules = {
+            name: self.rule(detectors.get(name, {}), f"dlp.detectors.{name}", level_ids)
+            for name in DETECTORS
+        }
+        custom: list[CustomDetector] = []
+        for index, entry in enumerate(self.typed(table.get("custom", []), "dlp.custom", list)):
+            key = f"dlp.custom[{index}]"
+            item = self.table(
+                entry, key, {"id", "pattern", "input", "output", "level"}, {"id", "pattern"}
+            )
+            custom_id = self.typed(item["id"], f"{key}.id", str)
+            if not _ID.fullmatch(custom_id) or custom_id in DETECTORS:
+                raise self.fail(f"{key}.id", "must be a new lower-case id")
+            source = self.typed(item["pattern"], f"{key}.pattern", str)
+            try:
+                pattern = re.compile(source)
+            except re.error as exc:
+                raise self.fail(
+                    f"{key}.pattern", f"not a valid regular expression ({exc})"
+                ) from None
+            if pattern.search(""):
+                raise self.fail(f"{key}.pattern", "matches the empty string")
+            rule_fields = {k: v for k, v in item.items() if k in {"input", "output", "level"}}
+            custom.append(
+                CustomDetector(custom_id, pattern, self.rule(rule_fields, key, level_ids))
+            )
+        return holdback, rules, tuple(custom)
+
+    def rule(self, raw: Any, key: str, level_ids: set[str]) -> Rule:
+        item = self.table(raw, key, {"input", "output", "level"}, set())
+        rule = Rule(
+            self.choice(item.get("input", "allow"), f"{key}.input", ACTIONS),
+            self.choice(item.get("output", "allow"), f"{key}.output", ACTIONS),
+            self.typed(item["level"], f"{key}.level", str) if "level" in item else None,
+        )
+        if rule.level is not None and rule.level not in level_ids:
+            raise self.fail(f"{key}.level", f"no level '{rule.level}'")
+        is_marking = key == "dlp.detectors.marking"
+        if "label" in (rule.input, rule.output) and rule.level is None and not is_marking:
+            raise self.fail(f"{key}.level", "is required when an action is 'label'")
+        return rule
