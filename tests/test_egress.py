@@ -157,4 +157,5 @@ def test_a_namespace_without_network_is_air_gapped(tmp_path: Path) -> None:
         "reasons": [],
         "interfaces": [{"name": "lo", "up": False, "loopback": True}],
         "routes": [],
+        "override": None,
     }

@@ -19,6 +19,7 @@ CORE_MODULES = [
     "appliance.audit",
     "appliance.audit.export",
     "appliance.policy",
+    "appliance.identity",
     "appliance.session",
 ]
 

@@ -50,6 +50,10 @@ ACTIONS = frozenset(
         "heartbeat",
         "start",
         "shutdown",
+        "user_add",
+        "user_lock",
+        "user_unlock",
+        "password_change",
     }
 )
 OUTCOMES = frozenset({"ok", "denied", "failed", "cancelled"})

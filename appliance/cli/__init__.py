@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from appliance import __version__
-from appliance.cli import airgap, audit, generate, models, policy, seal
+from appliance.cli import airgap, audit, generate, models, policy, seal, users
 from appliance.errors import EXIT_INTERRUPTED, ApplianceError, BlockedError, UsageError
 from appliance.policy.egress import EgressDenied, install_guard
 
@@ -44,6 +44,7 @@ def build_parser() -> Parser:
     audit.register(commands)
     policy.register(commands)
     airgap.register(commands)
+    users.register(commands)
     return parser
 
 

@@ -5,21 +5,21 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import pwd
 import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from appliance.audit import Actor, AuditLog, Checkpoint, PublicKey, TamperError, audit_dir
+from appliance.audit import Actor, AuditLog, Checkpoint, Event, PublicKey, TamperError, audit_dir
 from appliance.audit.export import FORMATS, verify_export, write_export
+from appliance.cli.auth import add_auth_options, sign_in
 from appliance.cli.passphrase import add_passphrase_option, openers
 from appliance.cli.progress import byte_progress
 from appliance.config import appliance_home
 from appliance.errors import InputError, UsageError
 from appliance.fsutil import atomic_writer
+from appliance.policy import active_policy
 from appliance.seal import Recipient
 
 
@@ -28,11 +28,13 @@ def register(commands: Any) -> None:
     sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
 
     key = sub.add_parser("key", help="the device's public key (give it to verify-export)")
+    add_auth_options(key)
     key.set_defaults(run=run_key)
 
     verify = sub.add_parser("verify", help="check the whole chain and every checkpoint")
     verify.add_argument("--json", action="store_true", help="machine-readable result on stdout")
     _add_trust_options(verify, pubkey_required=False)
+    add_auth_options(verify)
     verify.set_defaults(run=run_verify)
 
     export = sub.add_parser("export", help="write a signed export for offline verification")
@@ -41,6 +43,7 @@ def register(commands: Any) -> None:
         "--since", metavar="CHECKPOINT", help="a checkpoint file or a seq: export only what follows"
     )
     export.add_argument("--format", choices=FORMATS, default="jsonl")
+    add_auth_options(export)
     export.set_defaults(run=run_export)
 
     check = sub.add_parser("verify-export", help="verify an export on any machine")
@@ -67,14 +70,17 @@ def register(commands: Any) -> None:
     )
     show.add_argument("--identity", action="append", type=Path, metavar="KEYFILE")
     add_passphrase_option(show, "that unlocks the identity")
+    add_auth_options(show)
     show.set_defaults(run=run_show)
 
     prune = sub.add_parser("prune", help="drop sealed content older than a date (hashes stay)")
     prune.add_argument("--before", required=True, metavar="DATE", help="ISO date or time (UTC)")
+    add_auth_options(prune)
     prune.set_defaults(run=run_prune)
 
     officer = sub.add_parser("officer", help="show or set the officer keys content is sealed to")
     officer.add_argument("recipients", nargs="*", metavar="RECIPIENT", help="apr1...")
+    add_auth_options(officer)
     officer.set_defaults(run=run_officer)
 
 
@@ -93,15 +99,6 @@ def _add_trust_options(parser: argparse.ArgumentParser, *, pubkey_required: bool
     )
 
 
-def local_actor() -> Actor:
-    """Who runs this command. Local accounts stand in until users and roles exist."""
-    try:
-        name = pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        name = f"uid{os.getuid()}"
-    return Actor(name, "local")
-
-
 @contextlib.contextmanager
 def open_log(*, existing: bool = False) -> Iterator[AuditLog]:
     """The home's audit log; made at first start unless `existing` is required."""
@@ -110,6 +107,23 @@ def open_log(*, existing: bool = False) -> Iterator[AuditLog]:
         raise InputError(f"there is no audit log in {directory} yet")
     with AuditLog(directory) as log:
         yield log
+
+
+@contextlib.contextmanager
+def signed_in(
+    args: argparse.Namespace, permission: str, *, existing: bool = True
+) -> Iterator[tuple[AuditLog, Actor]]:
+    """The audit log and the signed-in user, who must hold `permission`."""
+    home = appliance_home()
+    policy = active_policy(home)
+    with open_log(existing=existing) as log:
+        principal = sign_in(args, home, policy, log)
+        actor = Actor(principal.user, principal.role)
+        if not principal.may(permission):
+            details = {"permission": permission}
+            log.record(Event(actor, "policy_block", "audit log", "denied", details=details))
+            principal.require(permission)
+        yield log, actor
 
 
 def warn_if_metadata_only(log: AuditLog) -> None:
@@ -122,7 +136,7 @@ def warn_if_metadata_only(log: AuditLog) -> None:
 
 
 def run_key(args: argparse.Namespace) -> int:
-    with open_log() as log:
+    with signed_in(args, "audit.read", existing=False) as (log, _):
         key = log.key.public
         print(f"Audit log:        {log.log_id}")
         print(f"Device key:       {key.fingerprint}")
@@ -134,7 +148,7 @@ def run_key(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     key = PublicKey.parse(args.pubkey) if args.pubkey else None
     trusted = _read_checkpoint(args.trusted_checkpoint)
-    with open_log(existing=True) as log:
+    with signed_in(args, "audit.read") as (log, _):
         try:
             report = log.verify(key, trusted)
         except TamperError as exc:
@@ -155,13 +169,11 @@ def run_export(args: argparse.Namespace) -> int:
         raise UsageError(f"{out} already exists; refusing to overwrite it")
     since = _parse_since(args.since)
     with (
-        open_log(existing=True) as log,
+        signed_in(args, "audit.read") as (log, actor),
         byte_progress("Exporting") as progress,
         atomic_writer(out, mode=0o600) as sink,
     ):
-        result = write_export(
-            log, sink, local_actor(), fmt=args.format, since=since, progress=progress
-        )
+        result = write_export(log, sink, actor, fmt=args.format, since=since, progress=progress)
     print(
         f"Exported {result.events} events (seq {result.first_seq}-{result.last_seq}) to {out}; "
         f"signed checkpoint at seq {result.last_seq}."
@@ -200,11 +212,12 @@ def run_verify_export(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     if args.decrypt and not args.identity:
         raise UsageError("--decrypt needs the officer's --identity")
-    keys = openers(args.identity, args.passphrase_file) if args.decrypt else []
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1")
     since = _parse_time(args.since) if args.since else None
-    with open_log(existing=True) as log:
+    permission = "audit.content" if args.decrypt else "audit.read"
+    with signed_in(args, permission) as (log, _):
+        keys = openers(args.identity, args.passphrase_file) if args.decrypt else []
         opener = log.content_opener(keys) if keys else None
         rows = log.events(since_us=since, user=args.actor, action=args.action, limit=args.limit)
         for row in rows:
@@ -218,8 +231,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_prune(args: argparse.Namespace) -> int:
     before = _parse_time(args.before)
-    with open_log(existing=True) as log:
-        through, dropped = log.prune(before, local_actor(), {"before": args.before})
+    with signed_in(args, "audit.prune") as (log, actor):
+        through, dropped = log.prune(before, actor, {"before": args.before})
     print(
         f"Dropped the sealed content of {dropped} events up to seq {through}; their metadata "
         "and hashes stay, and the prune is logged."
@@ -228,10 +241,11 @@ def run_prune(args: argparse.Namespace) -> int:
 
 
 def run_officer(args: argparse.Namespace) -> int:
-    with open_log() as log:
+    permission = "audit.officer-keys" if args.recipients else "audit.read"
+    with signed_in(args, permission, existing=False) as (log, actor):
         if args.recipients:
             recipients = [Recipient.parse(text) for text in args.recipients]
-            log.set_officers(recipients, local_actor())
+            log.set_officers(recipients, actor)
             print(f"Audit content is now sealed to {len(recipients)} officer key(s).")
             return 0
         for recipient in log.officers:

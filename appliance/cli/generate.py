@@ -12,13 +12,20 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from appliance import catalog, seal
-from appliance.cli.audit import local_actor, open_log, warn_if_metadata_only
+from appliance.audit import Actor, AuditLog, Event, audit_dir
+from appliance.cli.audit import warn_if_metadata_only
+from appliance.cli.auth import add_auth_options, sign_in
 from appliance.cli.passphrase import openers
 from appliance.cli.progress import byte_progress
 from appliance.cli.seal import add_open_options
 from appliance.config import EngineSettings, GenerationParams, appliance_home
 from appliance.engine import Engine, Message
-from appliance.errors import ContextOverflowError, IntegrityError, UsageError
+from appliance.errors import BlockedError, ContextOverflowError, IntegrityError, UsageError
+from appliance.identity import Principal
+from appliance.policy import Level, Policy, active_policy
+from appliance.policy.airgap import attest
+from appliance.policy.egress import report_to
+from appliance.policy.override import current
 from appliance.session import Session, Turn
 
 CHAT_HELP = "Commands: /reset forgets the conversation, /exit quits (or Ctrl-D)."
@@ -42,6 +49,10 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         "--model", help="catalog id, or a .gguf or sealed file (default: the default model)"
     )
     add_open_options(parser)
+    add_auth_options(parser)
+    parser.add_argument(
+        "--level", metavar="LEVEL", help="classification level of the session (a policy level id)"
+    )
     parser.add_argument("--system", help="system prompt")
     parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens, metavar="N")
     parser.add_argument("--temperature", type=float, default=defaults.temperature, metavar="T")
@@ -122,14 +133,64 @@ def run_chat(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def open_session(args: argparse.Namespace) -> Iterator[Session]:
-    """The audit log first (no log, no answer), then the model; every turn audited."""
+    """Policy, audit log, sign-in, air gap, then the model: every check before any answer."""
+    home = appliance_home()
+    policy = active_policy(home)
     with contextlib.ExitStack() as stack:
-        log = stack.enter_context(open_log())
-        actor = local_actor()
+        log = stack.enter_context(AuditLog(audit_dir(home), require_content=policy.require_content))
+        report_to(lambda event, target: _record_egress(log, event, target))
+        principal = sign_in(args, home, policy, log)
+        actor = Actor(principal.user, principal.role)
+        level = _session_level(args, policy, principal, log)
+        airgap = _check_airgap(policy, actor, log)
+        details = {"policy": policy.name, "version": policy.version, "sha256": policy.sha256}
+        log.record(Event(actor, "start", "appliance", details={**details, "airgap": airgap}))
         log.start_heartbeat(actor)
         engine, model = stack.enter_context(open_engine(args))
         warn_if_metadata_only(log)  # once the model loaded: a failure stays one line
-        yield Session(engine, log, actor, model)
+        yield Session(engine, log, policy, principal, model, level)
+
+
+def _session_level(
+    args: argparse.Namespace, policy: Policy, principal: Principal, log: AuditLog
+) -> Level:
+    level = policy.level(args.level or policy.default_level)
+    clearance = policy.level(principal.clearance)
+    if level.rank > clearance.rank:
+        actor = Actor(principal.user, principal.role)
+        details = {"level": level.id, "clearance": clearance.id}
+        log.record(Event(actor, "policy_block", "appliance", "denied", level.id, details))
+        raise BlockedError(
+            f"{principal.user} is cleared to {clearance.name(policy.language)}, "
+            f"not {level.name(policy.language)}"
+        )
+    return level
+
+
+def _check_airgap(policy: Policy, actor: Actor, log: AuditLog) -> str:
+    """'air-gapped', or why not; refuses to serve where the policy requires the gap."""
+    attestation = attest()
+    if attestation.airgapped:
+        return "air-gapped"
+    reason = attestation.reasons[0]
+    override = current(appliance_home())
+    if policy.require_airgap and override is not None:
+        return f"{reason}; requirement {override.describe()}"
+    if policy.require_airgap:
+        details = {"airgap": reason}
+        log.record(Event(actor, "policy_block", "appliance", "denied", details=details))
+        raise BlockedError(
+            f"policy {policy.describe()} requires an air gap, but {reason}; "
+            "run the appliance under its systemd unit (no network) or disconnect the host"
+        )
+    return f"not required ({reason})"
+
+
+def _record_egress(log: AuditLog, event: str, target: str) -> None:
+    details = {"egress": event, "target": target}
+    log.record(
+        Event(Actor("appliance", "system"), "policy_block", "network", "denied", None, details)
+    )
 
 
 @contextlib.contextmanager

@@ -25,13 +25,21 @@ def add_passphrase_option(parser: argparse.ArgumentParser, purpose: str) -> None
 
 def read_passphrase(file: Path | None, prompt: str, *, confirm: bool = False) -> Passphrase:
     """The passphrase from `file`, else typed (twice with `confirm`) on the terminal."""
+    return Passphrase(read_secret(file, prompt, confirm=confirm).encode("utf-8"))
+
+
+def read_secret(file: Path | None, prompt: str, *, confirm: bool = False) -> str:
+    """A passphrase or password: the first line of `file`, else typed on the terminal."""
     if file is not None:
-        return Passphrase(_from_file(file))
+        try:
+            return _from_file(file).decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"the file {file} does not hold UTF-8 text") from None
     _require_terminal()
     first = getpass.getpass(f"{prompt}: ")
     if confirm and getpass.getpass(f"{prompt} (again): ") != first:
-        raise UsageError("the two passphrases differ")
-    return Passphrase(first.encode("utf-8"))
+        raise UsageError("the two entries differ")
+    return first
 
 
 def passphrase_source(file: Path | None, prompt: str) -> Callable[[], Passphrase]:
