@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from appliance.errors import ConfigError
+from appliance.errors import ConfigError, InputError
 
 
 @contextlib.contextmanager
@@ -45,3 +45,18 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def read_limited(path: Path, limit: int, what: str) -> bytes:
+    """A small file the user named (a key, a policy, a checkpoint), read whole.
+
+    One sentence if it is missing or unreadable, or larger than `limit` bytes.
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InputError(f"{what} {path} is larger than {limit:,} bytes")
+    return data

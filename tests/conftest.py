@@ -86,3 +86,18 @@ def assert_one_line_error(result, code: int, fragment: str) -> None:
     assert lines[0].startswith("appliance: ")
     assert fragment in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def in_private_mounts(script: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run a shell script in a private mount namespace (mounts changed there stay there)."""
+    environment = {**os.environ, "APPLIANCE_HOME": str(home), **env}
+    environment.pop("APPLIANCE_DEBUG", None)
+    return subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+        check=False,
+        start_new_session=True,
+    )

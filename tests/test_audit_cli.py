@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 
 from appliance.audit import audit_dir
 from appliance.seal import Identity, write_identity
-from tests.conftest import assert_one_line_error, run_cli, with_officer
+from tests.conftest import assert_one_line_error, in_private_mounts, run_cli, with_officer
 
 ASK = ["ask", "--max-tokens", "8", "--temperature", "0"]
 
@@ -95,7 +93,7 @@ def test_a_read_only_audit_log_fails_the_ask(model_path: Path, home: Path) -> No
         f"mount --bind {log_dir} {log_dir} && mount -o remount,bind,ro {log_dir} && "
         f"exec {shlex.join(command)}"
     )
-    result = _in_namespace(script, home)
+    result = in_private_mounts(script, home)
     assert_one_line_error(result, 11, "audit log")
     assert result.stdout == ""  # no answer without its record
 
@@ -114,23 +112,9 @@ def test_a_full_disk_fails_the_ask(model_path: Path, home: Path, tmp_path: Path)
             f"exec {shlex.join(command)}",
         ]
     )
-    result = _in_namespace(script, home)
+    result = in_private_mounts(script, home)
     assert_one_line_error(result, 11, "full")
     assert result.stdout == ""
-
-
-def _in_namespace(script: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "APPLIANCE_HOME": str(home)}
-    env.pop("APPLIANCE_DEBUG", None)
-    return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-        start_new_session=True,
-    )
 
 
 def test_export_and_verify_export_advance_the_trusted_checkpoint(

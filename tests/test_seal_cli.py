@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from appliance import seal
 from appliance.audit import audit_dir
 from appliance.errors import HostSecurityError
 from appliance.seal.header import TAG_SIZE, parse_header
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import assert_one_line_error, in_private_mounts, run_cli
 
 pytestmark = pytest.mark.model
 
@@ -127,16 +126,7 @@ def test_sealed_load_writes_no_plaintext_to_any_disk(
             f"exec {shlex.join(command)}",
         ]
     )
-    env = {**os.environ, "APPLIANCE_HOME": str(model_home), "TMPDIR": str(tmp_path)}
-    result = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-        start_new_session=True,
-    )
+    result = in_private_mounts(script, model_home, TMPDIR=str(tmp_path))
     assert result.stderr.startswith("read-only"), result.stderr
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()

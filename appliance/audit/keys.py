@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from appliance.errors import ConfigError, InputError, IntegrityError
-from appliance.fsutil import fsync_directory
+from appliance.fsutil import fsync_directory, read_limited
 from appliance.seal import decode_key_text, encode_key_text
 
 PUBLIC_KEY_PREFIX = "aak1"  # appliance audit key, version 1
@@ -184,13 +184,7 @@ class Checkpoint:
 
     @classmethod
     def read_file(cls, path: Path) -> Checkpoint:
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_CHECKPOINT_FILE + 1)
-        except OSError as exc:
-            raise InputError(f"cannot read the checkpoint {path}: {exc.strerror}") from None
-        if len(data) > MAX_CHECKPOINT_FILE:
-            raise InputError(f"{path} is too large to be a checkpoint")
+        data = read_limited(path, MAX_CHECKPOINT_FILE, "the checkpoint")
         try:
             record: Any = json.loads(data)
             if record.get("format") != CHECKPOINT_FORMAT:

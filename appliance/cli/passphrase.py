@@ -8,7 +8,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from appliance.errors import InputError, UsageError
+from appliance.errors import UsageError
+from appliance.fsutil import read_limited
 from appliance.seal import Identity, Opener, Passphrase, read_identity
 
 MAX_PASSPHRASE_FILE = 4096
@@ -63,13 +64,7 @@ def openers(identity_files: list[Path] | None, passphrase_file: Path | None) -> 
 
 
 def _from_file(file: Path) -> bytes:
-    try:
-        with open(file, "rb") as handle:
-            data = handle.read(MAX_PASSPHRASE_FILE + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read the passphrase file {file}: {exc.strerror}") from None
-    if len(data) > MAX_PASSPHRASE_FILE:
-        raise InputError(f"the passphrase file {file} is larger than {MAX_PASSPHRASE_FILE} bytes")
+    data = read_limited(file, MAX_PASSPHRASE_FILE, "the passphrase file")
     line = data.split(b"\n", 1)[0].removesuffix(b"\r")
     if not line:
         raise UsageError(f"the passphrase file {file} holds an empty passphrase")

@@ -125,18 +125,18 @@ def run_passwd(args: argparse.Namespace) -> int:
 
 
 def run_lock(args: argparse.Namespace) -> int:
-    _, log, actor = _admin_session(args)
-    with log, Users(appliance_home()) as users:
-        users.lock(args.name)
-        log.record(Event(actor, "user_lock", args.name), checkpoint=True)
-    print(f"Locked {args.name}.")
-    return 0
+    return _set_locked(args, locked=True)
 
 
 def run_unlock(args: argparse.Namespace) -> int:
+    return _set_locked(args, locked=False)
+
+
+def _set_locked(args: argparse.Namespace, *, locked: bool) -> int:
     _, log, actor = _admin_session(args)
     with log, Users(appliance_home()) as users:
-        users.unlock(args.name)
-        log.record(Event(actor, "user_unlock", args.name), checkpoint=True)
-    print(f"Unlocked {args.name}.")
+        (users.lock if locked else users.unlock)(args.name)
+        action = "user_lock" if locked else "user_unlock"
+        log.record(Event(actor, action, args.name), checkpoint=True)
+    print(f"{'Locked' if locked else 'Unlocked'} {args.name}.")
     return 0

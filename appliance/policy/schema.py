@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import InputError, PolicyError
+from appliance.errors import PolicyError
+from appliance.fsutil import read_limited
 
 SCHEMA_VERSION = 1
 MAX_POLICY_FILE = 256 * 1024
@@ -113,13 +114,7 @@ class Policy:
 
 def load_policy(path: Path) -> Policy:
     """Read and validate a policy file; PolicyError names the file and key."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_POLICY_FILE + 1)
-    except OSError as exc:
-        raise InputError(f"cannot read the policy {path}: {exc.strerror}") from None
-    if len(data) > MAX_POLICY_FILE:
-        raise PolicyError(f"{path}: larger than {MAX_POLICY_FILE // 1024} KiB")
+    data = read_limited(path, MAX_POLICY_FILE, "the policy")
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
