@@ -18,14 +18,60 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from appliance.audit import Actor, AuditLog, Event
 from appliance.config import GenerationParams
 from appliance.engine import Engine, Generation, GenerationStats, Message
 from appliance.errors import ApplianceError, AuthenticationError, BlockedError
-from appliance.identity import Principal
+from appliance.identity import DEV_ROLE, Principal, Users, has_users
 from appliance.policy import Checked, Level, OutputGuard, Policy, check_input
+
+SETUP_HINT = "an admin creates the first account with 'appliance setup --admin NAME'"
+
+
+def development_mode(home: Path, policy: Policy, account: str) -> Principal | None:
+    """The local account with every role, if the home has no users and the policy allows it."""
+    if has_users(home):
+        return None
+    if not policy.allow_dev_mode:
+        raise AuthenticationError(
+            f"no users exist and policy {policy.describe()} forbids development mode; {SETUP_HINT}"
+        )
+    return Principal(account, DEV_ROLE, policy.levels[-1].id, dev=True)
+
+
+def authenticate(home: Path, policy: Policy, log: AuditLog, user: str, password: str) -> Principal:
+    """Check a password against the home's users; every outcome is audited.
+
+    Failures count towards the policy's lockout; the password is never logged.
+    """
+    if not has_users(home):
+        raise AuthenticationError(f"there are no users yet; {SETUP_HINT}")
+    failure = Actor(user, "unknown")
+    with Users(home) as users:
+        try:
+            result = users.sign_in(
+                user,
+                password,
+                max_failures=policy.lockout_failures,
+                lockout_minutes=policy.lockout_minutes,
+            )
+        except AuthenticationError:  # a locked account
+            details = {"locked": True}
+            log.record(Event(failure, "login_failed", "appliance", "denied", details=details))
+            raise
+    if result.principal is None:
+        details = {"locked_now": result.locked_now}
+        log.record(Event(failure, "login_failed", "appliance", "denied", details=details))
+        message = "wrong user name or password"
+        if result.locked_now:
+            message += f"; the account is now locked for {policy.lockout_minutes} minutes"
+        raise AuthenticationError(message)
+    principal = result.principal
+    log.record(Event(Actor(principal.user, principal.role), "login", "appliance"))
+    return principal
 
 
 @dataclass
