@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/appliance chat
+	$(BIN)/appliance ui
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/seal.py
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/dlp.py
+	$(BIN)/python bench/tui.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

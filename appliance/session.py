@@ -131,15 +131,21 @@ class Session:
             raise
         return turn
 
+    def idle(self) -> bool:
+        """Whether the policy's idle timeout has passed since the last activity."""
+        return time.monotonic() - self.last_active > self.policy.idle_timeout_minutes * 60
+
+    def sign_out(self, reason: str) -> None:
+        self.audit.record(Event(self.actor, "logout", details={"reason": reason}))
+
     def _check_idle(self) -> None:
-        idle = time.monotonic() - self.last_active
-        self.last_active = time.monotonic()
-        if idle > self.policy.idle_timeout_minutes * 60:
-            self.audit.record(Event(self.actor, "logout", details={"reason": "idle"}))
+        if self.idle():
+            self.sign_out("idle")
             raise AuthenticationError(
                 f"the session was idle for more than {self.policy.idle_timeout_minutes} "
                 "minutes; sign in again"
             )
+        self.last_active = time.monotonic()
 
     def _record_findings(self, checked: Checked | OutputGuard, direction: str) -> None:
         summary = checked.summary()
@@ -206,6 +212,11 @@ class Turn(Iterator[str]):
     @property
     def label(self) -> Level:
         return self.guard.label
+
+    @property
+    def outcome(self) -> str:
+        """ok, cancelled, denied or failed (final once the turn is closed)."""
+        return self._outcome
 
     def __next__(self) -> str:
         assert self.generation is not None

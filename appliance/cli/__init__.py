@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from appliance import __version__
-from appliance.cli import airgap, audit, generate, models, policy, seal, users
+from appliance.cli import airgap, audit, generate, models, policy, seal, ui, users
 from appliance.errors import EXIT_INTERRUPTED, ApplianceError, BlockedError, UsageError
 from appliance.policy.egress import EgressDenied, install_guard
 
@@ -45,6 +45,7 @@ def build_parser() -> Parser:
     policy.register(commands)
     airgap.register(commands)
     users.register(commands)
+    ui.register(commands)
     return parser
 
 

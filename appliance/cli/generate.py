@@ -43,20 +43,12 @@ def register(commands: Any) -> None:
     chat.set_defaults(run=run_chat)
 
 
-def _add_options(parser: argparse.ArgumentParser) -> None:
-    defaults = GenerationParams()
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Which model, how to open it if sealed, and how llama.cpp runs it."""
     parser.add_argument(
         "--model", help="catalog id, or a .gguf or sealed file (default: the default model)"
     )
     add_open_options(parser)
-    add_auth_options(parser)
-    parser.add_argument(
-        "--level", metavar="LEVEL", help="classification level of the session (a policy level id)"
-    )
-    parser.add_argument("--system", help="system prompt")
-    parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens, metavar="N")
-    parser.add_argument("--temperature", type=float, default=defaults.temperature, metavar="T")
-    parser.add_argument("--seed", type=int, metavar="S", help="fix sampling (default: random)")
     parser.add_argument(
         "--threads", type=int, metavar="N", help="CPU threads (default: one per physical core)"
     )
@@ -67,6 +59,19 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="context window in tokens",
     )
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    defaults = GenerationParams()
+    add_model_options(parser)
+    add_auth_options(parser)
+    parser.add_argument(
+        "--level", metavar="LEVEL", help="classification level of the session (a policy level id)"
+    )
+    parser.add_argument("--system", help="system prompt")
+    parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens, metavar="N")
+    parser.add_argument("--temperature", type=float, default=defaults.temperature, metavar="T")
+    parser.add_argument("--seed", type=int, metavar="S", help="fix sampling (default: random)")
 
 
 def run_ask(args: argparse.Namespace) -> int:
@@ -142,7 +147,7 @@ def open_session(args: argparse.Namespace) -> Iterator[Session]:
         principal = sign_in(args, home, policy, log)
         actor = Actor(principal.user, principal.role)
         level = _session_level(args, policy, principal, log)
-        airgap = _check_airgap(policy, actor, log)
+        airgap = check_airgap(policy, actor, log)
         details = {"policy": policy.name, "version": policy.version, "sha256": policy.sha256}
         log.record(Event(actor, "start", "appliance", details={**details, "airgap": airgap}))
         log.start_heartbeat(actor)
@@ -167,7 +172,7 @@ def _session_level(
     return level
 
 
-def _check_airgap(policy: Policy, actor: Actor, log: AuditLog) -> str:
+def check_airgap(policy: Policy, actor: Actor, log: AuditLog) -> str:
     """'air-gapped', or why not; refuses to serve where the policy requires the gap."""
     attestation = attest()
     if attestation.airgapped:

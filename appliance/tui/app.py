@@ -1,0 +1,56 @@
+"""The application: sign in, then chat; an idle session returns to sign-in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual.app import App
+
+from appliance.audit import AuditLog
+from appliance.engine import Engine
+from appliance.identity import Principal
+from appliance.policy import Policy
+from appliance.session import Session
+from appliance.tui.chat import ChatScreen
+from appliance.tui.login import LoginScreen
+
+
+@dataclass
+class AppContext:
+    """What the UI is started with: opened and checked before anything is drawn."""
+
+    home: Path
+    policy: Policy
+    log: AuditLog
+    engine: Engine
+    model: str  # the audit log's name for it
+    airgap: str  # the attestation, for the status bar
+    account: str  # the local account (development mode)
+
+
+class ApplianceApp(App[None]):
+    TITLE = "Sovereign AI appliance"
+
+    def __init__(self, context: AppContext) -> None:
+        super().__init__()
+        self.context = context
+
+    def on_mount(self) -> None:
+        self.push_screen(LoginScreen())
+
+    def start_session(self, principal: Principal) -> None:
+        policy = self.context.policy
+        clearance = policy.level(principal.clearance)
+        default = policy.level(policy.default_level)
+        level = default if default.rank <= clearance.rank else policy.lowest
+        session = Session(
+            self.context.engine, self.context.log, policy, principal, self.context.model, level
+        )
+        self.push_screen(ChatScreen(session))
+
+    def sign_out(self) -> None:
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        if isinstance(self.screen, ChatScreen):
+            self.pop_screen()
