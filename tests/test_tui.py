@@ -14,13 +14,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, Markdown, Static
+from textual.widgets import DataTable, Input, Markdown, Static
 
 from appliance.audit import AuditLog
 from appliance.engine import GenerationStats
 from appliance.identity import Users
 from appliance.policy import load_policy, shipped_policy
 from appliance.tui import AppContext, ApplianceApp
+from appliance.tui.audit import AuditScreen
 from appliance.tui.chat import ChatScreen
 from appliance.tui.login import LoginScreen
 
@@ -230,3 +231,42 @@ def test_an_idle_session_returns_to_sign_in(accounts: Path) -> None:
         logouts = [json.loads(row["leaf"]) for row in log.events(action="logout")]
     assert logouts[-1]["details"] == {"reason": "idle"}
     assert logouts[-1]["user"] == "kim"
+
+
+def test_an_officer_opens_the_audit_log_and_verifies_it(accounts: Path) -> None:
+    with Users(accounts) as users:
+        users.add("lee", "officer", "secret", "officer-pass-1", 10)
+    app = make_app(accounts, ScriptedEngine(["ok"]))
+
+    async def scenario(pilot) -> None:
+        await sign_in(pilot, "lee", "officer-pass-1")
+        assert isinstance(app.screen, AuditScreen)
+        table = app.screen.query_one(DataTable)
+        actions = [table.get_row_at(i)[4] for i in range(table.row_count)]
+        assert actions[:2] == ["log_created", "login"]
+        await pilot.press("f2")
+        result = str(app.screen.query_one("#result", Static).render())
+        assert result.startswith("Verified ")
+        screen = app.screen
+        screen.query_one("#filter", Input).value = "login"
+        screen.query_one("#filter", Input).focus()
+        await pilot.press("enter")
+        assert {table.get_row_at(i)[4] for i in range(table.row_count)} == {"login"}
+
+    run(app, scenario)
+
+
+def test_an_operator_cannot_open_the_audit_log(accounts: Path) -> None:
+    app = make_app(accounts, ScriptedEngine(["ok"]))
+
+    async def scenario(pilot) -> None:
+        await sign_in(pilot, "kim", "operator-pass-1")
+        await pilot.press("f5")
+        assert isinstance(app.screen, ChatScreen)
+        notice = str(app.screen.query_one("#notice", Static).render())
+        assert notice == "kim (operator) may not open the audit log"
+
+    run(app, scenario)
+    with AuditLog(accounts / "audit") as log:
+        refused = [json.loads(row["leaf"]) for row in log.events(action="policy_block")]
+    assert refused[-1]["details"] == {"permission": "audit.read", "screen": "audit"}

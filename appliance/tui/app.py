@@ -12,6 +12,7 @@ from appliance.engine import Engine
 from appliance.identity import Principal
 from appliance.policy import Policy
 from appliance.session import Session
+from appliance.tui.audit import AuditScreen
 from appliance.tui.chat import ChatScreen
 from appliance.tui.login import LoginScreen
 
@@ -44,13 +45,14 @@ class ApplianceApp(App[None]):
         clearance = policy.level(principal.clearance)
         default = policy.level(policy.default_level)
         level = default if default.rank <= clearance.rank else policy.lowest
+        if not principal.may("ask") and principal.may("audit.read"):
+            self.push_screen(AuditScreen(principal))  # officers and admins do not chat
+            return
         session = Session(
             self.context.engine, self.context.log, policy, principal, self.context.model, level
         )
         self.push_screen(ChatScreen(session))
 
     def sign_out(self) -> None:
-        while len(self.screen_stack) > 2:
-            self.pop_screen()
-        if isinstance(self.screen, ChatScreen):
+        while not isinstance(self.screen, LoginScreen):
             self.pop_screen()

@@ -20,11 +20,13 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Markdown, Static
 from textual.widgets.markdown import MarkdownStream
 
+from appliance.audit import Event
 from appliance.config import GenerationParams
 from appliance.engine import Message
 from appliance.errors import ApplianceError, AuthenticationError
 from appliance.policy import Level
 from appliance.session import Session, Turn
+from appliance.tui.audit import AuditScreen
 from appliance.tui.banner import Banner
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ class ChatScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel answer", id="cancel"),
         Binding("ctrl+n", "reset", "New conversation", id="reset"),
+        Binding("f5", "audit", "Audit log", id="audit"),
         Binding("ctrl+q", "app.quit", "Quit", id="quit"),
     ]
     DEFAULT_CSS = """
@@ -186,6 +189,19 @@ class ChatScreen(Screen[None]):
     def action_cancel(self) -> None:
         if self._turn is not None:
             self._turn.cancel()
+
+    def action_audit(self) -> None:
+        """Officers and admins only; an operator's attempt is refused and audited."""
+        principal = self.session.principal
+        if principal.may("audit.read"):
+            self.app.push_screen(AuditScreen(principal))
+            return
+        details = {"permission": "audit.read", "screen": "audit"}
+        event = Event(self.session.actor, "policy_block", "audit log", "denied", details=details)
+        self.session.audit.record(event)
+        self.query_one("#notice", Static).update(
+            f"{principal.user} ({principal.role}) may not open the audit log"
+        )
 
     def action_reset(self) -> None:
         if self._turn is None:

@@ -1,0 +1,106 @@
+"""The security officer's audit screen: filter events, verify the log, export it."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from appliance.audit import Actor
+from appliance.audit.export import write_export
+from appliance.config import ensure_dir
+from appliance.errors import ApplianceError
+from appliance.fsutil import atomic_writer
+from appliance.identity import Principal
+
+if TYPE_CHECKING:
+    from appliance.tui.app import ApplianceApp
+
+COLUMNS = ("seq", "time (UTC)", "user", "role", "action", "label", "outcome")
+SHOWN = 500  # the newest events matching the filter
+
+
+class AuditScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f2", "verify", "Verify", id="audit.verify"),
+        Binding("f3", "export", "Export", id="audit.export"),
+        Binding("escape", "app.pop_screen", "Back", id="audit.back"),
+    ]
+    DEFAULT_CSS = """
+    #table { height: 1fr; }
+    #result { height: auto; padding: 0 1; }
+    """
+
+    def __init__(self, principal: Principal) -> None:
+        super().__init__()
+        self.principal = principal
+
+    @property
+    def owner(self) -> ApplianceApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter: user or action (Enter)", id="filter")
+        yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="result")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns(*COLUMNS)
+        self._load("")
+        self.query_one("#filter", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._load(event.value.strip())
+
+    def _load(self, text: str) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        log = self.owner.context.log
+        rows = [json.loads(row["leaf"]) | {"seq": row["seq"]} for row in log.events()]
+        if text:
+            rows = [r for r in rows if text in (r["user"], r["action"], r["role"])]
+        for record in rows[-SHOWN:]:
+            when = datetime.fromtimestamp(record["time_us"] / 1e6, UTC).strftime("%m-%d %H:%M:%S")
+            table.add_row(
+                str(record["seq"]),
+                when,
+                record["user"],
+                record["role"],
+                record["action"],
+                record.get("label") or "-",
+                record["outcome"],
+            )
+
+    def action_verify(self) -> None:
+        result = self.query_one("#result", Static)
+        try:
+            report = self.owner.context.log.verify()
+        except ApplianceError as exc:
+            result.update(f"[b red]FAILED[/] {exc}")
+            return
+        result.update(
+            f"[b green]Verified[/] {report.events} events (seq {report.first_seq}-"
+            f"{report.last_seq}), {report.checkpoints} signed checkpoints"
+        )
+
+    def action_export(self) -> None:
+        context = self.owner.context
+        result = self.query_one("#result", Static)
+        directory = ensure_dir(context.home / "exports")
+        target = directory / f"audit-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.jsonl"
+        actor = Actor(self.principal.user, self.principal.role)
+        try:
+            with atomic_writer(target, mode=0o600) as sink:
+                done = write_export(context.log, sink, actor)
+        except ApplianceError as exc:
+            result.update(f"[b red]Export failed[/] {exc}")
+            return
+        result.update(f"Exported {done.events} events to {target}")
+        self._load(self.query_one("#filter", Input).value.strip())

@@ -1,0 +1,30 @@
+"""SVG snapshots of the UI at 80x24 (pytest-textual-snapshot; update with --snapshot-update)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.identity import Users
+from tests.test_tui import ScriptedEngine, make_app, sign_in, until
+
+
+def _home(tmp_path: Path) -> Path:
+    with Users(tmp_path) as users:
+        users.add("kim", "operator", "restricted", "operator-pass-1", 10)
+    return tmp_path
+
+
+def test_login_screen(snap_compare, tmp_path: Path) -> None:
+    assert snap_compare(make_app(_home(tmp_path), ScriptedEngine([])), terminal_size=(80, 24))
+
+
+def test_chat_under_banners(snap_compare, tmp_path: Path) -> None:
+    app = make_app(_home(tmp_path), ScriptedEngine(["Paris is the **capital** of France."]))
+
+    async def ask(pilot) -> None:
+        await sign_in(pilot, "kim", "operator-pass-1")
+        pilot.app.screen.query_one("#prompt").value = "What is the capital of France?"
+        await pilot.press("enter")
+        await until(pilot, lambda: len(pilot.app.screen.history) == 2)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=ask)
