@@ -270,3 +270,24 @@ def test_an_operator_cannot_open_the_audit_log(accounts: Path) -> None:
     with AuditLog(accounts / "audit") as log:
         refused = [json.loads(row["leaf"]) for row in log.events(action="policy_block")]
     assert refused[-1]["details"] == {"permission": "audit.read", "screen": "audit"}
+
+
+def test_help_lists_the_keys_of_the_screen_and_status_shows_the_checks(accounts: Path) -> None:
+    app = make_app(accounts, ScriptedEngine(["ok"]))
+
+    async def scenario(pilot) -> None:
+        await sign_in(pilot, "kim", "operator-pass-1")
+        await pilot.press("f1")
+        body = str(app.screen.query_one("#body", Static).render())
+        assert "escape  Cancel answer" in body
+        assert "f5  Audit log" in body
+        await pilot.press("escape")
+        assert isinstance(app.screen, ChatScreen)
+        await pilot.press("f4")
+        body = str(app.screen.query_one("#body", Static).render())
+        assert "policy    default v1" in body
+        assert "audit     verified" in body
+        await pilot.press("escape")
+        assert isinstance(app.screen, ChatScreen)
+
+    run(app, scenario)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from textual.app import App
+from textual.binding import Binding, BindingType
 
 from appliance.audit import AuditLog
 from appliance.engine import Engine
@@ -15,6 +17,7 @@ from appliance.session import Session
 from appliance.tui.audit import AuditScreen
 from appliance.tui.chat import ChatScreen
 from appliance.tui.login import LoginScreen
+from appliance.tui.panels import HelpPanel, StatusPanel
 
 
 @dataclass
@@ -32,6 +35,10 @@ class AppContext:
 
 class ApplianceApp(App[None]):
     TITLE = "Sovereign AI appliance"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f1", "help", "Help", id="help"),
+        Binding("f4", "status", "Status", id="status"),
+    ]
 
     def __init__(self, context: AppContext) -> None:
         super().__init__()
@@ -52,6 +59,17 @@ class ApplianceApp(App[None]):
             self.context.engine, self.context.log, policy, principal, self.context.model, level
         )
         self.push_screen(ChatScreen(session))
+
+    def action_help(self) -> None:
+        keys = [
+            (binding.key, binding.description)
+            for binding in self.screen.BINDINGS
+            if isinstance(binding, Binding) and binding.show
+        ]
+        self.push_screen(HelpPanel([*keys, ("f1", "Help"), ("f4", "Status")]))
+
+    def action_status(self) -> None:
+        self.push_screen(StatusPanel(self))
 
     def sign_out(self) -> None:
         while not isinstance(self.screen, LoginScreen):
