@@ -113,7 +113,7 @@ def run_chat(args: argparse.Namespace) -> int:
             turns.append(Message("user", line))
             try:
                 turn = session.turn(_conversation(args, turns), params)
-            except ContextOverflowError as exc:
+            except (ContextOverflowError, BlockedError) as exc:
                 if not interactive:
                     raise
                 print(f"[{exc}]", file=sys.stderr)  # the chat goes on; that question is dropped
@@ -121,10 +121,10 @@ def run_chat(args: argparse.Namespace) -> int:
                 continue
             try:
                 answer = stream_to(turn, sys.stdout)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, BlockedError) as exc:
                 if not interactive:
                     raise
-                print("\n[cancelled]", file=sys.stderr)
+                print(f"\n[{str(exc) or 'cancelled'}]", file=sys.stderr)
                 turns.pop()
                 continue
             sys.stdout.write("\n\n" if interactive else "\n")
