@@ -291,3 +291,22 @@ def test_help_lists_the_keys_of_the_screen_and_status_shows_the_checks(accounts:
         assert isinstance(app.screen, ChatScreen)
 
     run(app, scenario)
+
+
+def test_up_and_down_recall_earlier_prompts(accounts: Path) -> None:
+    app = make_app(accounts, ScriptedEngine(["ok"]))
+
+    async def scenario(pilot) -> None:
+        await sign_in(pilot, "kim", "operator-pass-1")
+        for turns, text in enumerate(("first question", "second question"), start=1):
+            await ask(pilot, text)
+            await until(pilot, lambda turns=turns: len(app.screen.history) == 2 * turns)
+        field = app.screen.query_one("#prompt", Input)
+        await pilot.press("up")
+        assert field.value == "second question"
+        await pilot.press("up", "up")
+        assert field.value == "first question"  # the oldest stays
+        await pilot.press("down", "down")
+        assert field.value == ""
+
+    run(app, scenario)

@@ -41,6 +41,8 @@ class ChatScreen(Screen[None]):
         Binding("escape", "cancel", "Cancel answer", id="cancel"),
         Binding("ctrl+n", "reset", "New conversation", id="reset"),
         Binding("f5", "audit", "Audit log", id="audit"),
+        Binding("up", "history(-1)", "Previous prompt", show=False, id="history.previous"),
+        Binding("down", "history(1)", "Next prompt", show=False, id="history.next"),
         Binding("ctrl+q", "app.quit", "Quit", id="quit"),
     ]
     DEFAULT_CSS = """
@@ -61,6 +63,8 @@ class ChatScreen(Screen[None]):
         self._answer: Markdown | None = None
         self._stream: MarkdownStream | None = None
         self._prompt = ""
+        self._sent: list[str] = []  # prompts of this session, for Up and Down
+        self._recall = 0
 
     @property
     def owner(self) -> ApplianceApp:
@@ -102,6 +106,8 @@ class ChatScreen(Screen[None]):
             return
         event.input.value = ""
         self._prompt = prompt
+        self._sent.append(prompt)
+        self._recall = len(self._sent)
         self.query_one("#notice", Static).update("")
         log = self.query_one("#log", VerticalScroll)
         log.mount(Static(prompt, classes="user", markup=False))
@@ -202,6 +208,15 @@ class ChatScreen(Screen[None]):
         self.query_one("#notice", Static).update(
             f"{principal.user} ({principal.role}) may not open the audit log"
         )
+
+    def action_history(self, step: int) -> None:
+        """Walk back and forth through the prompts sent in this session."""
+        if not self._sent:
+            return
+        self._recall = max(0, min(len(self._sent), self._recall + step))
+        field = self.query_one("#prompt", Input)
+        field.value = self._sent[self._recall] if self._recall < len(self._sent) else ""
+        field.cursor_position = len(field.value)
 
     def action_reset(self) -> None:
         if self._turn is None:
