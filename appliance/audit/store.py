@@ -164,17 +164,13 @@ class Store:
                         pending.content_key,
                     )
                 leaf = encode_leaf(pending.event, now_us(), pending.content_sha256)
-                hashed = leaf_hash(leaf)
-                row = (seq + 1, leaf, hashed, next_chain(chain, hashed), pending.content)
                 try:
-                    self.conn.execute(_INSERT, row)
+                    seq, chain = self._insert(seq, chain, leaf, pending.content)
                 except sqlite3.IntegrityError:
                     if index > 0 or head is None:
                         raise
                     seq, chain = self._head()  # another writer moved the head
-                    row = (seq + 1, leaf, hashed, next_chain(chain, hashed), pending.content)
-                    self.conn.execute(_INSERT, row)
-                seq, chain = row[0], row[3]
+                    seq, chain = self._insert(seq, chain, leaf, pending.content)
             made = self._checkpoint(seq, chain) if checkpoint else None
         self._head_cache = (seq, chain)
         return seq, made
@@ -196,14 +192,7 @@ class Store:
                 "SELECT count(*) FROM events WHERE seq <= ? AND content IS NOT NULL", (through,)
             ).fetchone()[0]
             event = Event(actor, "prune", None, "ok", None, {**details, "through_seq": through})
-            seq, chain = self._head()
-            leaf = encode_leaf(event, now_us(), None)
-            hashed = leaf_hash(leaf)
-            seq, chain = seq + 1, next_chain(chain, hashed)
-            self.conn.execute(
-                "INSERT INTO events (seq, leaf, leaf_hash, chain) VALUES (?, ?, ?, ?)",
-                (seq, leaf, hashed, chain),
-            )
+            seq, chain = self._insert(*self._head(), encode_leaf(event, now_us(), None))
             self.conn.execute(
                 "UPDATE events SET content = NULL WHERE seq <= ? AND content IS NOT NULL",
                 (through,),
@@ -313,12 +302,7 @@ class Store:
                 details={"log": log_id, "device_key": self.key.public.fingerprint},
             )
             leaf = encode_leaf(genesis, now_us(), None)
-            hashed = leaf_hash(leaf)
-            chain = next_chain(GENESIS_CHAIN, hashed)
-            self.conn.execute(
-                "INSERT INTO events (seq, leaf, leaf_hash, chain) VALUES (1, ?, ?, ?)",
-                (leaf, hashed, chain),
-            )
+            _, chain = self._insert(0, GENESIS_CHAIN, leaf)
             self.log_id = log_id
             self._checkpoint(1, chain)
             return log_id
@@ -339,6 +323,15 @@ class Store:
             if isinstance(exc, sqlite3.Error):
                 raise self._failure(exc) from None
             raise
+
+    def _insert(
+        self, seq: int, chain: bytes, leaf: bytes, content: bytes | None = None
+    ) -> tuple[int, bytes]:
+        """Store `leaf` after the event (seq, chain); return the new head."""
+        hashed = leaf_hash(leaf)
+        head = (seq + 1, next_chain(chain, hashed))
+        self.conn.execute(_INSERT, (head[0], leaf, hashed, head[1], content))
+        return head
 
     def _head(self) -> tuple[int, bytes]:
         query = "SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1"
