@@ -15,7 +15,12 @@ import pytest
 from appliance.audit import AuditLog, audit_dir
 from appliance.config import GenerationParams
 from appliance.engine import Message
-from appliance.errors import AuthenticationError, BlockedError, UsageError
+from appliance.errors import (
+    AuthenticationError,
+    BlockedError,
+    PermissionDeniedError,
+    UsageError,
+)
 from appliance.identity import Principal, Users
 from appliance.policy import load_policy, shipped_policy
 from appliance.seal import Identity, write_identity
@@ -222,7 +227,8 @@ def test_an_idle_session_must_sign_in_again(engine, tmp_path: Path) -> None:
         session.last_active = time.monotonic() - policy.idle_timeout_minutes * 60 - 1
         with pytest.raises(AuthenticationError, match="idle for more than 15 minutes"):
             session.turn([Message("user", "hello")], GenerationParams(max_tokens=2))
-        assert [row["leaf"][:20] for row in log.events(action="logout")]
+        (logout,) = [json.loads(row["leaf"]) for row in log.events(action="logout")]
+        assert (logout["user"], logout["details"]) == ("kim", {"reason": "idle"})
 
 
 def test_only_operators_may_ask(engine, tmp_path: Path) -> None:
@@ -230,7 +236,7 @@ def test_only_operators_may_ask(engine, tmp_path: Path) -> None:
     with AuditLog(tmp_path / "audit") as log:
         officer = Principal("lee", "officer", "secret-1")
         session = Session(engine, log, policy, officer, "model", policy.lowest)
-        with pytest.raises(Exception, match="needs the operator role"):
+        with pytest.raises(PermissionDeniedError, match="needs the operator role"):
             session.turn([Message("user", "hello")], GenerationParams(max_tokens=2))
 
 
