@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.errors import ConfigError, UsageError
@@ -100,3 +101,72 @@ class GenerationParams:
             raise UsageError("top-k must be 0 or more")
         if not 0 <= self.seed < 2**32:
             raise UsageError("seed must be between 0 and 4294967295")
+
+
+CONFIG_FILE = "config.toml"
+LANGUAGES = ("en", "ko")
+
+
+@dataclass(frozen=True)
+class HomeConfig:
+    """What a home serves by default: `HOME/config.toml`, written by the installer.
+
+    [model] path = a sealed file or GGUF (relative to the home), identity = the
+    site identity files that unseal it; [ui] language = "en" or "ko" (default:
+    the policy's), demo = true for a demonstration home; [keys] binding id =
+    keys, to remap the UI. Command-line options override it.
+    """
+
+    model: Path | None = None
+    identities: tuple[Path, ...] = ()
+    language: str | None = None
+    demo: bool = False  # made by `appliance demo`: every screen says so
+    keymap: dict[str, str] = field(default_factory=dict)  # UI binding id -> keys
+
+
+def load_home_config(home: Path) -> HomeConfig:
+    """The home's config, or the defaults when it has none; ConfigError names the key."""
+    path = home / CONFIG_FILE
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return HomeConfig()
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from None
+
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{path}: {key}: {problem}")
+
+    allowed = {"model": {"path", "identity"}, "ui": {"language", "demo"}}
+    for section, table in raw.items():
+        if section not in (*allowed, "keys") or not isinstance(table, dict):
+            raise fail(section, "unknown section")
+        for key in table:
+            if section in allowed and key not in allowed[section]:
+                raise fail(f"{section}.{key}", "unknown key")
+    keymap = raw.get("keys", {})
+    for key, value in keymap.items():
+        if not isinstance(value, str) or not value:
+            raise fail(f"keys.{key}", 'must be keys such as "f9" or "ctrl+x,f9"')
+    demo = raw.get("ui", {}).get("demo", False)
+    if not isinstance(demo, bool):
+        raise fail("ui.demo", "must be true or false")
+    model = raw.get("model", {})
+    path_text = model.get("path")
+    if path_text is not None and not isinstance(path_text, str):
+        raise fail("model.path", "must be a string")
+    identities = model.get("identity", [])
+    if isinstance(identities, str):
+        identities = [identities]
+    if not isinstance(identities, list) or not all(isinstance(i, str) for i in identities):
+        raise fail("model.identity", "must be a path or a list of paths")
+    language = raw.get("ui", {}).get("language")
+    if language is not None and language not in LANGUAGES:
+        raise fail("ui.language", f"must be one of {', '.join(LANGUAGES)}")
+    return HomeConfig(
+        model=home / path_text if path_text else None,
+        identities=tuple(home / item for item in identities),
+        language=language,
+        demo=demo,
+        keymap=keymap,
+    )

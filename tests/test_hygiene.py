@@ -21,6 +21,8 @@ CORE_MODULES = [
     "appliance.policy",
     "appliance.identity",
     "appliance.session",
+    "appliance.accounts",
+    "appliance.conversations",
 ]
 
 

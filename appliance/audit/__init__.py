@@ -206,16 +206,26 @@ class AuditLog:
         since_us: int | None = None,
         user: str | None = None,
         action: str | None = None,
+        term: str | None = None,
         limit: int | None = None,
+        newest_first: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        """Stored events, oldest first, as {"seq", "leaf", "content"} rows."""
+        """Stored events as {"seq", "leaf", "content"} rows, oldest first by default.
+
+        `term` matches any of user, role, action, label and outcome exactly.
+        """
         clauses, params = [], []
-        filters = (("time_us >= ?", since_us), ("user = ?", user), ("action = ?", action))
+        filters = (
+            ("time_us >= ?", since_us),
+            ("user = ?", user),
+            ("action = ?", action),
+            ("? IN (user, role, action, label, outcome)", term),
+        )
         for clause, value in filters:
             if value is not None:
                 clauses.append(clause)
                 params.append(value)
-        return self._store.query(" AND ".join(clauses), params, limit)
+        return self._store.query(" AND ".join(clauses), params, limit, newest_first=newest_first)
 
     def content_opener(self, openers: Sequence[Opener]) -> ContentOpener:
         """Decrypts this log's content with an officer identity."""

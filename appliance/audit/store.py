@@ -257,14 +257,14 @@ class Store:
         return bytes(row[0]) if row else None
 
     def query(
-        self, where: str, params: Sequence[Any], limit: int | None
+        self, where: str, params: Sequence[Any], limit: int | None, *, newest_first: bool = False
     ) -> Iterator[dict[str, Any]]:
-        """Events matching `where` (over the generated columns), oldest first."""
+        """Events matching `where` (over the generated columns), oldest first by default."""
         return self.db.table("events").rows_where(
             where or None,
             list(params),
             select="seq, leaf, content",
-            order_by="seq",
+            order_by="seq DESC" if newest_first else "seq",
             limit=limit,
         )
 

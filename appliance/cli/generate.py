@@ -18,7 +18,7 @@ from appliance.cli.auth import add_auth_options, sign_in
 from appliance.cli.passphrase import openers
 from appliance.cli.progress import byte_progress
 from appliance.cli.seal import add_open_options
-from appliance.config import EngineSettings, GenerationParams, appliance_home
+from appliance.config import EngineSettings, GenerationParams, appliance_home, load_home_config
 from appliance.engine import Engine, Message
 from appliance.errors import BlockedError, ContextOverflowError, IntegrityError, UsageError
 from appliance.identity import Principal
@@ -202,6 +202,7 @@ def _record_egress(log: AuditLog, event: str, target: str) -> None:
 def open_engine(args: argparse.Namespace) -> Iterator[tuple[Engine, str]]:
     """The loaded model, and the name the audit log gives it."""
     settings = EngineSettings(context_length=args.context, threads=args.threads)
+    args = _home_model(args)
     with contextlib.ExitStack() as stack:
         path: str | Path
         if args.model is not None and seal.is_sealed(args.model):
@@ -217,6 +218,17 @@ def open_engine(args: argparse.Namespace) -> Iterator[tuple[Engine, str]]:
                 raise UsageError("--identity and --content-id apply to sealed models only")
             path, verified, name = resolve_model(args.model)
         yield stack.enter_context(Engine(path, settings, verified=verified)), name
+
+
+def _home_model(args: argparse.Namespace) -> argparse.Namespace:
+    """The home's configured model and identities, unless the command line names a model."""
+    if args.model is not None:
+        return args
+    config = load_home_config(appliance_home())
+    if config.model is None:
+        return args
+    identities = args.identity or list(config.identities)
+    return argparse.Namespace(**{**vars(args), "model": str(config.model), "identity": identities})
 
 
 def open_sealed(args: argparse.Namespace) -> seal.SealedModel:

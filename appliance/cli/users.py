@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from appliance.accounts import AccountAdmin
 from appliance.audit import Actor, AuditLog, Event, audit_dir
 from appliance.cli.auth import add_auth_options, local_account, sign_in
 from appliance.cli.passphrase import read_secret
 from appliance.config import appliance_home
 from appliance.errors import UsageError
 from appliance.identity import ROLES, Users
-from appliance.policy import Policy, active_policy
+from appliance.policy import active_policy
 
 
 def register(commands: Any) -> None:
@@ -75,51 +78,34 @@ def run_setup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _admin_session(args: argparse.Namespace) -> tuple[Policy, AuditLog, Actor]:
+@contextlib.contextmanager
+def _admin(args: argparse.Namespace) -> Iterator[AccountAdmin]:
     home = appliance_home()
     policy = active_policy(home)
-    log = AuditLog(audit_dir(home))
-    try:
-        principal = sign_in(args, home, policy, log)
-        actor = Actor(principal.user, principal.role)
-        if not principal.may("users.manage") and not (
-            args.users_command == "passwd" and args.name == principal.user
-        ):
-            details = {"permission": "users.manage"}
-            log.record(Event(actor, "policy_block", "users", "denied", details=details))
-            principal.require("users.manage")
-    except BaseException:
-        log.close()
-        raise
-    return policy, log, actor
+    with AuditLog(audit_dir(home)) as log:
+        yield AccountAdmin(home, policy, log, sign_in(args, home, policy, log))
 
 
 def run_add(args: argparse.Namespace) -> int:
-    policy, log, actor = _admin_session(args)
-    with log, Users(appliance_home()) as users:
-        clearance = policy.level(args.clearance or policy.lowest.id).id
-        password = _new_password(args, args.name)
-        users.add(args.name, args.role, clearance, password, policy.min_password_length)
-        details = {"role": args.role, "clearance": clearance}
-        log.record(Event(actor, "user_add", args.name, details=details), checkpoint=True)
+    with _admin(args) as admin:
+        admin.authorize()
+        clearance = admin.add(args.name, args.role, args.clearance, _new_password(args, args.name))
     print(f"Created {args.name} ({args.role}, cleared to {clearance}).")
     return 0
 
 
 def run_list(args: argparse.Namespace) -> int:
-    _, log, _ = _admin_session(args)
-    with log, Users(appliance_home()) as users:
-        for account in users.accounts():
+    with _admin(args) as admin:
+        for account in admin.accounts():
             state = "locked" if account.locked else "active"
             print(f"{account.name:<20} {account.role:<9} {account.clearance:<12} {state}")
     return 0
 
 
 def run_passwd(args: argparse.Namespace) -> int:
-    policy, log, actor = _admin_session(args)
-    with log, Users(appliance_home()) as users:
-        users.set_password(args.name, _new_password(args, args.name), policy.min_password_length)
-        log.record(Event(actor, "password_change", args.name), checkpoint=True)
+    with _admin(args) as admin:
+        admin.authorize(own_password_of=args.name)
+        admin.set_password(args.name, _new_password(args, args.name))
     print(f"Password changed for {args.name}.")
     return 0
 
@@ -133,10 +119,7 @@ def run_unlock(args: argparse.Namespace) -> int:
 
 
 def _set_locked(args: argparse.Namespace, *, locked: bool) -> int:
-    _, log, actor = _admin_session(args)
-    with log, Users(appliance_home()) as users:
-        (users.lock if locked else users.unlock)(args.name)
-        action = "user_lock" if locked else "user_unlock"
-        log.record(Event(actor, action, args.name), checkpoint=True)
+    with _admin(args) as admin:
+        admin.set_locked(args.name, locked=locked)
     print(f"{'Locked' if locked else 'Unlocked'} {args.name}.")
     return 0
