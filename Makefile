@@ -11,7 +11,9 @@ STAMP := $(VENV)/.installed
 # wheel, so later installs reuse it. Never pass --no-cache-dir or --force-reinstall.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: setup run test lint bench clean
+DEMO_HOME := .demo
+
+.PHONY: setup run demo-reset test lint bench clean
 
 setup: $(STAMP)
 	$(BIN)/appliance models prepare
@@ -25,8 +27,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --progress-bar off -e '.[dev]'
 	touch $(STAMP)
 
+# The UI on a demonstration home: sealed default model, defense-kr, demo accounts.
 run: setup
-	$(BIN)/appliance ui
+	$(BIN)/appliance demo --home $(DEMO_HOME)
+	APPLIANCE_HOME=$(DEMO_HOME) $(BIN)/appliance ui
+
+demo-reset:
+	rm -rf $(DEMO_HOME)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -15,14 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from textual.widgets import Input
-
 from appliance import catalog
 from appliance.audit import AuditLog
 from appliance.config import EngineSettings
 from appliance.engine import Engine
 from appliance.policy import load_policy, shipped_policy
 from appliance.tui import AppContext, ApplianceApp
+from appliance.tui.chat import PromptArea
 
 KEYS = 80
 PROMPT = "Write a long, detailed essay about the history of the Korean peninsula."
@@ -32,8 +31,8 @@ async def measure(app: ApplianceApp) -> tuple[list[float], int]:
     latencies: list[float] = []
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("enter")  # development mode
-        field = app.screen.query_one("#prompt", Input)
-        field.value = PROMPT
+        field = app.screen.query_one("#prompt", PromptArea)
+        field.text = PROMPT
         await pilot.press("enter")
         while not app.screen._pending and app.screen._turn is None:
             await pilot.pause(0.01)
@@ -42,7 +41,7 @@ async def measure(app: ApplianceApp) -> tuple[list[float], int]:
             key = "abcdefghij"[index % 10]
             start = time.perf_counter()
             app.simulate_key(key)  # the key event, as the terminal driver posts it
-            while not field.value.endswith(key):
+            while not field.text.endswith(key):
                 await asyncio.sleep(0.0005)
             await asyncio.sleep(0)  # let the refresh that the change scheduled run
             latencies.append((time.perf_counter() - start) * 1000)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Input, Markdown, Static
+from textual.widgets import DataTable, Input, Markdown, OptionList, Select, Static
 
 from appliance.audit import AuditLog
 from appliance.engine import GenerationStats
@@ -22,8 +22,9 @@ from appliance.identity import Users
 from appliance.policy import load_policy, shipped_policy
 from appliance.tui import AppContext, ApplianceApp
 from appliance.tui.audit import AuditScreen
-from appliance.tui.chat import ChatScreen
+from appliance.tui.chat import ChatScreen, PromptArea
 from appliance.tui.login import LoginScreen
+from appliance.tui.users import AccountForm, UsersScreen
 
 SIZE = (80, 24)
 
@@ -66,10 +67,10 @@ class ScriptedEngine:
         return ScriptedGeneration(list(self.pieces), self.delay)
 
 
-def make_app(home: Path, engine, policy_name: str = "default") -> ApplianceApp:
+def make_app(home: Path, engine, policy_name: str = "default", **options) -> ApplianceApp:
     policy = load_policy(shipped_policy(policy_name))
     log = AuditLog(home / "audit")
-    context = AppContext(home, policy, log, engine, "scripted", "air-gapped", "tester")
+    context = AppContext(home, policy, log, engine, "scripted", "air-gapped", "tester", **options)
     return ApplianceApp(context)
 
 
@@ -90,8 +91,9 @@ async def until(pilot, condition: Callable[[], bool], seconds: float = 60) -> No
 
 
 async def ask(pilot, text: str) -> None:
-    prompt = pilot.app.screen.query_one("#prompt", Input)
-    prompt.value = text
+    prompt = pilot.app.screen.query_one("#prompt", PromptArea)
+    prompt.text = text
+    prompt.focus()
     await pilot.press("enter")
 
 
@@ -140,7 +142,7 @@ def test_a_wrong_password_and_then_the_lockout_are_explained(accounts: Path) -> 
     async def scenario(pilot) -> None:
         message = app.screen.query_one("#message", Static)
         await sign_in(pilot, "kim", "wrong")
-        assert str(message.render()) == "wrong user name or password"
+        assert str(message.render()) == "Sign-in failed: wrong user name or password"
         for _ in range(4):
             await sign_in(pilot, "kim", "wrong")
         assert "locked for 15 minutes" in str(message.render())
@@ -161,7 +163,7 @@ def test_escape_cancels_and_puts_the_prompt_back(accounts: Path) -> None:
         await until(pilot, lambda: "word" in answer_of(app))
         await pilot.press("escape")
         await until(pilot, lambda: app.screen._turn is None)
-        assert app.screen.query_one("#prompt", Input).value == "Tell me a long story"
+        assert app.screen.query_one("#prompt", PromptArea).text == "Tell me a long story"
         assert app.screen.history == []
         assert answer_of(app).count("word") < 400
 
@@ -179,7 +181,7 @@ def test_a_blocked_prompt_shows_the_reason(accounts: Path) -> None:
         await until(pilot, lambda: bool(str(app.screen.query_one("#notice").render())))
         notice = str(app.screen.query_one("#notice", Static).render())
         assert "contains a resident registration number" in notice
-        assert app.screen.query_one("#prompt", Input).value == "주민번호 900101-1234568 확인"
+        assert app.screen.query_one("#prompt", PromptArea).text == "주민번호 900101-1234568 확인"
 
     run(app, scenario)
     assert engine.prompts == []  # the model never saw it
@@ -301,12 +303,173 @@ def test_up_and_down_recall_earlier_prompts(accounts: Path) -> None:
         for turns, text in enumerate(("first question", "second question"), start=1):
             await ask(pilot, text)
             await until(pilot, lambda turns=turns: len(app.screen.history) == 2 * turns)
-        field = app.screen.query_one("#prompt", Input)
+        field = app.screen.query_one("#prompt", PromptArea)
         await pilot.press("up")
-        assert field.value == "second question"
+        assert field.text == "second question"
         await pilot.press("up", "up")
-        assert field.value == "first question"  # the oldest stays
+        assert field.text == "first question"  # the oldest stays
         await pilot.press("down", "down")
-        assert field.value == ""
+        assert field.text == ""
+
+    run(app, scenario)
+
+
+def test_conversations_are_saved_and_reopened_after_signing_in_again(accounts: Path) -> None:
+    app = make_app(accounts, ScriptedEngine(["Paris."]))
+
+    async def scenario(pilot) -> None:
+        await sign_in(pilot, "kim", "operator-pass-1")
+        await ask(pilot, "What is the capital of France?")
+        await until(pilot, lambda: len(app.screen.history) == 2)
+        await pilot.press("ctrl+n")
+        assert app.screen.history == []
+        app.sign_out()
+        await pilot.pause()
+        await sign_in(pilot, "kim", "operator-pass-1")
+        await pilot.press("f6")
+        options = app.screen.query_one(OptionList)
+        assert options.option_count == 1
+        assert "What is the capital of France?" in str(options.get_option_at_index(0).prompt)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ChatScreen) and app.screen.history)
+        assert [m.content for m in app.screen.history] == [
+            "What is the capital of France?",
+            "Paris.",
+        ]
+        assert answer_of(app) == "Paris."
+
+    run(app, scenario)
+
+
+def test_development_mode_saves_no_conversations(tmp_path: Path) -> None:
+    app = make_app(tmp_path, ScriptedEngine(["ok"]))
+
+    async def scenario(pilot) -> None:
+        await pilot.press("enter")
+        await pilot.press("f6")
+        assert isinstance(app.screen, ChatScreen)
+        notice = str(app.screen.query_one("#notice", Static).render())
+        assert notice == "Conversations are not saved in development mode."
+
+    run(app, scenario)
+    assert not (tmp_path / "conversations").exists()
+
+
+def test_a_multi_line_prompt_is_sent_whole(accounts: Path) -> None:
+    engine = ScriptedEngine(["ok"])
+    app = make_app(accounts, engine)
+
+    async def scenario(pilot) -> None:
+        await sign_in(pilot, "kim", "operator-pass-1")
+        await pilot.press("f", "i", "r", "s", "t", "ctrl+j", "s", "e", "c", "o", "n", "d")
+        assert app.screen.query_one("#prompt", PromptArea).text == "first\nsecond"
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.screen.history) == 2)
+
+    run(app, scenario)
+    assert engine.prompts == ["first\nsecond"]
+
+
+def test_an_admin_manages_users_and_each_change_is_audited(accounts: Path) -> None:
+    with Users(accounts) as users:
+        users.add("park", "admin", "public", "admin-pass-123", 10)
+    app = make_app(accounts, ScriptedEngine([]))
+
+    async def scenario(pilot) -> None:
+        await sign_in(pilot, "park", "admin-pass-123")
+        assert isinstance(app.screen, UsersScreen)
+        table = app.screen.query_one(DataTable)
+        assert [table.get_row_at(i)[0] for i in range(table.row_count)] == ["kim", "park"]
+        await pilot.press("a")
+        form = app.screen
+        assert isinstance(form, AccountForm)
+        form.query_one("#name", Input).value = "choi"
+        form.query_one("#clearance", Select).value = "secret"
+        form.query_one("#password", Input).value = "new-operator-1"
+        form.query_one("#repeat", Input).value = "mistyped-one-1"
+        form.query_one("#repeat", Input).focus()
+        await pilot.press("enter")
+        assert str(form.query_one("#error", Static).render()) == "The passwords differ."
+        form.query_one("#repeat", Input).value = "new-operator-1"
+        await pilot.press("enter")
+        assert isinstance(app.screen, UsersScreen)
+        result = str(app.screen.query_one("#result", Static).render())
+        assert result == "Created choi (operator, cleared to secret)."
+        table.move_cursor(row=0)  # choi sorts first
+        await pilot.press("l")
+        assert table.get_row_at(0)[:4] == ["choi", "operator", "secret", "locked"]
+        await pilot.press("u")
+        assert table.get_row_at(0)[3] == "active"
+
+    run(app, scenario)
+    with Users(accounts) as users:
+        assert users.sign_in("choi", "new-operator-1", max_failures=5, lockout_minutes=1).principal
+    with AuditLog(accounts / "audit") as log:
+        changes = [
+            (leaf["action"], leaf["object"], leaf["user"])
+            for leaf in (json.loads(row["leaf"]) for row in log.events())
+            if leaf["action"].startswith("user_")
+        ]
+    assert changes == [
+        ("user_add", "choi", "park"),
+        ("user_lock", "choi", "park"),
+        ("user_unlock", "choi", "park"),
+    ]
+
+
+def test_the_palette_offers_only_what_the_screen_and_role_allow(accounts: Path) -> None:
+    with Users(accounts) as users:
+        users.add("lee", "officer", "secret", "officer-pass-1", 10)
+    app = make_app(accounts, ScriptedEngine([]))
+
+    def titles() -> set[str]:
+        return {command.title for command in app.get_system_commands(app.screen)}
+
+    async def scenario(pilot) -> None:
+        assert titles() == {"Help", "Status", "Quit"}  # signed out
+        await sign_in(pilot, "kim", "operator-pass-1")
+        assert titles() == {
+            "Cancel answer", "New conversation", "Conversations", "Help", "Status", "Quit",
+            "Sign out",
+        }  # fmt: skip
+        app.sign_out()
+        await pilot.pause()
+        await sign_in(pilot, "lee", "officer-pass-1")
+        assert titles() == {"Verify", "Export", "Back", "Help", "Status", "Quit", "Sign out"}
+
+    run(app, scenario)
+
+
+def test_the_defense_kr_policy_speaks_korean(accounts: Path) -> None:
+    (accounts / "policy.toml").write_bytes(shipped_policy("defense-kr").read_bytes())
+    app = make_app(accounts, ScriptedEngine(["ok"]), "defense-kr")
+
+    async def scenario(pilot) -> None:
+        assert app.screen.query_one("#user", Input).placeholder == "사용자 이름"
+        await sign_in(pilot, "kim", "wrong")
+        message = str(app.screen.query_one("#message", Static).render())
+        assert message == "로그인 실패: wrong user name or password"
+        await sign_in(pilot, "kim", "operator-pass-1")
+        assert isinstance(app.screen, ChatScreen)
+        descriptions = {b.description for _, b in app.screen._bindings}
+        assert {"답변 취소", "새 대화", "감사 로그"} <= descriptions
+        assert "망분리됨" in str(app.screen.query_one("#status", Static).render())
+
+    run(app, scenario)
+
+
+def test_the_config_can_choose_english_and_remap_keys(accounts: Path) -> None:
+    (accounts / "policy.toml").write_bytes(shipped_policy("defense-kr").read_bytes())
+    engine = ScriptedEngine(["word "] * 400, delay=0.02)
+    app = make_app(accounts, engine, "defense-kr", language="en", keymap={"cancel": "f9"})
+
+    async def scenario(pilot) -> None:
+        assert app.screen.query_one("#user", Input).placeholder == "user name"
+        await sign_in(pilot, "kim", "operator-pass-1")
+        await ask(pilot, "Tell me a long story")
+        await until(pilot, lambda: "word" in answer_of(app))
+        await pilot.press("f9")
+        await until(pilot, lambda: app.screen._turn is None)
+        assert app.screen.query_one("#prompt", PromptArea).text == "Tell me a long story"
 
     run(app, scenario)

@@ -23,8 +23,22 @@ def test_chat_under_banners(snap_compare, tmp_path: Path) -> None:
 
     async def ask(pilot) -> None:
         await sign_in(pilot, "kim", "operator-pass-1")
-        pilot.app.screen.query_one("#prompt").value = "What is the capital of France?"
+        pilot.app.screen.query_one("#prompt").text = "What is the capital of France?"
         await pilot.press("enter")
         await until(pilot, lambda: len(pilot.app.screen.history) == 2)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=ask)
+
+
+def test_audit_screen(snap_compare, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("appliance.audit.store.now_us", lambda: 1_800_000_000_000_000)
+    home = _home(tmp_path)
+    with Users(home) as users:
+        users.add("lee", "officer", "secret", "officer-pass-1", 10)
+    app = make_app(home, ScriptedEngine([]))
+
+    async def verify(pilot) -> None:
+        await sign_in(pilot, "lee", "officer-pass-1")
+        await pilot.press("f2")
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=verify)

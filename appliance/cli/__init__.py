@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from appliance import __version__
-from appliance.cli import airgap, audit, generate, models, policy, seal, ui, users
+from appliance.cli import airgap, audit, demo, generate, models, policy, seal, ui, users
 from appliance.errors import EXIT_INTERRUPTED, ApplianceError, BlockedError, UsageError
 from appliance.policy.egress import EgressDenied, install_guard
 
@@ -46,6 +46,7 @@ def build_parser() -> Parser:
     airgap.register(commands)
     users.register(commands)
     ui.register(commands)
+    demo.register(commands)
     return parser
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from appliance.audit import Actor, AuditLog, audit_dir
 from appliance.cli.auth import local_account
 from appliance.cli.generate import add_model_options, check_airgap, open_engine
-from appliance.config import appliance_home
+from appliance.config import appliance_home, load_home_config
 from appliance.policy import active_policy
+
+if TYPE_CHECKING:
+    from appliance.tui import AppContext
 
 
 def register(commands: Any) -> None:
@@ -20,7 +24,17 @@ def register(commands: Any) -> None:
 
 
 def run_ui(args: argparse.Namespace) -> int:
-    from appliance.tui import AppContext, ApplianceApp  # Textual only when the UI runs
+    from appliance.tui import ApplianceApp  # Textual only when the UI runs
+
+    with open_context(args) as context:
+        ApplianceApp(context).run()
+    return 0
+
+
+@contextlib.contextmanager
+def open_context(args: argparse.Namespace) -> Iterator[AppContext]:
+    """The home's policy, audit log and model, opened and checked before anything is drawn."""
+    from appliance.tui import AppContext
 
     home = appliance_home()
     policy = active_policy(home)
@@ -32,6 +46,16 @@ def run_ui(args: argparse.Namespace) -> int:
         # llama.cpp redirects the process's stdout and stderr while it loads:
         # load before Textual takes the terminal.
         engine, model = stack.enter_context(open_engine(args))
-        context = AppContext(home, policy, log, engine, model, airgap, local_account())
-        ApplianceApp(context).run()
-    return 0
+        config = load_home_config(home)
+        yield AppContext(
+            home,
+            policy,
+            log,
+            engine,
+            model,
+            airgap,
+            local_account(),
+            language=config.language,
+            demo=config.demo,
+            keymap=config.keymap,
+        )

@@ -1,15 +1,19 @@
-"""The application: sign in, then chat; an idle session returns to sign-in."""
+"""The application: sign in, then the screen of the user's role; idle returns to sign-in."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.screen import Screen
 
-from appliance.audit import AuditLog
+from appliance.audit import Actor, AuditLog, Event
+from appliance.conversations import Conversations
 from appliance.engine import Engine
 from appliance.identity import Principal
 from appliance.policy import Policy
@@ -18,6 +22,8 @@ from appliance.tui.audit import AuditScreen
 from appliance.tui.chat import ChatScreen
 from appliance.tui.login import LoginScreen
 from appliance.tui.panels import HelpPanel, StatusPanel
+from appliance.tui.text import localize_bindings, words
+from appliance.tui.users import UsersScreen
 
 
 @dataclass
@@ -31,6 +37,9 @@ class AppContext:
     model: str  # the audit log's name for it
     airgap: str  # the attestation, for the status bar
     account: str  # the local account (development mode)
+    language: str | None = None  # None: the policy's
+    demo: bool = False  # a demonstration home: say so on every screen
+    keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys
 
 
 class ApplianceApp(App[None]):
@@ -38,39 +47,76 @@ class ApplianceApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f1", "help", "Help", id="help"),
         Binding("f4", "status", "Status", id="status"),
+        Binding("ctrl+q", "quit", "Quit", id="quit"),
     ]
 
     def __init__(self, context: AppContext) -> None:
         super().__init__()
         self.context = context
+        self.ui_language = context.language or context.policy.language
+        self.principal: Principal | None = None
+        localize_bindings(self, self.ui_language)
+        if context.keymap:
+            self.set_keymap(context.keymap)
+
+    def words(self, key: str, **fields: object) -> str:
+        return words(self.ui_language, key, **fields)
 
     def on_mount(self) -> None:
         self.push_screen(LoginScreen())
 
-    def start_session(self, principal: Principal) -> None:
+    def start_session(self, principal: Principal, conversations: Conversations | None) -> None:
+        """The screen of the role: operators chat, officers audit, admins manage users."""
+        self.principal = principal
         policy = self.context.policy
         clearance = policy.level(principal.clearance)
         default = policy.level(policy.default_level)
         level = default if default.rank <= clearance.rank else policy.lowest
-        if not principal.may("ask") and principal.may("audit.read"):
-            self.push_screen(AuditScreen(principal))  # officers and admins do not chat
-            return
-        session = Session(
-            self.context.engine, self.context.log, policy, principal, self.context.model, level
-        )
-        self.push_screen(ChatScreen(session))
+        if principal.may("ask"):
+            session = Session(
+                self.context.engine, self.context.log, policy, principal, self.context.model, level
+            )
+            self.push_screen(ChatScreen(session, conversations))
+        elif principal.may("users.manage"):
+            self.push_screen(UsersScreen(principal))
+        else:
+            self.push_screen(AuditScreen(principal))
+
+    def sign_out(self, reason: str | None = "user") -> None:
+        """Back to sign-in; `reason` None when the logout is recorded already."""
+        principal, self.principal = self.principal, None
+        if principal is not None and reason is not None:
+            actor = Actor(principal.user, principal.role)
+            self.context.log.record(Event(actor, "logout", details={"reason": reason}))
+        while not isinstance(self.screen, LoginScreen):
+            self.pop_screen()
+        if reason == "idle" or reason is None:
+            self.screen.show_message(self.words("login.idle"))
 
     def action_help(self) -> None:
         keys = [
             (binding.key, binding.description)
-            for binding in self.screen.BINDINGS
-            if isinstance(binding, Binding) and binding.show
+            for _, binding in self.screen._bindings  # with their localized descriptions
+            if binding.show
         ]
-        self.push_screen(HelpPanel([*keys, ("f1", "Help"), ("f4", "Status")]))
+        app_keys = [(b.key, b.description) for _, b in self._bindings if b.show and b.id]
+        self.push_screen(HelpPanel(self, [*keys, *app_keys]))
 
     def action_status(self) -> None:
         self.push_screen(StatusPanel(self))
 
-    def sign_out(self) -> None:
-        while not isinstance(self.screen, LoginScreen):
-            self.pop_screen()
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """Only the commands of the current screen that the signed-in role may use."""
+        allows = getattr(screen, "allows", lambda binding_id: True)
+        offered = set()
+        for node in (screen, self):
+            for _, binding in node._bindings:  # the localized descriptions
+                if binding.show and binding.id not in offered and allows(binding.id):
+                    offered.add(binding.id)
+                    action = functools.partial(node.run_action, binding.action)
+                    yield SystemCommand(binding.description, binding.key, action)
+        if self.principal is not None and "sign_out" not in offered:
+            yield SystemCommand(self.words("sign_out"), "", self.action_sign_out)
+
+    def action_sign_out(self) -> None:
+        self.sign_out()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
@@ -18,6 +19,8 @@ from appliance.config import ensure_dir
 from appliance.errors import ApplianceError
 from appliance.fsutil import atomic_writer
 from appliance.identity import Principal
+from appliance.tui.login import LoginScreen
+from appliance.tui.text import localize_bindings
 
 if TYPE_CHECKING:
     from appliance.tui.app import ApplianceApp
@@ -30,7 +33,7 @@ class AuditScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "verify", "Verify", id="audit.verify"),
         Binding("f3", "export", "Export", id="audit.export"),
-        Binding("escape", "app.pop_screen", "Back", id="audit.back"),
+        Binding("escape", "back", "Back", id="back"),
     ]
     DEFAULT_CSS = """
     #table { height: 1fr; }
@@ -46,12 +49,13 @@ class AuditScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter: user or action (Enter)", id="filter")
+        yield Input(placeholder=self.owner.words("audit.filter"), id="filter")
         yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="result")
         yield Footer()
 
     def on_mount(self) -> None:
+        localize_bindings(self, self.owner.ui_language)
         self.query_one(DataTable).add_columns(*COLUMNS)
         self._load("")
         self.query_one("#filter", Input).focus()
@@ -59,14 +63,14 @@ class AuditScreen(Screen[None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self._load(event.value.strip())
 
-    def _load(self, text: str) -> None:
+    def _load(self, term: str) -> None:
+        """The newest SHOWN events whose user, role, action, label or outcome is `term`."""
         table = self.query_one(DataTable)
         table.clear()
         log = self.owner.context.log
-        rows = [json.loads(row["leaf"]) | {"seq": row["seq"]} for row in log.events()]
-        if text:
-            rows = [r for r in rows if text in (r["user"], r["action"], r["role"])]
-        for record in rows[-SHOWN:]:
+        rows = log.events(term=term or None, limit=SHOWN, newest_first=True)
+        records = [json.loads(row["leaf"]) | {"seq": row["seq"]} for row in rows]
+        for record in reversed(records):
             when = datetime.fromtimestamp(record["time_us"] / 1e6, UTC).strftime("%m-%d %H:%M:%S")
             table.add_row(
                 str(record["seq"]),
@@ -77,18 +81,30 @@ class AuditScreen(Screen[None]):
                 record.get("label") or "-",
                 record["outcome"],
             )
+        table.move_cursor(row=len(records) - 1)
+
+    def action_back(self) -> None:
+        """Back to the chat, or, where this is the role's own screen, sign out."""
+        if isinstance(self.app.screen_stack[-2], LoginScreen):
+            self.owner.sign_out()
+        else:
+            self.app.pop_screen()
 
     def action_verify(self) -> None:
         result = self.query_one("#result", Static)
         try:
             report = self.owner.context.log.verify()
         except ApplianceError as exc:
-            result.update(f"[b red]FAILED[/] {exc}")
+            result.update(f"[b red]{self.owner.words('audit.failed')}[/] {escape(str(exc))}")
             return
-        result.update(
-            f"[b green]Verified[/] {report.events} events (seq {report.first_seq}-"
-            f"{report.last_seq}), {report.checkpoints} signed checkpoints"
+        summary = self.owner.words(
+            "audit.events",
+            events=report.events,
+            first=report.first_seq,
+            last=report.last_seq,
+            checkpoints=report.checkpoints,
         )
+        result.update(f"[b green]{self.owner.words('audit.verified')}[/] {summary}")
 
     def action_export(self) -> None:
         context = self.owner.context
@@ -100,7 +116,7 @@ class AuditScreen(Screen[None]):
             with atomic_writer(target, mode=0o600) as sink:
                 done = write_export(context.log, sink, actor)
         except ApplianceError as exc:
-            result.update(f"[b red]Export failed[/] {exc}")
+            result.update(f"[b red]{self.owner.words('audit.export_failed')}[/] {escape(str(exc))}")
             return
-        result.update(f"Exported {done.events} events to {target}")
+        result.update(escape(self.owner.words("audit.exported", events=done.events, path=target)))
         self._load(self.query_one("#filter", Input).value.strip())

@@ -2,7 +2,8 @@
 
 A worker thread runs the turn through the session pipeline and only appends
 text to a buffer; a 50 ms timer on the UI thread moves the buffer into the
-Markdown stream, so the screen is never written once per token.
+Markdown stream, so the screen is never written once per token. Each finished
+turn is saved to the user's encrypted conversation store.
 """
 
 from __future__ import annotations
@@ -12,22 +13,26 @@ import threading
 import time
 from typing import TYPE_CHECKING, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.message import Message as TextualMessage
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Markdown, Static
+from textual.widgets import Footer, Markdown, Static, TextArea
 from textual.widgets.markdown import MarkdownStream
 
 from appliance.audit import Event
 from appliance.config import GenerationParams
+from appliance.conversations import Conversations
 from appliance.engine import Message
 from appliance.errors import ApplianceError, AuthenticationError
 from appliance.policy import Level
 from appliance.session import Session, Turn
 from appliance.tui.audit import AuditScreen
 from appliance.tui.banner import Banner
+from appliance.tui.panels import ConversationsPanel
+from appliance.tui.text import localize_bindings
 
 if TYPE_CHECKING:
     from appliance.tui.app import ApplianceApp
@@ -36,27 +41,61 @@ FLUSH_SECONDS = 0.05
 IDLE_CHECK_SECONDS = 15.0
 
 
+class PromptArea(TextArea):
+    """Multi-line prompt: Enter sends, Ctrl+J starts a new line, Up/Down at the edges
+    walk the prompt history."""
+
+    DEFAULT_CSS = """
+    PromptArea { height: auto; min-height: 3; max-height: 8; }
+    """
+
+    class Submitted(TextualMessage):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    class Recall(TextualMessage):
+        def __init__(self, step: int) -> None:
+            super().__init__()
+            self.step = step
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            self.post_message(self.Submitted(self.text))
+        elif event.key in ("ctrl+j", "shift+enter"):
+            self.insert("\n")
+        elif event.key == "up" and self.cursor_location[0] == 0:
+            self.post_message(self.Recall(-1))
+        elif event.key == "down" and self.cursor_location[0] == self.document.line_count - 1:
+            self.post_message(self.Recall(1))
+        else:
+            await super()._on_key(event)
+            return
+        event.stop()
+        event.prevent_default()
+
+
 class ChatScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel answer", id="cancel"),
         Binding("ctrl+n", "reset", "New conversation", id="reset"),
+        Binding("f6", "conversations", "Conversations", id="conversations", priority=True),
         Binding("f5", "audit", "Audit log", id="audit"),
-        Binding("up", "history(-1)", "Previous prompt", show=False, id="history.previous"),
-        Binding("down", "history(1)", "Next prompt", show=False, id="history.next"),
-        Binding("ctrl+q", "app.quit", "Quit", id="quit"),
     ]
     DEFAULT_CSS = """
     #log { height: 1fr; padding: 0 1; }
     .user { color: $accent; text-style: bold; margin-top: 1; }
     #notice { color: $error; height: auto; padding: 0 1; }
-    #status { height: 1; background: $panel; color: $text-muted; padding: 0 1; }
+    #status { height: auto; background: $panel; color: $text-muted; padding: 0 1; }
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, conversations: Conversations | None = None) -> None:
         super().__init__()
         self.session = session
+        self.conversations = conversations
+        self.conversation_id: str | None = None
         self.history: list[Message] = []
-        self.label: Level | None = None
+        self.label: Level | None = None  # the highest label of this conversation's turns
         self._pending: list[str] = []
         self._lock = threading.Lock()
         self._turn: Turn | None = None
@@ -74,48 +113,67 @@ class ChatScreen(Screen[None]):
         yield Banner(id="top")
         yield VerticalScroll(id="log")
         yield Static("", id="notice")
-        yield Input(placeholder="Ask… (Enter sends, Esc cancels)", id="prompt")
-        yield Static(self._status(), id="status")
+        yield PromptArea(
+            placeholder=self.owner.words("chat.placeholder"), id="prompt", soft_wrap=True
+        )
+        yield Static(self._status(), id="status", markup=False)
         yield Banner(id="bottom")
         yield Footer()
 
     def on_mount(self) -> None:
+        localize_bindings(self, self.owner.ui_language)
         self._show_banners()
         self.set_interval(FLUSH_SECONDS, self._flush)
         self.set_interval(IDLE_CHECK_SECONDS, self._check_idle)
-        self.query_one("#prompt", Input).focus()
+        self.query_one("#prompt", PromptArea).focus()
+
+    def on_unmount(self) -> None:
+        if self.conversations is not None:
+            self.conversations.close()
+
+    def allows(self, binding_id: str) -> bool:
+        """What the command palette offers: the audit log only to roles that may read it."""
+        return binding_id != "audit" or self.session.principal.may("audit.read")
 
     def _status(self) -> str:
-        context, principal = self.owner.context, self.session.principal
-        role = "DEVELOPMENT MODE" if principal.dev else principal.role
-        network = "air-gapped" if context.airgap == "air-gapped" else "NETWORK PRESENT"
+        owner, principal = self.owner, self.session.principal
+        context = owner.context
+        role = owner.words("chat.dev") if principal.dev else principal.role
+        network = owner.words(
+            "chat.airgapped" if context.airgap == "air-gapped" else "chat.network"
+        )
         return (
             f"{principal.user} ({role}) · {context.policy.describe()} · {network} · {context.model}"
         )
 
     def _show_banners(self) -> None:
-        language = self.session.policy.language
+        language = self.owner.ui_language
         for banner in self.query(Banner):
             banner.show(self.session.level, self.label, language)
 
+    def _notice(self, text: str) -> None:
+        self.query_one("#notice", Static).update(text)
+
     # -- asking ---------------------------------------------------------------------------
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        prompt = event.value.strip()
+    def on_prompt_area_submitted(self, event: PromptArea.Submitted) -> None:
+        prompt = event.text.strip()
         if not prompt or self._turn is not None:
             return
-        event.input.value = ""
+        self.query_one("#prompt", PromptArea).clear()
         self._prompt = prompt
         self._sent.append(prompt)
         self._recall = len(self._sent)
-        self.query_one("#notice", Static).update("")
-        log = self.query_one("#log", VerticalScroll)
-        log.mount(Static(prompt, classes="user", markup=False))
+        self._notice("")
+        self._show_prompt(prompt)
         self._answer = Markdown()
-        log.mount(self._answer)
+        self.query_one("#log", VerticalScroll).mount(self._answer)
         self._stream = Markdown.get_stream(self._answer)
         self.history.append(Message("user", prompt))
         self._run(list(self.history))
+
+    def _show_prompt(self, prompt: str) -> None:
+        self.query_one("#log", VerticalScroll).mount(Static(prompt, classes="user", markup=False))
 
     @work(thread=True, exclusive=True, group="turn")
     def _run(self, messages: list[Message]) -> None:
@@ -156,7 +214,8 @@ class ChatScreen(Screen[None]):
         if self._answer is not None:
             await self._answer.update(turn.text)
         self._turn = None
-        self.label = turn.label
+        if self.label is None or turn.label.rank > self.label.rank:
+            self.label = turn.label
         self._show_banners()
         cancelled = turn.outcome == "cancelled"
         if error is not None or cancelled:
@@ -166,29 +225,75 @@ class ChatScreen(Screen[None]):
             self._restore_prompt()
             return
         self.history.append(Message("assistant", turn.text))
+        self._save()
 
     def _failed(self, error: ApplianceError, before_answer: bool) -> None:
-        self.query_one("#notice", Static).update(str(error))
+        self._notice(f"{self.owner.words('chat.refused')}: {error}")
         if before_answer:
             self.history.pop()
             self._turn = None
             self._restore_prompt()
-        if isinstance(error, AuthenticationError):  # idle: sign in again
-            self.owner.sign_out()
+        if isinstance(error, AuthenticationError):  # idle: the session recorded the logout
+            self.owner.sign_out(None)
 
     def _restore_prompt(self) -> None:
-        prompt = self.query_one("#prompt", Input)
-        prompt.value = self._prompt
+        prompt = self.query_one("#prompt", PromptArea)
+        prompt.text = self._prompt
+        prompt.move_cursor(prompt.document.end)
         prompt.focus()
 
     def _check_idle(self) -> None:
         """Back to sign-in once the policy's idle timeout passes with no turn running."""
         if self._turn is None and self.session.idle():
-            self.session.sign_out("idle")
-            self.owner.sign_out()
+            self.owner.sign_out("idle")
 
     def on_key(self) -> None:
         self.session.last_active = time.monotonic()  # typing counts as activity
+
+    # -- conversations --------------------------------------------------------------------
+
+    def _save(self) -> None:
+        if self.conversations is None or self.label is None:
+            return
+        try:
+            self.conversation_id = self.conversations.save(
+                self.conversation_id, self.history, self.label.id
+            )
+        except ApplianceError as exc:
+            self._notice(str(exc))
+
+    def action_conversations(self) -> None:
+        if self.conversations is None:
+            self._notice(self.owner.words("chat.not_saved"))
+            return
+        if self._turn is not None:
+            return
+        clearance = self.session.clearance
+        visible = {level.id for level in self.session.policy.levels if level.rank <= clearance.rank}
+        self.app.push_screen(
+            ConversationsPanel(self.owner, self.conversations, visible), self._open_conversation
+        )
+
+    async def _open_conversation(self, conversation_id: str | None) -> None:
+        if conversation_id is None or self.conversations is None:
+            return
+        try:
+            messages, label = self.conversations.load(conversation_id)
+        except ApplianceError as exc:
+            self._notice(str(exc))
+            return
+        self.action_reset()
+        self.conversation_id = conversation_id
+        self.history = messages
+        self.label = self.session.policy.level(label)
+        log = self.query_one("#log", VerticalScroll)
+        for message in messages:
+            if message.role == "user":
+                self._show_prompt(message.content)
+            elif message.role == "assistant":
+                await log.mount(Markdown(message.content))
+        log.scroll_end(animate=False)
+        self._show_banners()
 
     # -- actions ----------------------------------------------------------------------------
 
@@ -205,20 +310,21 @@ class ChatScreen(Screen[None]):
         details = {"permission": "audit.read", "screen": "audit"}
         event = Event(self.session.actor, "policy_block", "audit log", "denied", details=details)
         self.session.audit.record(event)
-        self.query_one("#notice", Static).update(
-            f"{principal.user} ({principal.role}) may not open the audit log"
-        )
+        self._notice(f"{principal.user} ({principal.role}) {self.owner.words('chat.audit_denied')}")
 
-    def action_history(self, step: int) -> None:
+    def on_prompt_area_recall(self, event: PromptArea.Recall) -> None:
         """Walk back and forth through the prompts sent in this session."""
         if not self._sent:
             return
-        self._recall = max(0, min(len(self._sent), self._recall + step))
-        field = self.query_one("#prompt", Input)
-        field.value = self._sent[self._recall] if self._recall < len(self._sent) else ""
-        field.cursor_position = len(field.value)
+        self._recall = max(0, min(len(self._sent), self._recall + event.step))
+        field = self.query_one("#prompt", PromptArea)
+        field.text = self._sent[self._recall] if self._recall < len(self._sent) else ""
+        field.move_cursor(field.document.end)
 
     def action_reset(self) -> None:
         if self._turn is None:
-            self.history.clear()
+            self.history = []
+            self.conversation_id = None
+            self.label = None
             self.query_one("#log", VerticalScroll).remove_children()
+            self._show_banners()

@@ -5,26 +5,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from appliance.conversations import Conversations
 from appliance.errors import ApplianceError
 from appliance.session import authenticate, development_mode
+from appliance.tui.text import localize_bindings
 
 if TYPE_CHECKING:
     from appliance.tui.app import ApplianceApp
 
 
 class LoginScreen(Screen[None]):
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "app.quit", "Quit", id="quit")]
+    BINDINGS: ClassVar[list[BindingType]] = []
     DEFAULT_CSS = """
     LoginScreen { align: center middle; }
     #box { width: 60; height: auto; border: round $primary; padding: 1 2; }
     #title { text-style: bold; margin-bottom: 1; }
     #message { color: $error; margin-top: 1; }
     #message.dev { color: $warning; }
+    #demo { background: $warning; color: $background; text-style: bold; margin-bottom: 1; }
     """
 
     @property
@@ -32,15 +35,19 @@ class LoginScreen(Screen[None]):
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
-        policy = self.owner.context.policy
+        owner = self.owner
+        policy = owner.context.policy
         with Vertical(id="box"):
-            yield Static(f"Sovereign AI appliance · {policy.describe()}", id="title")
-            yield Input(placeholder="user name", id="user")
-            yield Input(placeholder="password", password=True, id="password")
+            yield Static(f"{owner.words('login.title')} · {policy.describe()}", id="title")
+            if owner.context.demo:
+                yield Static(owner.words("login.demo"), id="demo")
+            yield Input(placeholder=owner.words("login.user"), id="user")
+            yield Input(placeholder=owner.words("login.password"), password=True, id="password")
             yield Static("", id="message")
         yield Footer()
 
     def on_mount(self) -> None:
+        localize_bindings(self, self.owner.ui_language)
         context = self.owner.context
         message = self.query_one("#message", Static)
         try:
@@ -50,10 +57,7 @@ class LoginScreen(Screen[None]):
             return
         if dev is not None:
             message.add_class("dev")
-            message.update(
-                "No accounts exist: leave both fields empty and press Enter to continue in "
-                "DEVELOPMENT MODE."
-            )
+            message.update(self.owner.words("login.dev"))
         self.query_one("#user", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
@@ -64,18 +68,33 @@ class LoginScreen(Screen[None]):
         password_field = self.query_one("#password", Input)
         password, password_field.value = password_field.value, ""
         message = self.query_one("#message", Static)
-        context = self.owner.context
+        owner = self.owner
+        context = owner.context
+        conversations = None
         try:
             if not user:
                 principal = development_mode(context.home, context.policy, context.account)
                 if principal is None:
-                    message.update("Enter your user name.")
+                    message.update(owner.words("login.need_user"))
                     return
             else:
                 principal = authenticate(context.home, context.policy, context.log, user, password)
+                if principal.may("ask"):  # the password opens the user's saved conversations
+                    conversations, notice = Conversations.open(context.home, user, password)
+                    if notice:
+                        owner.notify(notice, severity="warning", timeout=15)
         except ApplianceError as exc:
             message.remove_class("dev")
-            message.update(str(exc))
+            message.update(f"{owner.words('login.failed')}: {exc}")
             return
         message.update("")
-        self.owner.start_session(principal)
+        self.query_one("#user", Input).value = ""
+        owner.start_session(principal, conversations)
+
+    def on_screen_resume(self) -> None:
+        self.query_one("#user", Input).focus()
+
+    def show_message(self, text: str) -> None:
+        message = self.query_one("#message", Static)
+        message.remove_class("dev")
+        message.update(text)

@@ -1,17 +1,22 @@
-"""Help (F1) and status (F4): what the keys do here, and the appliance's own checks."""
+"""Pop-up panels: help (F1), status (F4) and the saved conversations (F6)."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import OptionList, Static
+from textual.widgets.option_list import Option
 
+from appliance.conversations import Conversations
 from appliance.errors import ApplianceError
 from appliance.policy.airgap import attest
+from appliance.tui.text import localize_bindings
 
 if TYPE_CHECKING:
     from appliance.tui.app import ApplianceApp
@@ -29,23 +34,24 @@ class _Panel(ModalScreen[None]):
              background: $surface; }
     """
 
-    def __init__(self, title: str, lines: list[str]) -> None:
+    def __init__(self, app: ApplianceApp, title: str, lines: list[str]) -> None:
         super().__init__()
-        self.title_text = title
+        self.title_text = f"[b]{app.words(title)}[/]  {app.words('panel.esc')}"
         self.lines = lines
 
     def compose(self) -> ComposeResult:
         with Vertical(id="panel"):
-            yield Static(f"[b]{self.title_text}[/]  (Esc closes)")
+            yield Static(self.title_text)
             yield Static("\n".join(self.lines), markup=False, id="body")
 
 
 class HelpPanel(_Panel):
-    """The keys of the screen below, as its bindings declare them."""
+    """The keys of the screen below and of the app, as their bindings declare them."""
 
-    def __init__(self, screen_bindings: list[tuple[str, str]]) -> None:
-        lines = [f"{key:>10}  {description}" for key, description in screen_bindings]
-        super().__init__("Keys", [*lines, "", "     ctrl+p  command palette"])
+    def __init__(self, app: ApplianceApp, bindings: list[tuple[str, str]]) -> None:
+        lines = [f"{key:>10}  {description}" for key, description in bindings]
+        palette = f"{'ctrl+p':>10}  {app.words('panel.palette')}"
+        super().__init__(app, "panel.keys", [*lines, "", palette])
 
 
 class StatusPanel(_Panel):
@@ -61,7 +67,7 @@ class StatusPanel(_Panel):
             f"model     {context.model}",
             f"audit     {_verify(app)}",
         ]
-        super().__init__("Status", lines)
+        super().__init__(app, "panel.status", lines)
 
 
 def _verify(app: ApplianceApp) -> str:
@@ -70,3 +76,66 @@ def _verify(app: ApplianceApp) -> str:
     except ApplianceError as exc:
         return f"FAILED: {exc}"
     return f"verified, {report.events} events, {report.checkpoints} signed checkpoints"
+
+
+class ConversationsPanel(ModalScreen[str | None]):
+    """The user's saved conversations within their clearance: Enter opens, Delete removes."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "close", "Close", id="panel.close"),
+        Binding("delete", "delete", "Delete", id="conversations.delete"),
+    ]
+    DEFAULT_CSS = """
+    ConversationsPanel { align: center middle; }
+    #panel { width: 76; height: auto; max-height: 20; border: round $primary; padding: 0 1;
+             background: $surface; }
+    #list { height: auto; max-height: 14; }
+    """
+
+    def __init__(
+        self, app: ApplianceApp, conversations: Conversations, visible_labels: set[str]
+    ) -> None:
+        super().__init__()
+        self.owner = app
+        self.conversations = conversations
+        self.visible_labels = visible_labels
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="panel"):
+            yield Static(f"[b]{self.owner.words('conversations.title')}[/]")
+            yield OptionList(id="list")
+            yield Static(self.owner.words("conversations.hint"), id="hint")
+
+    def on_mount(self) -> None:
+        localize_bindings(self, self.owner.ui_language)
+        self._fill()
+        self.query_one(OptionList).focus()
+
+    def _fill(self) -> None:
+        options = self.query_one(OptionList)
+        options.clear_options()
+        policy = self.owner.context.policy
+        for summary in self.conversations.summaries(self.visible_labels):
+            when = time.strftime("%m-%d %H:%M", time.localtime(summary.updated_us / 1e6))
+            level = policy.level(summary.label).name(self.owner.ui_language)
+            text = Content(f"{when}  {level}  {summary.title}")  # titles are not markup
+            options.add_option(Option(text, id=summary.id))
+        if options.option_count == 0:
+            options.add_option(Option(self.owner.words("conversations.empty"), disabled=True))
+        else:
+            options.highlighted = 0
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_delete(self) -> None:
+        options = self.query_one(OptionList)
+        if options.highlighted is None:
+            return
+        option = options.get_option_at_index(options.highlighted)
+        if option.id is not None:
+            self.conversations.delete(option.id)
+            self._fill()
+
+    def action_close(self) -> None:
+        self.dismiss(None)
