@@ -12,11 +12,22 @@ STAMP := $(VENV)/.installed
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
 DEMO_HOME := .demo
+# Wheels of every dependency, for offline bundles (this platform; see
+# docs/formats/bundle.md). Made from pip's cache after the first install.
+WHEELHOUSE := .wheelhouse
 
-.PHONY: setup run demo-reset test lint bench clean
+.PHONY: setup run demo-reset wheelhouse test lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(WHEELHOUSE)/.ready
 	$(BIN)/appliance models prepare
+
+wheelhouse: $(WHEELHOUSE)/.ready
+
+$(WHEELHOUSE)/.ready: $(STAMP)
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/python -m pip wheel --quiet --progress-bar off --wheel-dir $(WHEELHOUSE) .
+	rm -f $(WHEELHOUSE)/appliance-*.whl  # built fresh from the checkout for each bundle
+	touch $@
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
@@ -35,8 +46,11 @@ run: setup
 demo-reset:
 	rm -rf $(DEMO_HOME)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest
+# Test files are spread over two workers (a file's tests stay together).
+TEST_WORKERS ?= 2
+
+test: $(STAMP) $(WHEELHOUSE)/.ready
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check appliance tests bench
@@ -55,6 +69,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/dlp.py
 	$(BIN)/python bench/tui.py
+	$(BIN)/python bench/bundle.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(WHEELHOUSE) .pytest_cache .ruff_cache

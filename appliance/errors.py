@@ -120,6 +120,20 @@ class PermissionDeniedError(ApplianceError):
     summary = "not permitted for this role"
 
 
+class BundleError(ApplianceError):
+    """A bundle was refused: unsigned, altered, stale, rolled back, unsafe or mismatched."""
+
+    exit_code = 16
+    summary = "bundle refused"
+
+
+class CheckFailedError(ApplianceError):
+    """`appliance doctor` found a check that failed."""
+
+    exit_code = 17
+    summary = "a health check failed"
+
+
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
@@ -138,4 +152,6 @@ ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
     BlockedError,
     AuthenticationError,
     PermissionDeniedError,
+    BundleError,
+    CheckFailedError,
 )

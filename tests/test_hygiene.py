@@ -23,6 +23,8 @@ CORE_MODULES = [
     "appliance.session",
     "appliance.accounts",
     "appliance.conversations",
+    "appliance.bundle.build",
+    "appliance.bundle.host",
 ]
 
 

@@ -43,6 +43,7 @@ ACTIONS = frozenset(
         "install",
         "upgrade",
         "rollback",
+        "uninstall",
         "export",
         "prune",
         "key_rotate",

@@ -16,7 +16,20 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from appliance import __version__
-from appliance.cli import airgap, audit, demo, generate, models, policy, seal, ui, users
+from appliance.cli import (
+    airgap,
+    audit,
+    bundle,
+    demo,
+    doctor,
+    generate,
+    host,
+    models,
+    policy,
+    seal,
+    ui,
+    users,
+)
 from appliance.errors import EXIT_INTERRUPTED, ApplianceError, BlockedError, UsageError
 from appliance.policy.egress import EgressDenied, install_guard
 
@@ -47,6 +60,9 @@ def build_parser() -> Parser:
     users.register(commands)
     ui.register(commands)
     demo.register(commands)
+    bundle.register(commands)
+    host.register(commands)
+    doctor.register(commands)
     return parser
 
 

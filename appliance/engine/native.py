@@ -135,3 +135,18 @@ def _last_error(exc: BaseException | None) -> str:
         if marker in line:
             return line.split(marker, 1)[1].rstrip(".")
     return (_recent_errors[-1] if _recent_errors else str(exc or "unknown error")).rstrip(".")
+
+
+def quantize(source: Path, target: Path, file_type: str, *, requantize: bool) -> None:
+    """llama.cpp's quantizer, from a file `read_gguf` has already validated."""
+    llama_cpp = _llama_cpp()
+    _recent_errors.clear()
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{file_type}")
+    params.allow_requantize = requantize
+    params.nthread = physical_cores()
+    status = llama_cpp.llama_model_quantize(
+        str(source).encode(), str(target).encode(), ctypes.byref(params)
+    )
+    if status != 0:
+        raise EngineError(f"llama.cpp could not quantize {source}: {_last_error(None)}")

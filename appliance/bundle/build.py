@@ -1,0 +1,220 @@
+"""`appliance bundle build`: one signed offline file from a model, a policy and wheels.
+
+On the connected build station: quantize (optional), seal the weights to the
+site recipients, gather the wheelhouse, the policy, the installer and the
+docs, write an SBOM and a manifest, sign TUF metadata over every file, and
+write the bundle atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__, seal
+from appliance.bundle import repository, sbom
+from appliance.bundle.archive import Progress, write_bundle
+from appliance.bundle.keys import load_signer
+from appliance.bundle.verify import MANIFEST
+from appliance.engine import read_gguf
+from appliance.engine.info import quantization_of
+from appliance.engine.quantize import QuantizeReport, quantize
+from appliance.errors import BundleError, UsageError
+from appliance.policy import load_policy
+
+_RELEASE = re.compile(r"\d+(\.\d+){0,3}([-+][0-9A-Za-z.]+)?")
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout the build runs from
+DOCS = (
+    "README.md",
+    "docs/architecture.md",
+    "docs/formats/sealed.md",
+    "docs/formats/audit.md",
+    "docs/formats/policy.md",
+    "docs/formats/bundle.md",
+)
+INSTALLER = ("installer/install.sh", "installer/appliance.service", "installer/README.md")
+
+Stage = Callable[[str], AbstractContextManager[Progress | None]]
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    model: Path
+    policy: Path
+    recipients: list[seal.Recipient]
+    signing_key: Path  # release.key in the signing directory made by `bundle init`
+    passphrase: str
+    release: str
+    out: Path
+    quantize: str | None = None
+    wheelhouse: Path | None = None  # None: collect with pip (needs the package index)
+    timestamp_days: int = 30
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    path: Path
+    size: int
+    inputs: int  # bytes of the model, wheels, policy and documents that went in
+    metadata_version: int
+    content_id: str
+    quantized: QuantizeReport | None
+
+
+def build(request: BuildRequest, stage: Stage) -> BuildResult:
+    """Build the bundle `request.out`; `stage(description)` gives each step's progress."""
+    _check(request)
+    request.out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".bundle-", dir=request.out.parent))
+    try:
+        return _build(request, work, stage)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _check(request: BuildRequest) -> None:
+    if not _RELEASE.fullmatch(request.release):
+        raise UsageError(f"'{request.release}' is not a release version (like 1.4.0)")
+    if not request.recipients:
+        raise UsageError("give the site's recipient with --recipient apr1...")
+    if request.out.exists():
+        raise UsageError(f"{request.out} already exists")
+    for relative in INSTALLER:
+        if not (SOURCE_ROOT / relative).is_file():
+            raise UsageError(f"{SOURCE_ROOT} lacks {relative}: build from a source checkout")
+    load_signer(request.signing_key, request.passphrase)  # a wrong passphrase fails first
+
+
+def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
+    policy = load_policy(request.policy)
+    source_info = read_gguf(request.model)  # validated before llama.cpp or sealing reads it
+    model, report = request.model, None
+    if request.quantize:
+        with stage(f"Quantizing to {request.quantize}"):
+            model = work / f"model-{request.quantize.lower()}.gguf"
+            report = quantize(request.model, model, request.quantize)
+    model_type = report.result_type if report else quantization_of(source_info)
+    name = _model_name(source_info.get("general.name") or request.model.stem, model_type)
+    content_id = f"{name}@{request.release}"
+    files: dict[str, Path] = {}
+    sealed = work / f"{name}.sealed"
+    with stage(f"Sealing {name} to {len(request.recipients)} recipient(s)") as progress:
+        seal.seal_file(model, sealed, list(request.recipients), content_id, progress=progress)
+    files[f"model/{sealed.name}"] = sealed
+    wheels = _wheelhouse(request.wheelhouse, work, stage)
+    files.update({f"wheels/{wheel.name}": wheel for wheel in wheels})
+    files["policy/policy.toml"] = request.policy
+    files.update({path: SOURCE_ROOT / path for path in INSTALLER})
+    files.update({path: SOURCE_ROOT / path for path in DOCS if (SOURCE_ROOT / path).is_file()})
+    inputs = sum(path.stat().st_size for path in files.values()) - sealed.stat().st_size
+    inputs += request.model.stat().st_size
+
+    manifest: dict[str, Any] = {
+        "release": request.release,
+        "appliance": __version__,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "model": {
+            "file": f"model/{sealed.name}",
+            "content_id": content_id,
+            "type": model_type,
+            "source": {
+                "file": request.model.name,
+                "type": quantization_of(source_info),
+                "bytes": request.model.stat().st_size,
+            },
+            "quantized": None
+            if report is None
+            else {
+                "to": report.result_type,
+                "bytes": report.result_bytes,
+                "requantized": report.requantized,
+            },
+            "recipients": [str(recipient) for recipient in request.recipients],
+        },
+        "policy": {"name": policy.name, "version": policy.version, "sha256": policy.sha256},
+        "platform": _platform(wheels),
+    }
+    manifest_path = work / MANIFEST
+    manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    files[MANIFEST] = manifest_path
+    sbom_path = work / "sbom.cdx.json"
+    sbom_path.write_text(sbom.document(manifest, files))
+    files["sbom.cdx.json"] = sbom_path
+
+    signed = repository.sign_release(
+        request.signing_key.parent,
+        request.passphrase,
+        files,
+        timestamp_days=request.timestamp_days,
+    )
+    with stage(f"Writing {request.out.name}") as progress:
+        write_bundle(request.out, signed.members(), files, progress)
+    return BuildResult(
+        request.out, request.out.stat().st_size, inputs, signed.version, content_id, report
+    )
+
+
+def _model_name(general_name: str, model_type: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", general_name.lower()).strip("-") or "model"
+    return f"{slug[:80]}-{model_type.lower()}"
+
+
+def _wheelhouse(given: Path | None, work: Path, stage: Stage) -> list[Path]:
+    """The wheels that install the appliance with no index: given, or collected by pip."""
+    if given is None:
+        given = work / "wheels"
+        with stage("Collecting wheels (package index)"):
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--quiet",
+                    "--wheel-dir",
+                    str(given),
+                    str(SOURCE_ROOT),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
+            raise BundleError(f"collecting the wheelhouse failed: {last}")
+    wheels = sorted(given.glob("*.whl"))
+    if not any(w.name.startswith("appliance-") for w in wheels):
+        raise UsageError(f"the wheelhouse {given} has no appliance wheel (make wheelhouse)")
+    return wheels
+
+
+def _platform(wheels: list[Path]) -> dict[str, object]:
+    """Which hosts the wheelhouse serves: this Python and the wheels' platform tags."""
+    tags = sorted({w.stem.rsplit("-", 1)[-1] for w in wheels} - {"any"})
+    return {
+        "python": f"{sys.implementation.name} {platform.python_version()}",
+        "machine": platform.machine(),
+        "wheel_platforms": tags,
+    }
+
+
+def stages_quiet(_: str) -> AbstractContextManager[Progress | None]:
+    """A Stage that draws nothing (tests, pipes)."""
+
+    @contextlib.contextmanager
+    def nothing() -> Iterator[Progress | None]:
+        yield None
+
+    return nothing()

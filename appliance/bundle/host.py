@@ -1,0 +1,319 @@
+"""Releases on a host: install, upgrade, roll back, uninstall, status.
+
+    PREFIX/bin/appliance        runs the current release with APPLIANCE_HOME=PREFIX/home
+    PREFIX/releases/V/          one verified release: venv/, model/, policy/, wheels/, docs
+    PREFIX/current -> releases/V   switched atomically (a new link renamed over the old)
+    PREFIX/home/                config.toml, policy.toml, audit/, identity/, keys/
+    PREFIX/trust/               the TUF metadata this host trusts (root pinned at first install)
+    PREFIX/state.json           releases in the order they were made current
+
+A bundle is verified in full before anything is written under PREFIX; the
+release is built in its own folder; only then do `current` and the trusted
+metadata move. An install killed at any point leaves the previous release
+serving, and the next run removes the unfinished folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.audit import Actor, AuditLog, Event, audit_dir
+from appliance.bundle.verify import VerifiedBundle, commit_trust, trusted_versions, verify_bundle
+from appliance.config import CONFIG_FILE, ensure_dir, load_home_config
+from appliance.engine import sha256_file
+from appliance.errors import BundleError, CheckFailedError, ConfigError, UsageError
+from appliance.fsutil import atomic_writer, fsync_directory
+from appliance.policy import HOME_POLICY
+
+COMPLETE = ".complete"
+Stage = Callable[[str], contextlib.AbstractContextManager[Callable[[int, int], None] | None]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    action: str  # install, upgrade, rollback
+    release: str
+    previous: str | None
+    doctor: dict[str, Any]
+
+
+class Host:
+    def __init__(self, prefix: Path, actor: Actor) -> None:
+        self.prefix = prefix.resolve()
+        self.actor = actor
+        self.releases = self.prefix / "releases"
+        self.current = self.prefix / "current"
+        self.home = self.prefix / "home"
+        self.trust = self.prefix / "trust"
+        self.state_file = self.prefix / "state.json"
+        self.launcher = self.prefix / "bin" / "appliance"
+
+    # -- reading --------------------------------------------------------------------------
+
+    def current_release(self) -> str | None:
+        try:
+            return os.readlink(self.current).rsplit("/", 1)[-1]
+        except OSError:
+            return None
+
+    def history(self) -> list[str]:
+        try:
+            return list(json.loads(self.state_file.read_text())["history"])
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(f"{self.state_file} is damaged") from None
+
+    def installed(self) -> list[str]:
+        if not self.releases.is_dir():
+            return []
+        return sorted(p.name for p in self.releases.iterdir() if (p / COMPLETE).exists())
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "prefix": str(self.prefix),
+            "current": self.current_release(),
+            "installed": self.installed(),
+            "history": self.history(),
+            "trusted_metadata": trusted_versions(self.trust) if self.trust.exists() else {},
+            "home": str(self.home),
+        }
+
+    # -- changing -------------------------------------------------------------------------
+
+    def install(
+        self,
+        bundle: Path,
+        *,
+        upgrade: bool,
+        trust_root: Path | None,
+        identity: Path | None,
+        stage: Stage,
+    ) -> Outcome:
+        """Verify `bundle`, lay out its release, switch to it, run the doctor, audit it."""
+        with self._locked():
+            previous = self.current_release()
+            if upgrade and previous is None:
+                raise UsageError(f"nothing is installed in {self.prefix}; use install")
+            if not upgrade and previous is not None:
+                raise UsageError(f"{previous} is installed in {self.prefix}; use upgrade")
+            pinned = self._pinned_root(trust_root)
+            if not upgrade and identity is None:
+                raise UsageError(
+                    "give the site identity with --identity FILE (appliance keys generate)"
+                )
+            with stage("Verifying the bundle"):
+                verified = verify_bundle(
+                    bundle, self.trust if self.trust.exists() else None, pinned
+                )
+            with verified:
+                release = verified.release
+                if release == previous:
+                    raise UsageError(f"release {release} is already the current one")
+                target = self.releases / release
+                if not (target / COMPLETE).exists():
+                    self._lay_out(verified, target, stage)
+                self._configure(verified, target, identity)
+                self._switch(release)
+                commit_trust(verified, self.trust)
+                self._write_launcher()
+                action = "upgrade" if upgrade else "install"
+                details = {
+                    "previous": previous,
+                    "bundle_sha256": sha256_file(bundle),
+                    "metadata_version": verified.metadata_version,
+                    "model": verified.content_id,
+                }
+        doctor = self._doctor()
+        outcome = "ok" if doctor["ok"] else "failed"
+        self._record(action, release, outcome, details | {"doctor_ok": outcome == "ok"})
+        if outcome != "ok":
+            raise CheckFailedError(
+                f"release {release} is installed but appliance doctor failed: "
+                f"{_failures(doctor)}; 'appliance rollback' returns to {previous or 'nothing'}"
+            )
+        return Outcome(action, release, previous, doctor)
+
+    def rollback(self) -> Outcome:
+        """Make the release that was current before this one current again."""
+        with self._locked():
+            current = self.current_release()
+            if current is None:
+                raise UsageError(f"nothing is installed in {self.prefix}")
+            earlier = [r for r in self.history() if r != current and r in self.installed()]
+            if not earlier:
+                raise UsageError(f"there is no earlier release than {current} to return to")
+            release = earlier[-1]
+            self._install_policy(self.releases / release)
+            self._switch(release)
+        self._record("rollback", release, "ok", {"from": current})
+        return Outcome("rollback", release, current, {})
+
+    def uninstall(self, release: str) -> None:
+        """Remove a release that is not current."""
+        with self._locked():
+            if release == self.current_release():
+                raise UsageError(f"{release} is current; roll back or upgrade first")
+            target = self.releases / release
+            if release not in self.installed() or target.parent != self.releases:
+                raise UsageError(f"release {release} is not installed in {self.prefix}")
+            shutil.rmtree(target)
+            self._save_history([r for r in self.history() if r != release])
+        self._record("uninstall", release, "ok", {})
+
+    # -- internals ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        ensure_dir(self.prefix)
+        with open(self.prefix / ".lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UsageError(f"another install runs in {self.prefix}") from None
+            yield
+
+    def _pinned_root(self, trust_root: Path | None) -> bytes | None:
+        if trust_root is None:
+            return None
+        data = trust_root.read_bytes()
+        if not self.trust.exists():
+            return data
+        known = [p.read_bytes() for p in self.trust.glob("*root.json")]
+        if data not in known:
+            raise BundleError(
+                f"this host already trusts another root; {trust_root} is not part of its chain"
+            )
+        return None
+
+    def _lay_out(self, verified: VerifiedBundle, target: Path, stage: Stage) -> None:
+        if target.exists():  # left by an install that did not finish
+            shutil.rmtree(target)
+        ensure_dir(self.releases)
+        target.mkdir(mode=0o755)
+        total = sum(info.length for info in verified.targets.values())
+        done = 0
+        with stage(f"Installing release {verified.release}") as progress:
+            for path, info in sorted(verified.targets.items()):
+                verified.extract(path, target / path)
+                done += info.length
+                if progress:
+                    progress(done, total)
+        with stage("Creating the Python environment (no index)"):
+            _run([sys.executable, "-m", "venv", str(target / "venv")])
+            _run(
+                [
+                    str(target / "venv" / "bin" / "python"),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--no-index",
+                    "--find-links",
+                    str(target / "wheels"),
+                    "appliance",
+                ]
+            )
+        with atomic_writer(target / COMPLETE, mode=0o644) as sink:
+            sink.write(json.dumps({"release": verified.release}).encode())
+        fsync_directory(target)
+
+    def _configure(self, verified: VerifiedBundle, target: Path, identity: Path | None) -> None:
+        ensure_dir(self.home)
+        config_path = self.home / CONFIG_FILE
+        if identity is None:  # an upgrade keeps the site identity it has
+            identities = _configured_identities(config_path)
+        else:
+            if not identity.is_file():
+                raise UsageError(f"the site identity {identity} does not exist")
+            identities = [str(identity.resolve())]
+        model_path = self.current / verified.model_file
+        text = (
+            "# Written by the appliance installer.\n"
+            "[model]\n"
+            f"path = {json.dumps(str(model_path))}\n"
+            f"identity = {json.dumps(identities)}\n"
+        )
+        with atomic_writer(config_path, mode=0o644) as sink:
+            sink.write(text.encode())
+        self._install_policy(target)
+
+    def _install_policy(self, release: Path) -> None:
+        data = (release / "policy" / "policy.toml").read_bytes()
+        with atomic_writer(self.home / HOME_POLICY, mode=0o644) as sink:
+            sink.write(data)
+
+    def _switch(self, release: str) -> None:
+        """Point `current` at the release: a new link renamed over the old one."""
+        staged = self.prefix / ".current.new"
+        with contextlib.suppress(FileNotFoundError):
+            staged.unlink()
+        staged.symlink_to(Path("releases") / release)
+        os.replace(staged, self.current)
+        fsync_directory(self.prefix)
+        history = [r for r in self.history() if r != release]
+        self._save_history([*history, release])
+
+    def _save_history(self, history: list[str]) -> None:
+        with atomic_writer(self.state_file, mode=0o644) as sink:
+            sink.write(json.dumps({"history": history}).encode())
+
+    def _write_launcher(self) -> None:
+        ensure_dir(self.launcher.parent)
+        script = (
+            "#!/bin/sh\n"
+            "# The current release of the appliance, on this host's home.\n"
+            f': "${{APPLIANCE_HOME:={self.home}}}"\n'
+            f': "${{APPLIANCE_PREFIX:={self.prefix}}}"\n'
+            "export APPLIANCE_HOME APPLIANCE_PREFIX\n"
+            f'exec "{self.current}/venv/bin/appliance" "$@"\n'
+        )
+        with atomic_writer(self.launcher, mode=0o755) as sink:
+            sink.write(script.encode())
+
+    def _doctor(self) -> dict[str, Any]:
+        env = {**os.environ, "APPLIANCE_HOME": str(self.home)}
+        result = subprocess.run(
+            [str(self.launcher), "doctor", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        try:
+            report: dict[str, Any] = json.loads(result.stdout)
+        except ValueError:
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            return {"ok": False, "checks": [{"name": "doctor", "ok": False, "detail": last}]}
+        return report
+
+    def _record(self, action: str, release: str, outcome: str, details: dict[str, Any]) -> None:
+        with AuditLog(audit_dir(self.home)) as log:
+            event = Event(self.actor, action, f"release {release}", outcome, details=details)
+            log.record(event, checkpoint=True)
+
+
+def _configured_identities(config_path: Path) -> list[str]:
+    return [str(p) for p in load_home_config(config_path.parent).identities]
+
+
+def _failures(doctor: dict[str, Any]) -> str:
+    checks = doctor.get("checks", [])
+    return "; ".join(f"{c['name']}: {c['detail']}" for c in checks if c.get("ok") is False)
+
+
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["failed"])[-1]
+        raise BundleError(f"'{' '.join(command[:4])} ...' failed: {last}")

@@ -1,0 +1,73 @@
+"""The bundle's SBOM: CycloneDX JSON listing every wheel, the model and the policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from appliance.engine import sha256_file
+from appliance.errors import ConfigError
+
+
+def document(manifest: dict[str, Any], files: dict[str, Path]) -> str:
+    """CycloneDX 1.6 JSON for the bundle described by `manifest` and holding `files`."""
+    try:
+        from cyclonedx.model import HashAlgorithm, HashType
+        from cyclonedx.model.bom import Bom
+        from cyclonedx.model.component import Component, ComponentType
+        from cyclonedx.output.json import JsonV1Dot6
+        from packageurl import PackageURL
+    except ImportError:
+        raise ConfigError(
+            "building a bundle needs the 'build' extra (cyclonedx-python-lib): "
+            "pip install 'appliance[build]'"
+        ) from None
+
+    def hashes(path: Path) -> list[HashType]:
+        return [HashType(alg=HashAlgorithm.SHA_256, content=sha256_file(path))]
+
+    bom = Bom()
+    root = Component(
+        name="appliance-bundle",
+        version=str(manifest["release"]),
+        type=ComponentType.APPLICATION,
+        bom_ref="bundle",
+    )
+    bom.metadata.component = root
+    for name, path in sorted(files.items()):
+        if name.startswith("wheels/"):
+            package, version = path.name.split("-")[:2]
+            bom.components.add(
+                Component(
+                    name=package,
+                    version=version,
+                    type=ComponentType.LIBRARY,
+                    purl=PackageURL(
+                        "pypi", name=package.lower().replace("_", "-"), version=version
+                    ),
+                    hashes=hashes(path),
+                    bom_ref=name,
+                )
+            )
+        elif name.startswith("model/"):
+            model = manifest["model"]
+            bom.components.add(
+                Component(
+                    name=str(model["content_id"]),
+                    type=ComponentType.MACHINE_LEARNING_MODEL,
+                    description=f"GGUF {model['type']}, sealed to the site recipients",
+                    hashes=hashes(path),
+                    bom_ref=name,
+                )
+            )
+        elif name.startswith("policy/"):
+            bom.components.add(
+                Component(
+                    name="policy",
+                    type=ComponentType.DATA,
+                    hashes=hashes(path),
+                    bom_ref=name,
+                )
+            )
+    bom.register_dependency(root, list(bom.components))
+    return str(JsonV1Dot6(bom).output_as_string(indent=2))

@@ -1,0 +1,93 @@
+"""`appliance doctor`: is this appliance fit to serve? Air gap, policy, model, audit log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from appliance.audit import AuditLog, audit_dir
+from appliance.cli.generate import add_model_options, open_engine
+from appliance.config import GenerationParams, appliance_home
+from appliance.engine import Message
+from appliance.errors import ApplianceError, CheckFailedError
+from appliance.policy import active_policy, active_policy_path
+from appliance.policy.airgap import attest
+from appliance.policy.override import current as current_override
+
+
+def register(commands: Any) -> None:
+    doctor = commands.add_parser("doctor", help="check air gap, policy, model and audit log")
+    add_model_options(doctor)
+    doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.set_defaults(run=run_doctor)
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    checks = [_policy(), _airgap(), _model(args), _audit()]
+    ok = all(check["ok"] is not False for check in checks)
+    if args.json:
+        print(json.dumps({"ok": ok, "checks": checks}, indent=2, ensure_ascii=False))
+    else:
+        for check in checks:
+            mark = {True: "ok  ", False: "FAIL", None: "warn"}[check["ok"]]
+            print(f"{mark}  {check['name']:<8} {check['detail']}")
+    if not ok:
+        failed = ", ".join(c["name"] for c in checks if c["ok"] is False)
+        raise CheckFailedError(f"appliance doctor: {failed} failed")
+    return 0
+
+
+def _check(name: str, ok: bool | None, detail: str) -> dict[str, Any]:
+    return {"name": name, "ok": ok, "detail": detail}
+
+
+def _policy() -> dict[str, Any]:
+    home = appliance_home()
+    try:
+        policy = active_policy(home)
+    except ApplianceError as exc:
+        return _check("policy", False, str(exc))
+    return _check("policy", True, f"{policy.describe()} from {active_policy_path(home)}")
+
+
+def _airgap() -> dict[str, Any]:
+    network = attest()
+    if network.airgapped:
+        return _check("airgap", True, "air-gapped")
+    reason = network.reasons[0]
+    try:
+        required = active_policy(appliance_home()).require_airgap
+    except ApplianceError:
+        required = True  # fail closed
+    override = current_override(appliance_home())
+    if required and override is None:
+        return _check("airgap", False, f"the policy requires an air gap, but {reason}")
+    if required and override is not None:
+        return _check("airgap", None, f"{reason}; requirement {override.describe()}")
+    return _check("airgap", None, f"not air-gapped ({reason}); the policy allows it")
+
+
+def _model(args: argparse.Namespace) -> dict[str, Any]:
+    """Unseal (if sealed), load, and generate one token."""
+    try:
+        with open_engine(args) as (engine, name):
+            generation = engine.chat(
+                [Message("user", "ping")], GenerationParams(max_tokens=1, temperature=0)
+            )
+            pieces = list(generation)
+            tokens = generation.stats.completion_tokens
+    except ApplianceError as exc:
+        return _check("model", False, str(exc))
+    return _check("model", True, f"{name}: loaded, generated {tokens} token ({len(pieces)} piece)")
+
+
+def _audit() -> dict[str, Any]:
+    try:
+        with AuditLog(audit_dir(appliance_home())) as log:
+            report = log.verify()
+    except ApplianceError as exc:
+        return _check("audit", False, str(exc))
+    return _check(
+        "audit", True, f"verified, {report.events} events, {report.checkpoints} checkpoints"
+    )

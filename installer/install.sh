@@ -1,0 +1,108 @@
+#!/bin/sh
+# Install a signed offline bundle of the appliance on a host with no network.
+#
+#   install.sh NAME.bundle [--prefix DIR] [--trust root.json] [--identity FILE]
+#              [--expect-sha256 HEX]
+#
+# Needs Python 3.11 or newer and nothing else. On a host where the appliance
+# is installed, the installed release verifies the new bundle and upgrades.
+# On a first install, the verifier comes from the bundle's own wheels: they
+# are unpacked into a private temporary folder, installed there with pip
+# --no-index, and that verifier checks the whole bundle, itself included,
+# against the pinned root before anything is written under the prefix. Give
+# --expect-sha256 (the sha256 the build station printed) so that the verifier
+# itself is the one that was signed.
+set -eu
+
+PYTHON=""
+for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+        "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        PYTHON=$candidate
+        break
+    fi
+done
+if [ -z "$PYTHON" ]; then
+    echo "install.sh: Python 3.11 or newer is required" >&2
+    exit 2
+fi
+
+exec "$PYTHON" - "$@" <<'BOOTSTRAP'
+"""Bootstrap: standard library only. Checks the tar's members, never extracts it whole."""
+
+import argparse
+import hashlib
+import hmac
+import os
+import posixpath
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+
+def fail(message: str, code: int = 16) -> None:
+    print(f"install.sh: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+parser = argparse.ArgumentParser(prog="install.sh")
+parser.add_argument("bundle", type=Path)
+parser.add_argument("--prefix", type=Path, default=Path(os.environ.get("APPLIANCE_PREFIX", "/opt/appliance")))
+parser.add_argument("--trust", type=Path)
+parser.add_argument("--identity", type=Path)
+parser.add_argument("--expect-sha256")
+args = parser.parse_args()
+
+if not args.bundle.is_file():
+    fail(f"{args.bundle} does not exist", 2)
+digest = hashlib.sha256()
+with args.bundle.open("rb") as handle:
+    while block := handle.read(1 << 20):
+        digest.update(block)
+print(f"bundle sha256 {digest.hexdigest()}", file=sys.stderr)
+if args.expect_sha256 and not hmac.compare_digest(digest.hexdigest(), args.expect_sha256.lower()):
+    fail("the bundle's sha256 differs from the one expected; do not install it")
+
+installed = args.prefix / "bin" / "appliance"
+if installed.exists():  # the installed, already trusted release verifies the new one
+    command = [str(installed), "upgrade", str(args.bundle), "--prefix", str(args.prefix)]
+    os.execv(command[0], command)
+
+if args.trust is None or args.identity is None:
+    fail("a first install needs --trust root.json and --identity FILE", 2)
+
+with tempfile.TemporaryDirectory(prefix="appliance-bootstrap-") as temp:
+    wheels = Path(temp) / "wheels"
+    wheels.mkdir()
+    try:
+        with tarfile.open(args.bundle, mode="r:") as tar:
+            for member in tar:
+                name = member.name
+                if (name.startswith("/") or ".." in name.split("/")
+                        or posixpath.normpath(name) != name):
+                    fail(f"{args.bundle} was refused: the member '{name}' leaves its folder")
+                if not member.isreg():
+                    fail(f"{args.bundle} was refused: the member '{name}' is not a plain file")
+                if not name.startswith(("metadata/", "targets/")):
+                    fail(f"{args.bundle} was refused: the member '{name}' is outside the bundle")
+                folder, _, wheel = name.rpartition("/")
+                if folder == "targets/wheels" and wheel.endswith(".whl") and "/" not in wheel:
+                    source = tar.extractfile(member)
+                    with source, open(wheels / wheel, "xb") as sink:
+                        shutil.copyfileobj(source, sink)
+    except tarfile.TarError as exc:
+        fail(f"{args.bundle} is not a bundle: {exc}")
+    venv = Path(temp) / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index",
+           "--no-compile", "--find-links", str(wheels), "appliance"]  # a throwaway venv
+    if subprocess.run(pip).returncode != 0:
+        fail("the bundle's wheels do not install on this host (see docs/formats/bundle.md)", 2)
+    command = [str(venv / "bin" / "appliance"), "install", str(args.bundle),
+               "--prefix", str(args.prefix), "--trust", str(args.trust),
+               "--identity", str(args.identity)]
+    sys.exit(subprocess.run(command).returncode)
+BOOTSTRAP

@@ -1,0 +1,224 @@
+"""A real bundle, end to end: quantize, seal, sign, install with no network, serve,
+upgrade (once killed midway), roll back; every step in the host's audit log."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.audit import AuditLog
+from appliance.engine import read_gguf
+from appliance.engine.info import quantization_of
+from appliance.engine.quantize import quantize
+from tests.conftest import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+WHEELHOUSE = ROOT / ".wheelhouse"
+PASS = "signing-pass-1"
+
+
+def offline() -> list[str]:
+    """Run a command with no network where the kernel lets us (unshare -n)."""
+    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False)
+    return ["unshare", "-n"] if probe.returncode == 0 else []
+
+
+@pytest.fixture(scope="module")
+def station(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> dict[str, Path]:
+    """The build station: signing keys, the host's site recipient, an F16 model, wheels."""
+    base = tmp_path_factory.mktemp("station")
+    (base / "pass").write_text(PASS + "\n")
+    init = run_cli(
+        "bundle",
+        "init",
+        "--out",
+        str(base / "keys"),
+        "--passphrase-file",
+        str(base / "pass"),
+        home=base,
+    )
+    assert init.returncode == 0, init.stderr
+    (base / "host").mkdir()
+    site = base / "host" / "site.key"  # made on the host; only the recipient travels
+    made = run_cli("keys", "generate", "--out", str(site), "--no-passphrase", home=base)
+    assert made.returncode == 0, made.stderr
+    (base / "site.pub").write_text(made.stdout.strip().splitlines()[-1])
+    f16 = base / "gemma-f16.gguf"  # a full-precision source, made from the embedded model
+    quantize(model_path, f16, "F16")
+    assert quantization_of(read_gguf(f16)) == "F16"
+    wheels = base / "wheels"
+    assert WHEELHOUSE.is_dir(), "the wheelhouse is missing: run 'make wheelhouse'"
+    shutil.copytree(WHEELHOUSE, wheels, ignore=shutil.ignore_patterns("appliance-*", ".ready"))
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--wheel-dir",
+            str(wheels),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    return {"base": base, "f16": f16, "q4": model_path, "wheels": wheels, "site": site}
+
+
+def build(station: dict[str, Path], release: str, model: Path, *extra: str) -> Path:
+    base = station["base"]
+    out = base / f"appliance-{release}.bundle"
+    result = run_cli(
+        "bundle",
+        "build",
+        "--model",
+        str(model),
+        "--policy",
+        str(ROOT / "policies/default.toml"),
+        "--recipient",
+        (base / "site.pub").read_text(),
+        "--signing-key",
+        str(base / "keys/release.key"),
+        "--version",
+        release,
+        "--out",
+        str(out),
+        "--wheelhouse",
+        str(station["wheels"]),
+        "--passphrase-file",
+        str(base / "pass"),
+        *extra,
+        home=base,
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def host_run(prefix: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("APPLIANCE_HOME", "APPLIANCE_DEBUG")}
+    return subprocess.run(
+        [*offline(), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.model
+def test_a_quantized_bundle_installs_serves_upgrades_and_rolls_back(station) -> None:
+    first = build(station, "1.0.0", station["f16"], "--quantize", "Q4_K_M")
+    manifest = _manifest(first)
+    assert manifest["model"]["source"]["type"] == "F16"
+    assert manifest["model"]["quantized"]["to"] == "Q4_K_M"
+    assert manifest["model"]["quantized"]["bytes"] < manifest["model"]["source"]["bytes"] / 2
+    assert manifest["model"]["content_id"] == "gemma-3-270m-q4_k_m@1.0.0"
+
+    prefix = station["base"] / "prefix"
+    keys = station["base"] / "keys"
+    install = host_run(
+        prefix,
+        str(ROOT / "installer/install.sh"),
+        str(first),
+        "--prefix",
+        str(prefix),
+        "--trust",
+        str(keys / "root.json"),
+        "--identity",
+        str(station["site"]),
+    )
+    assert install.returncode == 0, install.stderr
+    assert "install: release 1.0.0 is current; doctor passed." in install.stdout
+    appliance = str(prefix / "bin/appliance")
+    doctor = host_run(prefix, appliance, "doctor", "--json")
+    assert doctor.returncode == 0, doctor.stderr
+    assert {c["name"]: c["ok"] for c in json.loads(doctor.stdout)["checks"]} == {
+        "policy": True,
+        "airgap": True if offline() else None,
+        "model": True,
+        "audit": True,
+    }
+    answer = host_run(
+        prefix, appliance, "ask", "The capital of France is", "--max-tokens", "8", "--seed", "1"
+    )
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip()
+    assert "gemma-3-270m-q4_k_m@1.0.0" in answer.stderr  # the sealed model of the release
+
+    second = build_plain(station, "2.0.0")
+    trusted_before = (prefix / "trust" / "timestamp.json").read_bytes()
+    killed = subprocess.Popen(
+        [appliance, "upgrade", str(second), "--prefix", str(prefix)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (prefix / "releases/2.0.0/model").exists():
+        assert time.monotonic() < deadline, "the upgrade never reached the model"
+        assert killed.poll() is None, "the upgrade ended before it could be killed"
+        time.sleep(0.01)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert (prefix / "current").readlink() == Path("releases/1.0.0")
+    assert (prefix / "trust" / "timestamp.json").read_bytes() == trusted_before
+    assert host_run(prefix, appliance, "doctor").returncode == 0  # still serving 1.0.0
+
+    upgrade = host_run(prefix, appliance, "upgrade", str(second))
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert "upgrade: release 2.0.0 is current (was 1.0.0)" in upgrade.stdout
+    status = json.loads(host_run(prefix, appliance, "status", "--json").stdout)
+    assert status["current"] == "2.0.0"
+    assert status["installed"] == ["1.0.0", "2.0.0"]
+    assert status["trusted_metadata"]["timestamp"]["version"] == 2
+
+    rollback = host_run(prefix, appliance, "rollback")
+    assert rollback.returncode == 0, rollback.stderr
+    assert (prefix / "current").readlink() == Path("releases/1.0.0")
+    again = host_run(prefix, appliance, "ask", "Hello", "--max-tokens", "4", "--seed", "1")
+    assert again.returncode == 0
+    assert "gemma-3-270m-q4_k_m@1.0.0" in again.stderr
+
+    older = host_run(prefix, appliance, "upgrade", str(first))  # TUF: 1.0.0's metadata is old
+    assert older.returncode == 16
+    assert "a rollback" in older.stderr
+
+    with AuditLog(prefix / "home" / "audit") as log:
+        leaves = [json.loads(row["leaf"]) for row in log.events()]
+    releases = [
+        (e["action"], e["object"], e["outcome"])
+        for e in leaves
+        if e["action"] in ("install", "upgrade", "rollback")
+    ]
+    assert releases == [
+        ("install", "release 1.0.0", "ok"),
+        ("upgrade", "release 2.0.0", "ok"),
+        ("rollback", "release 1.0.0", "ok"),
+    ]
+
+
+def build_plain(station: dict[str, Path], release: str) -> Path:
+    """A second release from a model already in Q4_K_M (nothing to quantize)."""
+    return build(station, release, station["q4"])
+
+
+def _manifest(bundle: Path) -> dict:
+    with tarfile.open(bundle) as tar:
+        return json.loads(tar.extractfile("targets/bundle.json").read())  # type: ignore[union-attr]
