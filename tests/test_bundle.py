@@ -80,7 +80,9 @@ def station(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> dict[
     return {"base": base, "f16": f16, "q4": model_path, "wheels": wheels, "site": site}
 
 
-def build(station: dict[str, Path], release: str, model: Path, *extra: str) -> Path:
+def build(
+    station: dict[str, Path], release: str, model: Path, *extra: str, policy: str = "default"
+) -> Path:
     base = station["base"]
     out = base / f"appliance-{release}.bundle"
     result = run_cli(
@@ -89,7 +91,7 @@ def build(station: dict[str, Path], release: str, model: Path, *extra: str) -> P
         "--model",
         str(model),
         "--policy",
-        str(ROOT / "policies/default.toml"),
+        str(ROOT / f"policies/{policy}.toml"),
         "--recipient",
         (base / "site.pub").read_text(),
         "--signing-key",
@@ -181,6 +183,16 @@ def test_a_quantized_bundle_installs_serves_upgrades_and_rolls_back(station) -> 
     assert (prefix / "trust" / "timestamp.json").read_bytes() == trusted_before
     assert host_run(prefix, appliance, "doctor").returncode == 0  # still serving 1.0.0
 
+    not_yet = host_run(prefix, appliance, "upgrade", str(second))  # defense-kr needs an officer
+    assert not_yet.returncode == 17
+    assert "doctor failed" in not_yet.stderr
+    assert "rollback" in not_yet.stderr
+    assert host_run(prefix, appliance, "rollback").returncode == 0
+    officer = host_run(
+        prefix, appliance, "audit", "officer", (station["base"] / "site.pub").read_text()
+    )
+    assert officer.returncode == 0, officer.stderr  # (any recipient serves the test)
+
     upgrade = host_run(prefix, appliance, "upgrade", str(second))
     assert upgrade.returncode == 0, upgrade.stderr
     assert "upgrade: release 2.0.0 is current (was 1.0.0)" in upgrade.stdout
@@ -188,10 +200,14 @@ def test_a_quantized_bundle_installs_serves_upgrades_and_rolls_back(station) -> 
     assert status["current"] == "2.0.0"
     assert status["installed"] == ["1.0.0", "2.0.0"]
     assert status["trusted_metadata"]["timestamp"]["version"] == 2
+    assert 'name = "defense-kr"' in (prefix / "home/policy.toml").read_text()
+    refused = host_run(prefix, appliance, "ask", "Hello", "--max-tokens", "4")
+    assert refused.returncode == 14  # defense-kr: no accounts, no development mode
 
     rollback = host_run(prefix, appliance, "rollback")
     assert rollback.returncode == 0, rollback.stderr
     assert (prefix / "current").readlink() == Path("releases/1.0.0")
+    assert 'name = "default"' in (prefix / "home/policy.toml").read_text()
     again = host_run(prefix, appliance, "ask", "Hello", "--max-tokens", "4", "--seed", "1")
     assert again.returncode == 0
     assert "gemma-3-270m-q4_k_m@1.0.0" in again.stderr
@@ -209,14 +225,17 @@ def test_a_quantized_bundle_installs_serves_upgrades_and_rolls_back(station) -> 
     ]
     assert releases == [
         ("install", "release 1.0.0", "ok"),
+        ("upgrade", "release 2.0.0", "failed"),  # the doctor found no officer key
+        ("rollback", "release 1.0.0", "ok"),
         ("upgrade", "release 2.0.0", "ok"),
         ("rollback", "release 1.0.0", "ok"),
     ]
 
 
 def build_plain(station: dict[str, Path], release: str) -> Path:
-    """A second release from a model already in Q4_K_M (nothing to quantize)."""
-    return build(station, release, station["q4"])
+    """A second release from a model already in Q4_K_M (nothing to quantize), under the
+    defense-kr policy."""
+    return build(station, release, station["q4"], policy="defense-kr")
 
 
 def _manifest(bundle: Path) -> dict:

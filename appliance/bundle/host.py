@@ -3,7 +3,8 @@
     PREFIX/bin/appliance        runs the current release with APPLIANCE_HOME=PREFIX/home
     PREFIX/releases/V/          one verified release: venv/, model/, policy/, wheels/, docs
     PREFIX/current -> releases/V   switched atomically (a new link renamed over the old)
-    PREFIX/home/                config.toml, policy.toml, audit/, identity/, keys/
+    PREFIX/home/                config.toml (-> current/model.sealed), policy.toml (a link
+                                into current), audit/, identity/
     PREFIX/trust/               the TUF metadata this host trusts (root pinned at first install)
     PREFIX/state.json           releases in the order they were made current
 
@@ -29,13 +30,14 @@ from typing import Any
 
 from appliance.audit import Actor, AuditLog, Event, audit_dir
 from appliance.bundle.verify import VerifiedBundle, commit_trust, trusted_versions, verify_bundle
-from appliance.config import CONFIG_FILE, ensure_dir, load_home_config
+from appliance.config import CONFIG_FILE, ensure_dir
 from appliance.engine import sha256_file
 from appliance.errors import BundleError, CheckFailedError, ConfigError, UsageError
 from appliance.fsutil import atomic_writer, fsync_directory
 from appliance.policy import HOME_POLICY
 
 COMPLETE = ".complete"
+MODEL_LINK = "model.sealed"  # in each release, to its model/<name>.sealed
 Stage = Callable[[str], contextlib.AbstractContextManager[Callable[[int, int], None] | None]]
 
 
@@ -123,7 +125,7 @@ class Host:
                 target = self.releases / release
                 if not (target / COMPLETE).exists():
                     self._lay_out(verified, target, stage)
-                self._configure(verified, target, identity)
+                self._configure(identity)
                 self._switch(release)
                 commit_trust(verified, self.trust)
                 self._write_launcher()
@@ -154,7 +156,6 @@ class Host:
             if not earlier:
                 raise UsageError(f"there is no earlier release than {current} to return to")
             release = earlier[-1]
-            self._install_policy(self.releases / release)
             self._switch(release)
         self._record("rollback", release, "ok", {"from": current})
         return Outcome("rollback", release, current, {})
@@ -224,34 +225,36 @@ class Host:
                     "appliance",
                 ]
             )
+        (target / MODEL_LINK).symlink_to(verified.model_file)
         with atomic_writer(target / COMPLETE, mode=0o644) as sink:
             sink.write(json.dumps({"release": verified.release}).encode())
         fsync_directory(target)
 
-    def _configure(self, verified: VerifiedBundle, target: Path, identity: Path | None) -> None:
+    def _configure(self, identity: Path | None) -> None:
+        """The home follows `current`: its config names `current/model.sealed` and its
+        policy is a link to `current/policy/policy.toml`, so one rename switches all."""
         ensure_dir(self.home)
         config_path = self.home / CONFIG_FILE
-        if identity is None:  # an upgrade keeps the site identity it has
-            identities = _configured_identities(config_path)
-        else:
+        if identity is not None:
             if not identity.is_file():
                 raise UsageError(f"the site identity {identity} does not exist")
-            identities = [str(identity.resolve())]
-        model_path = self.current / verified.model_file
-        text = (
-            "# Written by the appliance installer.\n"
-            "[model]\n"
-            f"path = {json.dumps(str(model_path))}\n"
-            f"identity = {json.dumps(identities)}\n"
-        )
-        with atomic_writer(config_path, mode=0o644) as sink:
-            sink.write(text.encode())
-        self._install_policy(target)
-
-    def _install_policy(self, release: Path) -> None:
-        data = (release / "policy" / "policy.toml").read_bytes()
-        with atomic_writer(self.home / HOME_POLICY, mode=0o644) as sink:
-            sink.write(data)
+            text = (
+                "# Written by the appliance installer.\n"
+                "[model]\n"
+                f"path = {json.dumps(str(self.current / MODEL_LINK))}\n"
+                f"identity = {json.dumps([str(identity.resolve())])}\n"
+            )
+            with atomic_writer(config_path, mode=0o644) as sink:
+                sink.write(text.encode())
+        elif not config_path.exists():
+            raise UsageError(f"{config_path} is missing; reinstall with --identity FILE")
+        policy = self.home / HOME_POLICY
+        if not policy.is_symlink():
+            staged = self.home / f".{HOME_POLICY}.new"
+            with contextlib.suppress(FileNotFoundError):
+                staged.unlink()
+            staged.symlink_to(self.current / "policy" / "policy.toml")
+            os.replace(staged, policy)
 
     def _switch(self, release: str) -> None:
         """Point `current` at the release: a new link renamed over the old one."""
@@ -301,10 +304,6 @@ class Host:
         with AuditLog(audit_dir(self.home)) as log:
             event = Event(self.actor, action, f"release {release}", outcome, details=details)
             log.record(event, checkpoint=True)
-
-
-def _configured_identities(config_path: Path) -> list[str]:
-    return [str(p) for p in load_home_config(config_path.parent).identities]
 
 
 def _failures(doctor: dict[str, Any]) -> str:

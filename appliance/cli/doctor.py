@@ -83,11 +83,21 @@ def _model(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _audit() -> dict[str, Any]:
+    """The chain verifies, and content can be recorded where the policy demands it."""
+    home = appliance_home()
     try:
-        with AuditLog(audit_dir(appliance_home())) as log:
+        required = active_policy(home).require_content
+    except ApplianceError:
+        required = True  # fail closed
+    try:
+        with AuditLog(audit_dir(home), require_content=required) as log:
             report = log.verify()
+            officers = len(log.officers)
     except ApplianceError as exc:
         return _check("audit", False, str(exc))
+    content = f"content sealed to {officers} officer key(s)" if officers else "metadata only"
     return _check(
-        "audit", True, f"verified, {report.events} events, {report.checkpoints} checkpoints"
+        "audit",
+        True,
+        f"verified, {report.events} events, {report.checkpoints} checkpoints; {content}",
     )
