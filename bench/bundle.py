@@ -10,7 +10,6 @@ the floor of any offline install, a bare `python -m venv` plus `pip install
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,21 +53,7 @@ def main() -> None:
         (base / "host").mkdir()
         site = base / "host" / "site.key"
         recipient = run(*appliance, "keys", "generate", "--out", str(site), "--no-passphrase")
-        wheels = base / "wheels"
-        shutil.copytree(ROOT / ".wheelhouse", wheels, ignore=shutil.ignore_patterns(".ready"))
-        run(
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--wheel-dir",
-            str(wheels),
-            str(ROOT),
-        )
+        wheels = ROOT / ".wheelhouse"  # the build adds the appliance's own wheel
         bundle = base / "appliance.bundle"
 
         start = time.perf_counter()
@@ -119,13 +104,14 @@ def main() -> None:
             "--quiet",
             "--no-index",
             "--find-links",
-            str(wheels),
+            str(base / "prefix/releases/1.0.0/wheels"),  # the bundle's, the appliance's included
             "appliance",
         )
         floor_seconds = time.perf_counter() - start
 
         model_bytes = model.stat().st_size
-        wheel_bytes = sum(w.stat().st_size for w in wheels.glob("*.whl"))
+        released = base / "prefix/releases/1.0.0/wheels"
+        wheel_bytes = sum(w.stat().st_size for w in released.glob("*.whl"))
         size = bundle.stat().st_size
     print(f"bundle: {size:,} bytes; inputs: model {model_bytes:,} + wheels {wheel_bytes:,}")
     print(f"  size / inputs: {size / (model_bytes + wheel_bytes):.3f}")

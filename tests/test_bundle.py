@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -34,7 +32,8 @@ def offline() -> list[str]:
 
 @pytest.fixture(scope="module")
 def station(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> dict[str, Path]:
-    """The build station: signing keys, the host's site recipient, an F16 model, wheels."""
+    """The build station: signing keys, the host's site recipient, an F16 model, wheels
+    (the prepared wheelhouse; the build adds the appliance's own wheel from this checkout)."""
     base = tmp_path_factory.mktemp("station")
     (base / "pass").write_text(PASS + "\n")
     init = run_cli(
@@ -55,29 +54,8 @@ def station(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> dict[
     f16 = base / "gemma-f16.gguf"  # a full-precision source, made from the embedded model
     quantize(model_path, f16, "F16")
     assert quantization_of(read_gguf(f16)) == "F16"
-    wheels = base / "wheels"
-    assert WHEELHOUSE.is_dir(), "the wheelhouse is missing: run 'make wheelhouse'"
-    shutil.copytree(WHEELHOUSE, wheels, ignore=shutil.ignore_patterns("appliance-*", ".ready"))
-    built = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--wheel-dir",
-            str(wheels),
-            str(ROOT),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert built.returncode == 0, built.stderr
-    return {"base": base, "f16": f16, "q4": model_path, "wheels": wheels, "site": site}
+    assert (WHEELHOUSE / ".ready").exists(), "the wheelhouse is missing: run 'make wheelhouse'"
+    return {"base": base, "f16": f16, "q4": model_path, "wheels": WHEELHOUSE, "site": site}
 
 
 def build(

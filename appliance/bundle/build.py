@@ -172,32 +172,40 @@ def _model_name(general_name: str, model_type: str) -> str:
 
 
 def _wheelhouse(given: Path | None, work: Path, stage: Stage) -> list[Path]:
-    """The wheels that install the appliance with no index: given, or collected by pip."""
+    """The wheels that install the appliance with no index: given, or collected by pip.
+
+    A given wheelhouse without the appliance's own wheel (as `make wheelhouse`
+    leaves it) gets one built now from this checkout, offline.
+    """
     if given is None:
         given = work / "wheels"
         with stage("Collecting wheels (package index)"):
-            result = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "wheel",
-                    "--quiet",
-                    "--wheel-dir",
-                    str(given),
-                    str(SOURCE_ROOT),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        if result.returncode != 0:
-            last = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
-            raise BundleError(f"collecting the wheelhouse failed: {last}")
+            _pip("wheel", "--quiet", "--wheel-dir", str(given), str(SOURCE_ROOT))
     wheels = sorted(given.glob("*.whl"))
-    if not any(w.name.startswith("appliance-") for w in wheels):
-        raise UsageError(f"the wheelhouse {given} has no appliance wheel (make wheelhouse)")
+    if not any(wheel.name.startswith("appliance-") for wheel in wheels):
+        own = work / "own"
+        with stage("Building the appliance wheel"):
+            _pip(
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "--wheel-dir",
+                str(own),
+                str(SOURCE_ROOT),
+            )
+        wheels += sorted(own.glob("appliance-*.whl"))
     return wheels
+
+
+def _pip(*args: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["pip failed"])[-1]
+        raise BundleError(f"pip {args[0]} failed while building the bundle: {last}")
 
 
 def _platform(wheels: list[Path]) -> dict[str, object]:
