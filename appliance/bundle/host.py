@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from appliance.audit import Actor, AuditLog, Event, audit_dir
+from appliance.bundle.repository import MAX_METADATA
 from appliance.bundle.verify import VerifiedBundle, commit_trust, trusted_versions, verify_bundle
 from appliance.config import CONFIG_FILE, ensure_dir
 from appliance.engine import sha256_file
 from appliance.errors import BundleError, CheckFailedError, ConfigError, UsageError
-from appliance.fsutil import atomic_writer, fsync_directory
+from appliance.fsutil import atomic_writer, fsync_directory, read_limited
 from appliance.policy import HOME_POLICY
 
 COMPLETE = ".complete"
@@ -114,6 +115,8 @@ class Host:
                 raise UsageError(
                     "give the site identity with --identity FILE (appliance keys generate)"
                 )
+            if identity is not None and not identity.is_file():
+                raise UsageError(f"the site identity {identity} does not exist")
             with stage("Verifying the bundle"):
                 verified = verify_bundle(
                     bundle, self.trust if self.trust.exists() else None, pinned
@@ -187,7 +190,7 @@ class Host:
     def _pinned_root(self, trust_root: Path | None) -> bytes | None:
         if trust_root is None:
             return None
-        data = trust_root.read_bytes()
+        data = read_limited(trust_root, MAX_METADATA, "the root of trust")
         if not self.trust.exists():
             return data
         known = [p.read_bytes() for p in self.trust.glob("*root.json")]
@@ -236,8 +239,6 @@ class Host:
         ensure_dir(self.home)
         config_path = self.home / CONFIG_FILE
         if identity is not None:
-            if not identity.is_file():
-                raise UsageError(f"the site identity {identity} does not exist")
             text = (
                 "# Written by the appliance installer.\n"
                 "[model]\n"
