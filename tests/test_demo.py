@@ -102,4 +102,5 @@ def test_the_ui_on_the_demo_home_streams_a_real_answer_in_korean(demo, monkeypat
             await scenario(pilot)
 
     with open_context(args) as context:
+        context.max_tokens = 32  # a short answer is enough to see it stream
         asyncio.run(main(ApplianceApp(context)))

@@ -40,6 +40,7 @@ class AppContext:
     language: str | None = None  # None: the policy's
     demo: bool = False  # a demonstration home: say so on every screen
     keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys
+    max_tokens: int = 512  # the longest answer, in tokens
 
 
 class ApplianceApp(App[None]):

@@ -180,7 +180,8 @@ class ChatScreen(Screen[None]):
         """The worker: turn text into the buffer; every widget change goes via the UI thread."""
         app = self.app
         try:
-            params = GenerationParams(max_tokens=512, seed=secrets.randbits(32))
+            max_tokens = self.owner.context.max_tokens
+            params = GenerationParams(max_tokens=max_tokens, seed=secrets.randbits(32))
             turn = self.session.turn(messages, params)
         except ApplianceError as exc:
             app.call_from_thread(self._failed, exc, True)
