@@ -6,6 +6,7 @@ and written with the real archive code; only the payload is small.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import shutil
@@ -287,7 +288,5 @@ def test_a_refused_upgrade_changes_nothing(tmp_path: Path, keys: Path, host: Pat
     shutil.rmtree(prefix / "releases")
 
 
-def _quiet(_description: str):
-    from appliance.bundle.build import stages_quiet
-
-    return stages_quiet(_description)
+def _quiet(_description: str) -> contextlib.nullcontext[None]:
+    return contextlib.nullcontext()

@@ -8,7 +8,6 @@ write the bundle atomically.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import platform
 import re
@@ -16,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -216,13 +215,3 @@ def _platform(wheels: list[Path]) -> dict[str, object]:
         "machine": platform.machine(),
         "wheel_platforms": tags,
     }
-
-
-def stages_quiet(_: str) -> AbstractContextManager[Progress | None]:
-    """A Stage that draws nothing (tests, pipes)."""
-
-    @contextlib.contextmanager
-    def nothing() -> Iterator[Progress | None]:
-        yield None
-
-    return nothing()

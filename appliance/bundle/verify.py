@@ -127,10 +127,7 @@ def verify_bundle(path: Path, trust: Path | None, pinned_root: bytes | None) -> 
         verified = VerifiedBundle(archive, updater, work, {})
         verified.targets = _check_targets(archive, _verified_targets(work))
         verified.manifest = _manifest(archive, verified.targets)
-    except exceptions.RepositoryError as exc:
-        _discard(archive, work)
-        raise _refusal(path, exc) from None
-    except exceptions.DownloadError as exc:
+    except (exceptions.RepositoryError, exceptions.DownloadError) as exc:
         _discard(archive, work)
         raise _refusal(path, exc) from None
     except (ValueError, TypeError, KeyError) as exc:  # malformed metadata

@@ -20,8 +20,8 @@ from typing import Any
 from appliance import catalog, seal
 from appliance.audit import Actor, AuditLog, Event, audit_dir
 from appliance.cli.progress import byte_progress
-from appliance.config import CONFIG_FILE, appliance_home
-from appliance.errors import UsageError
+from appliance.config import CONFIG_FILE, appliance_home, load_home_config
+from appliance.errors import ConfigError, UsageError
 from appliance.fsutil import atomic_writer, fsync_directory
 from appliance.identity import Users
 from appliance.policy import HOME_POLICY, load_policy, shipped_policy
@@ -75,9 +75,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _is_demo(home: Path) -> bool:
+    """A home `appliance demo` made (its config says so); a damaged config is not one."""
     try:
-        return "demo = true" in (home / CONFIG_FILE).read_text(encoding="utf-8")
-    except OSError:
+        return load_home_config(home).demo
+    except ConfigError:
         return False
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from appliance.audit import AuditLog, audit_dir
@@ -11,7 +12,7 @@ from appliance.cli.generate import add_model_options, open_engine
 from appliance.config import GenerationParams, appliance_home
 from appliance.engine import Message
 from appliance.errors import ApplianceError, CheckFailedError
-from appliance.policy import active_policy, active_policy_path
+from appliance.policy import Policy, active_policy, active_policy_path
 from appliance.policy.airgap import attest
 from appliance.policy.override import current as current_override
 
@@ -24,7 +25,15 @@ def register(commands: Any) -> None:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
-    checks = [_policy(), _airgap(), _model(args), _audit()]
+    home = appliance_home()
+    policy: Policy | None
+    try:
+        policy = active_policy(home)
+        checks = [_check("policy", True, f"{policy.describe()} from {active_policy_path(home)}")]
+    except ApplianceError as exc:
+        policy = None  # the other checks assume the strictest policy: fail closed
+        checks = [_check("policy", False, str(exc))]
+    checks += [_airgap(home, policy), _model(args), _audit(home, policy)]
     ok = all(check["ok"] is not False for check in checks)
     if args.json:
         print(json.dumps({"ok": ok, "checks": checks}, indent=2, ensure_ascii=False))
@@ -42,25 +51,13 @@ def _check(name: str, ok: bool | None, detail: str) -> dict[str, Any]:
     return {"name": name, "ok": ok, "detail": detail}
 
 
-def _policy() -> dict[str, Any]:
-    home = appliance_home()
-    try:
-        policy = active_policy(home)
-    except ApplianceError as exc:
-        return _check("policy", False, str(exc))
-    return _check("policy", True, f"{policy.describe()} from {active_policy_path(home)}")
-
-
-def _airgap() -> dict[str, Any]:
+def _airgap(home: Path, policy: Policy | None) -> dict[str, Any]:
     network = attest()
     if network.airgapped:
         return _check("airgap", True, "air-gapped")
     reason = network.reasons[0]
-    try:
-        required = active_policy(appliance_home()).require_airgap
-    except ApplianceError:
-        required = True  # fail closed
-    override = current_override(appliance_home())
+    required = policy is None or policy.require_airgap
+    override = current_override(home)
     if required and override is None:
         return _check("airgap", False, f"the policy requires an air gap, but {reason}")
     if required and override is not None:
@@ -82,13 +79,9 @@ def _model(args: argparse.Namespace) -> dict[str, Any]:
     return _check("model", True, f"{name}: loaded, generated {tokens} token ({len(pieces)} piece)")
 
 
-def _audit() -> dict[str, Any]:
+def _audit(home: Path, policy: Policy | None) -> dict[str, Any]:
     """The chain verifies, and content can be recorded where the policy demands it."""
-    home = appliance_home()
-    try:
-        required = active_policy(home).require_content
-    except ApplianceError:
-        required = True  # fail closed
+    required = policy is None or policy.require_content
     try:
         with AuditLog(audit_dir(home), require_content=required) as log:
             report = log.verify()

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.markup import escape
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
 from appliance.audit import Actor
@@ -20,16 +19,17 @@ from appliance.errors import ApplianceError
 from appliance.fsutil import atomic_writer
 from appliance.identity import Principal
 from appliance.tui.login import LoginScreen
+from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
 
 if TYPE_CHECKING:
-    from appliance.tui.app import ApplianceApp
+    pass
 
 COLUMNS = ("seq", "time (UTC)", "user", "role", "action", "label", "outcome")
 SHOWN = 500  # the newest events matching the filter
 
 
-class AuditScreen(Screen[None]):
+class AuditScreen(ApplianceScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "verify", "Verify", id="audit.verify"),
         Binding("f3", "export", "Export", id="audit.export"),
@@ -43,10 +43,6 @@ class AuditScreen(Screen[None]):
     def __init__(self, principal: Principal) -> None:
         super().__init__()
         self.principal = principal
-
-    @property
-    def owner(self) -> ApplianceApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder=self.owner.words("audit.filter"), id="filter")

@@ -18,7 +18,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.message import Message as TextualMessage
-from textual.screen import Screen
 from textual.widgets import Footer, Markdown, Static, TextArea
 from textual.widgets.markdown import MarkdownStream
 
@@ -32,10 +31,11 @@ from appliance.session import Session, Turn
 from appliance.tui.audit import AuditScreen
 from appliance.tui.banner import Banner
 from appliance.tui.panels import ConversationsPanel
+from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
 
 if TYPE_CHECKING:
-    from appliance.tui.app import ApplianceApp
+    pass
 
 FLUSH_SECONDS = 0.05
 IDLE_CHECK_SECONDS = 15.0
@@ -75,7 +75,7 @@ class PromptArea(TextArea):
         event.prevent_default()
 
 
-class ChatScreen(Screen[None]):
+class ChatScreen(ApplianceScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel answer", id="cancel"),
         Binding("ctrl+n", "reset", "New conversation", id="reset"),
@@ -104,10 +104,6 @@ class ChatScreen(Screen[None]):
         self._prompt = ""
         self._sent: list[str] = []  # prompts of this session, for Up and Down
         self._recall = 0
-
-    @property
-    def owner(self) -> ApplianceApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Banner(id="top")

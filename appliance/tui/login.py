@@ -7,19 +7,19 @@ from typing import TYPE_CHECKING, ClassVar
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from appliance.conversations import Conversations
 from appliance.errors import ApplianceError
 from appliance.session import authenticate, development_mode
+from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
 
 if TYPE_CHECKING:
-    from appliance.tui.app import ApplianceApp
+    pass
 
 
-class LoginScreen(Screen[None]):
+class LoginScreen(ApplianceScreen):
     BINDINGS: ClassVar[list[BindingType]] = []
     DEFAULT_CSS = """
     LoginScreen { align: center middle; }
@@ -29,10 +29,6 @@ class LoginScreen(Screen[None]):
     #message.dev { color: $warning; }
     #demo { background: $warning; color: $background; text-style: bold; margin-bottom: 1; }
     """
-
-    @property
-    def owner(self) -> ApplianceApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         owner = self.owner

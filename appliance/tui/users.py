@@ -12,13 +12,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.markup import escape
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, Select, Static
 
 from appliance.accounts import AccountAdmin
 from appliance.errors import ApplianceError
 from appliance.identity import ROLES, Principal
 from appliance.tui.audit import AuditScreen
+from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 COLUMNS = ("user", "role", "clearance", "state", "failures")
 
 
-class UsersScreen(Screen[None]):
+class UsersScreen(ApplianceScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "add", "Add", id="users.add"),
         Binding("l", "lock", "Lock", id="users.lock"),
@@ -44,10 +45,6 @@ class UsersScreen(Screen[None]):
     def __init__(self, principal: Principal) -> None:
         super().__init__()
         self.principal = principal
-
-    @property
-    def owner(self) -> ApplianceApp:
-        return self.app  # type: ignore[return-value]
 
     @property
     def admin(self) -> AccountAdmin:
