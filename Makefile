@@ -68,6 +68,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/seal.py
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/dlp.py
+	$(BIN)/python bench/signin.py
 	$(BIN)/python bench/tui.py
 	$(BIN)/python bench/bundle.py
 

@@ -24,9 +24,25 @@ def appliance_home() -> Path:
 
 
 def ensure_dir(path: Path) -> Path:
-    """Create a private directory (0700) or explain in one sentence why not."""
+    """Create a private directory (0700) or explain in one sentence why not.
+
+    Every directory made on the way is 0700 too, whatever the umask: the home
+    is usually made as the parent of the first directory asked for inside it,
+    and mkdir(parents=True) would make it 0755. Existing directories are left
+    as they are.
+    """
+    missing: list[Path] = []
+    for directory in (path, *path.parents):
+        if os.path.lexists(directory):
+            break
+        missing.append(directory)
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for directory in reversed(missing):
+            try:
+                directory.mkdir(mode=0o700)
+            except FileExistsError:
+                continue  # made meanwhile by another process: not ours to change
+            directory.chmod(0o700)  # a umask such as 0277 would take the owner's bits
     except OSError as exc:
         raise ConfigError(f"cannot create directory {path}: {exc.strerror}") from None
     if not path.is_dir():
@@ -112,12 +128,15 @@ class HomeConfig:
     """What a home serves by default: `HOME/config.toml`, written by the installer.
 
     [model] path = a sealed file or GGUF (relative to the home), identity = the
-    site identity files that unseal it; [ui] language = "en" or "ko" (default:
-    the policy's), demo = true for a demonstration home; [keys] binding id =
-    keys, to remap the UI. Command-line options override it.
+    site identity files that unseal it, manifest = the installed release's
+    signed bundle.json, whose model sha256 the sealed model must decrypt to;
+    [ui] language = "en" or "ko" (default: the policy's), demo = true for a
+    demonstration home; [keys] binding id = keys, to remap the UI. Command-line
+    options override it.
     """
 
     model: Path | None = None
+    manifest: Path | None = None  # pins the model's sha256 (written by the installer)
     identities: tuple[Path, ...] = ()
     language: str | None = None
     demo: bool = False  # made by `appliance demo`: every screen says so
@@ -137,7 +156,7 @@ def load_home_config(home: Path) -> HomeConfig:
     def fail(key: str, problem: str) -> ConfigError:
         return ConfigError(f"{path}: {key}: {problem}")
 
-    allowed = {"model": {"path", "identity"}, "ui": {"language", "demo"}}
+    allowed = {"model": {"path", "identity", "manifest"}, "ui": {"language", "demo"}}
     for section, table in raw.items():
         if section not in (*allowed, "keys") or not isinstance(table, dict):
             raise fail(section, "unknown section")
@@ -155,6 +174,9 @@ def load_home_config(home: Path) -> HomeConfig:
     path_text = model.get("path")
     if path_text is not None and not isinstance(path_text, str):
         raise fail("model.path", "must be a string")
+    manifest_text = model.get("manifest")
+    if manifest_text is not None and not isinstance(manifest_text, str):
+        raise fail("model.manifest", "must be a string")
     identities = model.get("identity", [])
     if isinstance(identities, str):
         identities = [identities]
@@ -165,6 +187,7 @@ def load_home_config(home: Path) -> HomeConfig:
         raise fail("ui.language", f"must be one of {', '.join(LANGUAGES)}")
     return HomeConfig(
         model=home / path_text if path_text else None,
+        manifest=home / manifest_text if manifest_text else None,
         identities=tuple(home / item for item in identities),
         language=language,
         demo=demo,

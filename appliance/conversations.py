@@ -4,8 +4,10 @@
 AES-256-GCM under argon2id(password, salt), and one row per conversation:
 its id, time, classification label (in clear, so conversations above a
 user's current clearance are hidden without decrypting them), and title and
-messages, each AES-256-GCM under the data key with the user, id and field as
-associated data, so rows cannot be swapped between users or fields.
+messages, each AES-256-GCM under the data key with the user, id, field and
+label as associated data, so rows cannot be swapped between users or fields
+and a label cannot be lowered without the row failing to open. Stores from
+before the label was bound are re-sealed once, when their user next signs in.
 
 The appliance never sees the password again after sign-in, so it cannot
 re-wrap the key when an admin resets a password: the store that no longer
@@ -33,6 +35,7 @@ from appliance.errors import ConfigError, IntegrityError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (salt BLOB NOT NULL, wrapped_key BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS bound (labels INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY,
     updated_us INTEGER NOT NULL,
@@ -60,6 +63,7 @@ class Conversations:
         self._conn = conn
         self._user = user
         self._aead = AESGCM(key)
+        self._bind_labels()
 
     @classmethod
     def open(cls, home: Path, user: str, password: str) -> tuple[Conversations, str | None]:
@@ -93,7 +97,7 @@ class Conversations:
             "SELECT id, updated_us, label, title FROM conversations ORDER BY updated_us DESC"
         )
         return [
-            Summary(id, self._open(id, "title", title).decode(), label, updated)
+            Summary(id, self._open(id, "title", title, label).decode(), label, updated)
             for id, updated, label, title in rows
             if label in visible_labels
         ]
@@ -105,7 +109,7 @@ class Conversations:
         ).fetchone()
         if row is None:
             raise ConfigError(f"there is no conversation {conversation_id}")
-        records = json.loads(self._open(conversation_id, "body", row[0]))
+        records = json.loads(self._open(conversation_id, "body", row[0], row[1]))
         return [Message(record["role"], record["content"]) for record in records], row[1]
 
     def save(self, conversation_id: str | None, messages: list[Message], label: str) -> str:
@@ -121,8 +125,8 @@ class Conversations:
                     conversation_id,
                     time.time_ns() // 1000,
                     label,
-                    self._seal(conversation_id, "title", title.encode()),
-                    self._seal(conversation_id, "body", body.encode()),
+                    self._seal(conversation_id, "title", title.encode(), label),
+                    self._seal(conversation_id, "body", body.encode(), label),
                 ),
             )
         return conversation_id
@@ -131,22 +135,51 @@ class Conversations:
         with self._conn:
             self._conn.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
 
-    def _seal(self, conversation_id: str, field: str, data: bytes) -> bytes:
+    def _seal(self, conversation_id: str, field: str, data: bytes, label: str) -> bytes:
         nonce = os.urandom(_NONCE)
-        return nonce + self._aead.encrypt(nonce, data, self._context(conversation_id, field))
+        context = self._context(conversation_id, field, label)
+        return nonce + self._aead.encrypt(nonce, data, context)
 
-    def _open(self, conversation_id: str, field: str, blob: bytes) -> bytes:
+    def _open(self, conversation_id: str, field: str, blob: bytes, label: str | None) -> bytes:
         try:
             return self._aead.decrypt(
-                blob[:_NONCE], blob[_NONCE:], self._context(conversation_id, field)
+                blob[:_NONCE], blob[_NONCE:], self._context(conversation_id, field, label)
             )
         except InvalidTag:
             raise IntegrityError(
                 f"the saved conversation {conversation_id} of {self._user} was altered"
             ) from None
 
-    def _context(self, conversation_id: str, field: str) -> bytes:
-        return json.dumps([self._user, conversation_id, field]).encode()
+    def _context(self, conversation_id: str, field: str, label: str | None) -> bytes:
+        bound = [self._user, conversation_id, field]
+        return json.dumps(bound if label is None else [*bound, label]).encode()
+
+    def _bind_labels(self) -> None:
+        """Re-seal rows from before labels were bound (label None: the old context), once."""
+        with self._conn:
+            if self._conn.execute("SELECT labels FROM bound").fetchone() is not None:
+                return
+            rows = self._conn.execute("SELECT id, label, title, body FROM conversations")
+            for conversation_id, label, title, body in rows.fetchall():
+                self._conn.execute(
+                    "UPDATE conversations SET title = ?, body = ? WHERE id = ?",
+                    (
+                        self._seal(
+                            conversation_id,
+                            "title",
+                            self._open(conversation_id, "title", title, None),
+                            label,
+                        ),
+                        self._seal(
+                            conversation_id,
+                            "body",
+                            self._open(conversation_id, "body", body, None),
+                            label,
+                        ),
+                        conversation_id,
+                    ),
+                )
+            self._conn.execute("INSERT INTO bound VALUES (1)")
 
 
 def _connect(path: Path) -> sqlite3.Connection:

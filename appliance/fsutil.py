@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -57,6 +58,38 @@ def read_limited(path: Path, limit: int, what: str) -> bytes:
             data = handle.read(limit + 1)
     except OSError as exc:
         raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise InputError(f"{what} {path} is larger than {limit:,} bytes")
+    return data
+
+
+def read_private(path: Path, limit: int, what: str) -> bytes:
+    """A small secret file the user named (a password, a passphrase), read whole.
+
+    Refused unless it is a regular file only its owner may read or write, as
+    identity files are: a secret others can read is no secret. The checks are
+    on the opened file, so it cannot be swapped between check and read, and
+    O_NONBLOCK keeps a FIFO from hanging the open.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{what} {path} is not a regular file")
+        if info.st_mode & 0o077:
+            raise InputError(
+                f"{what} {path} is readable or writable by other users; "
+                f"run 'chmod 600 {path}' first"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     if len(data) > limit:
         raise InputError(f"{what} {path} is larger than {limit:,} bytes")
     return data

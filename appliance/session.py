@@ -1,22 +1,25 @@
 """The request path: one turn of chat through identity, policy and audit.
 
-    who may ask (role, idle timeout)
- -> check_input: DLP on the prompt (redact, block, raise the label)
+    who may ask (idle timeout, the account unchanged since sign-in, role, air gap)
+ -> check_input on every message the engine will see (system prompt, history,
+    prompt): redact, block, raise the label from the conversation's label
  -> the label against the user's clearance
  -> audit `ask` (the prompt sealed to the officer), durable before the model runs
- -> the engine, on the redacted prompt
+ -> the engine, on the redacted messages
  -> OutputGuard on the stream: DLP and labels on the answer before it is shown
  -> audit `answer` when the turn ends, however it ends
 
 If an audit write fails the turn fails: no unaudited answer is generated, and
 an answer whose record could not be written ends in an AuditError. The CLI
-and the TUI both go through here; neither calls the engine directly.
+and the TUI both go through here; neither calls the engine directly. A
+`Conversation` keeps only redacted text, so neither its history nor what a
+front end saves of it holds what the policy redacted.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +28,14 @@ from appliance.audit import Actor, AuditLog, Event
 from appliance.config import GenerationParams
 from appliance.engine import Engine, Generation, GenerationStats, Message
 from appliance.errors import ApplianceError, AuthenticationError, BlockedError
-from appliance.identity import DEV_ROLE, Principal, Users, has_users
+from appliance.identity import DEV_ROLE, Principal, Users, check_account, has_users
 from appliance.policy import Checked, Level, OutputGuard, Policy, check_input
+from appliance.policy.override import airgap_verdict
 
-SETUP_HINT = "an admin creates the first account with 'appliance setup --admin NAME'"
+SETUP_HINT = (
+    "an admin and an officer create the first accounts with "
+    "'appliance setup --admin NAME --officer NAME'"
+)
 
 
 def development_mode(home: Path, policy: Policy, account: str) -> Principal | None:
@@ -45,12 +52,15 @@ def development_mode(home: Path, policy: Policy, account: str) -> Principal | No
 def authenticate(home: Path, policy: Policy, log: AuditLog, user: str, password: str) -> Principal:
     """Check a password against the home's users; every outcome is audited.
 
-    Failures count towards the policy's lockout; the password is never logged.
+    A known name and an unknown one get the same work and the same words;
+    the log names an unknown one only by its keyed hash, never as typed (it
+    may be a password typed into the wrong field). The password is never logged.
     """
     if not has_users(home):
         raise AuthenticationError(f"there are no users yet; {SETUP_HINT}")
-    failure = Actor(user, "unknown")
     with Users(home) as users:
+        known = users.account(user) is not None
+        failure = Actor(user if known else f"?{users.name_key(user)}", "unknown")
         try:
             result = users.sign_in(
                 user,
@@ -58,26 +68,55 @@ def authenticate(home: Path, policy: Policy, log: AuditLog, user: str, password:
                 max_failures=policy.lockout_failures,
                 lockout_minutes=policy.lockout_minutes,
             )
-        except AuthenticationError:  # a locked account
-            details = {"locked": True}
-            log.record(Event(failure, "login_failed", "appliance", "denied", details=details))
+        except AuthenticationError:  # waiting after failures, or locked by an admin
+            refused = {"refused": True}
+            log.record(Event(failure, "login_failed", "appliance", "denied", details=refused))
             raise
     if result.principal is None:
-        details = {"locked_now": result.locked_now}
-        log.record(Event(failure, "login_failed", "appliance", "denied", details=details))
+        waiting = {"wait_until_us": result.wait_until_us}
+        log.record(Event(failure, "login_failed", "appliance", "denied", details=waiting))
         message = "wrong user name or password"
-        if result.locked_now:
-            message += f"; the account is now locked for {policy.lockout_minutes} minutes"
+        if result.wait_until_us:
+            clock = time.strftime("%H:%M:%S UTC", time.gmtime(result.wait_until_us / 1e6))
+            message += f"; the next attempt with this name must wait until {clock}"
         raise AuthenticationError(message)
     principal = result.principal
-    log.record(Event(Actor(principal.user, principal.role), "login", "appliance"))
+    details = {"must_change": True} if principal.must_change else {}
+    log.record(Event(Actor(principal.user, principal.role), "login", "appliance", details=details))
     return principal
+
+
+def check_airgap(home: Path, policy: Policy, actor: Actor, log: AuditLog) -> str:
+    """'air-gapped', or why not; refuses (audited) where the policy requires the gap."""
+    verdict = airgap_verdict(home, policy.require_airgap, policy.airgap_override_max_minutes)
+    if verdict.allowed:
+        return verdict.detail
+    details = {"airgap": verdict.detail}
+    log.record(Event(actor, "policy_block", "appliance", "denied", details=details))
+    raise BlockedError(
+        f"policy {policy.describe()} requires an air gap, but {verdict.detail}; "
+        "run the appliance under its systemd unit (no network) or disconnect the host"
+    )
+
+
+@dataclass
+class Conversation:
+    """One conversation as the engine sees it: the messages as checked (redacted),
+    and the highest label any of its turns reached, which every later turn carries."""
+
+    system: str | None = None
+    messages: list[Message] = field(default_factory=list)  # user/assistant, redacted
+    label: Level | None = None
+
+    def reset(self) -> None:
+        self.messages, self.label = [], None
 
 
 @dataclass
 class Session:
-    """One signed-in user's conversation with one model."""
+    """One signed-in user's conversations with one model."""
 
+    home: Path
     engine: Engine
     audit: AuditLog
     policy: Policy
@@ -94,36 +133,70 @@ class Session:
     def clearance(self) -> Level:
         return self.policy.level(self.principal.clearance)
 
-    def turn(self, messages: Sequence[Message], params: GenerationParams) -> Turn:
-        """Check and record the last user message, then start answering it."""
+    @property
+    def top_cleared(self) -> bool:
+        """Whether the user is cleared to the policy's highest level (nothing to withhold)."""
+        return self.clearance.rank >= self.policy.levels[-1].rank
+
+    def check_still_allowed(self) -> None:
+        """Before every action: idle timeout, the account unchanged, the role, the air gap."""
         self._check_idle()
+        try:
+            check_account(self.home, self.principal)
+        except AuthenticationError:
+            self.sign_out("account changed")
+            raise
         self.principal.require("ask")
-        prompt = messages[-1].content
-        checked = check_input(self.policy, prompt, self.level)
-        self._record_findings(checked, "input")
-        if checked.blocked is not None:
-            raise BlockedError(
-                f"the prompt was refused by policy {self.policy.describe()}: it contains "
-                f"{_kind(checked.blocked.detector)}"
-            )
-        if checked.label.rank > self.clearance.rank:
-            self._refuse_label(checked.label, "prompt")
+        check_airgap(self.home, self.policy, self.actor, self.audit)
+
+    def turn(self, conversation: Conversation, prompt: str, params: GenerationParams) -> Turn:
+        """Check every message the engine will see, record the ask, start answering.
+
+        The system prompt and the history are checked again on every turn, the
+        prompt for the first time: each is redacted, may block, and raises the
+        label, which starts from the session level and the conversation's label.
+        """
+        self.check_still_allowed()
+        label = self.level
+        if conversation.label is not None and conversation.label.rank > label.rank:
+            label = conversation.label
+        sent: list[Message] = []
+        checks: list[tuple[str, Message]] = (
+            [("the system prompt", Message("system", conversation.system))]
+            if conversation.system
+            else []
+        )
+        checks += [("an earlier message", message) for message in conversation.messages]
+        checks.append(("the prompt", Message("user", prompt)))
+        redacted = 0
+        for what, message in checks:
+            checked = check_input(self.policy, message.content, label)
+            self._record_findings(checked, "input")
+            if checked.blocked is not None:
+                raise BlockedError(
+                    f"{what} was refused by policy {self.policy.describe()}: it contains "
+                    f"{_kind(checked.blocked.detector)}"
+                )
+            label = checked.label
+            redacted += checked.actions.count("redact")
+            sent.append(Message(message.role, checked.text))
+        if label.rank > self.clearance.rank:
+            self._refuse_label(label, "conversation" if len(sent) > 1 else "prompt")
         content = {"prompt": prompt}
-        system = [m.content for m in messages if m.role == "system"]
-        if system:
-            content["system"] = system[0]
+        if conversation.system:
+            content["system"] = conversation.system
         details = {
-            "messages": len(messages),
+            "messages": len(sent),
             "prompt_chars": len(prompt),
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
             "seed": params.seed,
-            "redacted": checked.actions.count("redact"),
+            "redacted": redacted,
         }
-        event = Event(self.actor, "ask", self.model, label=checked.label.id, details=details)
+        event = Event(self.actor, "ask", self.model, label=label.id, details=details)
         ask_seq = self.audit.record(event, content)
-        turn = Turn(self, ask_seq, checked.label)
-        sent = [*messages[:-1], Message("user", checked.text)]
+        history = sent[1:-1] if conversation.system else sent[:-1]
+        turn = Turn(self, conversation, history, sent[-1], ask_seq, label)
         try:
             turn.generation = self.engine.chat(sent, params)
         except ApplianceError as exc:
@@ -187,8 +260,19 @@ def _kind(detector: str) -> str:
 class Turn(Iterator[str]):
     """An answer in progress: text that passed the output rules; close() records it."""
 
-    def __init__(self, session: Session, ask_seq: int, label: Level) -> None:
+    def __init__(
+        self,
+        session: Session,
+        conversation: Conversation,
+        history: list[Message],
+        prompt: Message,
+        ask_seq: int,
+        label: Level,
+    ) -> None:
         self.session = session
+        self.conversation = conversation
+        self.history = history  # as the engine saw them: redacted
+        self.prompt = prompt
         self.ask_seq = ask_seq
         self.generation: Generation | None = None
         self.guard = OutputGuard(session.policy, label)
@@ -287,3 +371,13 @@ class Turn(Iterator[str]):
         event = Event(session.actor, "answer", session.model, outcome, self.label.id, details)
         session.audit.record(event, {"answer": "".join(self._produced)})
         session.last_active = time.monotonic()
+        if outcome == "ok":
+            self._extend_conversation()
+
+    def _extend_conversation(self) -> None:
+        """The exchange joins the conversation (redacted), which keeps the label it reached."""
+        conversation = self.conversation
+        dropped = self.generation.stats.dropped_messages if self.generation else 0
+        answer = Message("assistant", self.text)
+        conversation.messages = [*self.history[dropped:], self.prompt, answer]
+        conversation.label = self.label

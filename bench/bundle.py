@@ -41,6 +41,7 @@ def main() -> None:
         base = Path(tmp)
         model = catalog.prepare(catalog.load_catalog().default_entry, base / "home")
         (base / "pass").write_text(PASS)
+        (base / "pass").chmod(0o600)
         run(
             *appliance,
             "bundle",

@@ -36,7 +36,7 @@ async def measure(app: ApplianceApp) -> tuple[list[float], int]:
         await pilot.press("enter")
         while not app.screen._pending and app.screen._turn is None:
             await pilot.pause(0.01)
-        streamed_before = len(app.screen.history)
+        streamed_before = len(app.screen.conversation.messages)
         for index in range(KEYS):
             key = "abcdefghij"[index % 10]
             start = time.perf_counter()

@@ -11,7 +11,8 @@
 # --no-index, and that verifier checks the whole bundle, itself included,
 # against the pinned root before anything is written under the prefix. Give
 # --expect-sha256 (the sha256 the build station printed) so that the verifier
-# itself is the one that was signed.
+# itself is the one that was signed. pip and the verifier run isolated: no
+# PIP_* or PYTHON* variable and no pip.conf can add other wheels or code.
 set -eu
 
 PYTHON=""
@@ -96,12 +97,17 @@ with tempfile.TemporaryDirectory(prefix="appliance-bootstrap-") as temp:
     except tarfile.TarError as exc:
         fail(f"{args.bundle} is not a bundle: {exc}")
     venv = Path(temp) / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-index",
-           "--no-compile", "--find-links", str(wheels), "appliance"]  # a throwaway venv
-    if subprocess.run(pip).returncode != 0:
+    # pip sees the bundle's wheels and nothing else: isolated (-I, --isolated), an
+    # empty HOME, and PIP_CONFIG_FILE=/dev/null, which makes pip read no pip.conf.
+    clean = {"PATH": os.defpath, "HOME": temp, "PIP_CONFIG_FILE": os.devnull}
+    subprocess.run([sys.executable, "-I", "-m", "venv", str(venv)], check=True, env=clean)
+    python = str(venv / "bin" / "python")
+    pip = [python, "-I", "-m", "pip", "install", "--isolated", "--quiet", "--no-index",
+           "--no-cache-dir", "--no-compile", "--disable-pip-version-check", "--no-input",
+           "--only-binary", ":all:", "--find-links", str(wheels), "appliance"]  # throwaway
+    if subprocess.run(pip, env=clean).returncode != 0:
         fail("the bundle's wheels do not install on this host (see docs/formats/bundle.md)", 2)
-    command = [str(venv / "bin" / "appliance"), "install", str(args.bundle),
+    command = [python, "-I", "-m", "appliance", "install", str(args.bundle),
                "--prefix", str(args.prefix), "--trust", str(args.trust),
                "--identity", str(args.identity)]
     sys.exit(subprocess.run(command).returncode)

@@ -60,14 +60,24 @@ def engine(model_path: Path):
         yield loaded
 
 
+# A host with no network: a network namespace of its own, in which the command
+# is also PID 1, so the host's namespace (as /proc/1/net shows it) is that one.
+AIR_GAPPED = ["unshare", "--net", "--pid", "--fork", "--mount-proc"]
+
+
 def run_cli(
-    *args: str, home: Path, stdin: str | None = None, timeout: float = 300
+    *args: str,
+    home: Path,
+    stdin: str | None = None,
+    timeout: float = 300,
+    air_gapped: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m appliance` as a user would, in its own process."""
     env = {**os.environ, "APPLIANCE_HOME": str(home)}
     env.pop("APPLIANCE_DEBUG", None)
+    prefix = AIR_GAPPED if air_gapped else []
     return subprocess.run(
-        [sys.executable, "-m", "appliance", *args],
+        [*prefix, sys.executable, "-m", "appliance", *args],
         input=stdin,
         capture_output=True,
         text=True,
@@ -101,3 +111,11 @@ def in_private_mounts(script: str, home: Path, **env: str) -> subprocess.Complet
         check=False,
         start_new_session=True,
     )
+
+
+@pytest.fixture
+def staffed(tmp_path: Path, officer: Identity) -> Path:
+    """A defense-kr home: an admin, an officer, an operator cleared to 대외비; content sealed."""
+    from tests.staff import make_staffed
+
+    return make_staffed(tmp_path, officer)

@@ -5,11 +5,15 @@ spans it must yield; clean samples must yield nothing. Shared by the tests
 (recall and precision per detector) and bench/dlp.py.
 """
 
+# ruff: noqa: RUF001 (look-alike characters are the point of the evasions below)
 from __future__ import annotations
 
 import calendar
 import random
+import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 RRN_WEIGHTS = (2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5)
 
@@ -173,3 +177,151 @@ def build(seed: int = 20261128, per_detector: int = 40) -> list[Sample]:
         unanchored = f"{rng.randint(100, 999)}-{rng.randint(10, 99)}-{rng.randint(100000, 999999)}"
         samples.append(Sample(rng.choice(TEMPLATES).format("관리번호 " + unanchored), ()))
     return samples
+
+
+# -- Unicode: clean text that uses what the normaliser folds, and evasions ----------------
+
+# Ordinary text with no-break spaces, dashes, Hanja, Roman numerals, compatibility
+# forms and Greek or Cyrillic words: none of it may be flagged.
+CLEAN_UNICODE = (
+    "회의는 2026\u00a0년 11\u00a0월 28\u00a0일 10:00–12:00에 대회의실에서 열립니다.",
+    "예산 범위는 1,000,000원～2,000,000원이며 집행률은 98.5\u202f%입니다.",
+    "제Ⅱ장 인사 관리와 제Ⅲ절 복무 규정을 참조하십시오.",
+    "Ⅱ급 정비 대상 차량은 12대, Ⅰ급 정비 대상은 3대입니다.",
+    "비밀번호는 ９자리 이상으로 설정하고 90일마다 변경하십시오.",
+    "그 비밀이 급히 알려질 이유는 없습니다.",
+    "對外 협력 과제와 秘書室 업무 분장을 정리하였습니다.",
+    "Σ 합계는 ΑΒΓ 항목의 평균이며 Ω 값은 별도입니다.",
+    "Москва и Санкт-Петербург — крупные города России.",
+    "The O2 sensor and the IO board were replaced in room 1O1.",
+    "Section I, Part II and Annex III apply from 1 January 2026.",
+    "Call extension 1234 or press 0 for the operator.",
+    "ｶﾀｶﾅ 표기와 ﾀﾞ 같은 반각 문자는 그대로 둡니다.",
+    "㈜대한과 ㈔한국협회의 협약은 ㉿ 표시와 함께 게시합니다.",
+    "진행 순서: ① 초안, ② 검토, ③ 확정 — 총 3단계입니다.",
+    "접수 기간은 2026. 11. 28.부터 2026. 12. 31.까지입니다.",
+    "전화는 내선 2345번, 팩스는 내선 6789번입니다.",
+    "이 문서는 UNCLASSIFIED이며 secret이라는 단어와 무관합니다.",
+    "문서 번호\u00a0: 제2026–1123호, 분류\u00a0: 일반",
+    "표 1.\n구분\t2025\t2026\n인원\t1,200\t1,234\n예산\t56\t60",
+    "버전 3.12.4 → 3.13.0 업그레이드, 빌드 번호 20261128.",
+    "ⅰ) 목적 ⅱ) 범위 ⅲ) 절차 순서로 기술합니다.",
+    "Café, naïve, Ærø and façade are ordinary words.",
+    "👍🏽 확인했습니다 ☺️ 감사합니다.",
+    "국방부 대표전화 1577-9090, 민원 110.",
+    "한자 표기: 國防部, 人事, 法人格, 秘密保持 협약 검토.",
+)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """An identifier or marking, written after its keyword, and what must find it."""
+
+    name: str
+    keyword: str
+    value: str
+    expect: str  # detector, or marking:ID
+    anchored: bool = False  # found only after its keyword
+
+
+KINDS = (
+    Kind("rrn", "주민등록번호", "900101-1234568", "rrn"),
+    Kind("mobile", "연락처", "010-2345-6789", "phone"),
+    Kind("landline", "연락처", "02) 748-1234", "phone"),
+    Kind("service_number", "군번", "12-34567890", "service_number", anchored=True),
+    Kind("mgrs", "집결지 좌표", "52S CG 12345 67890", "mgrs"),
+    Kind("graded", "문서 등급:", "Ⅱ급 비밀", "marking:secret-2"),
+    Kind("graded_after", "문서 등급:", "비밀(Ⅱ급)", "marking:secret-2"),
+    Kind("graded_hanja", "문서 등급:", "Ⅱ級秘密", "marking:secret-2"),
+    Kind("restricted", "문서 등급:", "대외비", "marking:restricted"),
+    Kind("restricted_hanja", "문서 등급:", "對外秘", "marking:restricted"),
+    Kind("top_secret", "Classification:", "TOP SECRET", "marking:secret-1"),
+)
+
+# An evasion turns (keyword, value) into (text before the value, the value as written).
+Evasion = Callable[[str, str], tuple[str, str]]
+
+
+def _chars(*categories: str, ranges: tuple[tuple[int, int], ...] = ((0, 0x10FFFF),)) -> str:
+    return "".join(
+        chr(code)
+        for low, high in ranges
+        for code in range(low, high + 1)
+        if unicodedata.category(chr(code)) in categories
+    )
+
+
+SPACES = _chars("Zs") + "\t\u2800"
+DASHES = _chars("Pd") + "\u2212\u207b\u208b\u2796\u02d7\u2043\u2500\u30fc\u3161"
+FORMAT = _chars("Cf")  # bidi controls, zero-width characters, tags, soft hyphen, ...
+VARIATION = "".join(map(chr, [*range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)]))
+MARKS = _chars("Mn", "Me", ranges=((0x300, 0x36F), (0x1AB0, 0x1AFF), (0x20D0, 0x20FF)))
+FILLERS = "\u3164\u115f\u1160\uffa0"
+DIGIT_ZEROS = (0xFF10, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x660, 0x6F0, 0x966, 0xE50)
+DIGIT_TABLES = [
+    str.maketrans("0123456789", "".join(chr(zero + i) for i in range(10))) for zero in DIGIT_ZEROS
+] + [
+    str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"),
+    str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"),
+    str.maketrans("0123456789", "⓪①②③④⑤⑥⑦⑧⑨"),
+]
+LETTER_TABLES = [
+    str.maketrans("ACEKMOPSTX", "АСЕКМОРЅТХ"),  # Cyrillic
+    str.maketrans("ABEKMNOPTX", "ΑΒΕΚΜΝΟΡΤΧ"),  # Greek
+    str.maketrans("ACEGOPRST", "ᴀᴄᴇɢᴏᴘʀꜱᴛ"),  # small capitals
+    {code: code - 0x41 + 0x1D400 for code in range(0x41, 0x5B)},  # mathematical bold
+    {code: code + 0xFEE0 for code in range(0x21, 0x7F)},  # full-width
+    {0x2161: "ΙΙ"},  # Ⅱ as two Greek capital iotas
+    {0x2161: "‖"},
+]
+DIGIT_LOOKALIKES = [str.maketrans("0", "O"), str.maketrans("0", "o"), str.maketrans("01", "Оl")]
+
+
+def _joined(chars: str) -> list[Evasion]:
+    return [lambda keyword, value, c=c: (c.join(keyword + " ") + c, c.join(value)) for c in chars]
+
+
+def _replaced(old: str, chars: str) -> list[Evasion]:
+    return [
+        lambda keyword, value, c=c: (keyword + " ", "".join(c if x in old else x for x in value))
+        for c in chars
+    ]
+
+
+def _translated(tables: list[dict[int, Any]]) -> list[Evasion]:
+    return [lambda keyword, value, t=t: (keyword + " ", value.translate(t)) for t in tables]
+
+
+def _nfd(keyword: str, value: str) -> tuple[str, str]:
+    return unicodedata.normalize("NFD", keyword + " "), unicodedata.normalize("NFD", value)
+
+
+def _overridden(keyword: str, value: str) -> tuple[str, str]:
+    return keyword + " ", "\u202e" + value[::-1]  # shown as `value`; a U+202C follows
+
+
+EVASIONS: dict[str, list[Evasion]] = {
+    "space": _replaced(" -", SPACES),
+    "dash": _replaced("-", DASHES),
+    "format": _joined(FORMAT),
+    "variation": _joined(VARIATION),
+    "mark": _joined(MARKS),
+    "filler": _joined(FILLERS),
+    "nfd": [_nfd],
+    "digits": _translated(DIGIT_TABLES),
+    "letters": _translated(LETTER_TABLES),
+    "digit_lookalikes": _translated(DIGIT_LOOKALIKES),
+    "override": [_overridden],
+}
+
+
+def evaded(kind: Kind, evasion: Evasion) -> Sample | None:
+    """`kind` written with `evasion` in a sentence; None if the evasion changes
+    nothing that matters to finding it."""
+    head, value = evasion(kind.keyword, kind.value)
+    if value == kind.value and (head == kind.keyword + " " or not kind.anchored):
+        return None
+    before = "확인 결과 " + head
+    after = ("\u202c" if value.startswith("\u202e") else "") + " 로 등록되어 있습니다."
+    start = len(before)
+    return Sample(before + value + after, ((kind.expect, start, start + len(value)),))

@@ -209,7 +209,7 @@ def test_audit_key_prints_the_public_key_last(home: Path) -> None:
         (["audit", "show", "--action", "ask"], 3, "no audit log"),
         (["audit", "verify-export", "x.jsonl", "--pubkey", "aak1nope"], 2, "not a valid"),
         (["audit", "verify-export", "missing.jsonl", "--pubkey", None], 3, "cannot read"),
-        (["audit", "officer", "apr1broken"], 2, "not a valid recipient"),
+        (["audit", "officer", "--identity", "missing.key"], 3, "missing.key"),
     ],
 )
 def test_audit_usage_errors(tmp_path: Path, home: Path, args, code: int, fragment: str) -> None:

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from appliance import catalog, seal
 from appliance.audit import AuditLog
+from appliance.cli.generate import sealed_is_pinned
+from appliance.cli.passphrase import openers
 from appliance.engine import read_gguf
 from appliance.engine.info import quantization_of
 from appliance.engine.quantize import quantize
-from tests.conftest import run_cli
+from tests.conftest import AIR_GAPPED, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEELHOUSE = ROOT / ".wheelhouse"
@@ -25,9 +28,10 @@ PASS = "signing-pass-1"
 
 
 def offline() -> list[str]:
-    """Run a command with no network where the kernel lets us (unshare -n)."""
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False)
-    return ["unshare", "-n"] if probe.returncode == 0 else []
+    """Run a command on an air-gapped host where the kernel lets us: a network namespace
+    of its own in which it is PID 1, so the host's namespace is that one too."""
+    probe = subprocess.run([*AIR_GAPPED, "true"], capture_output=True, check=False)
+    return AIR_GAPPED if probe.returncode == 0 else []
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +40,7 @@ def station(tmp_path_factory: pytest.TempPathFactory, model_path: Path) -> dict[
     (the prepared wheelhouse; the build adds the appliance's own wheel from this checkout)."""
     base = tmp_path_factory.mktemp("station")
     (base / "pass").write_text(PASS + "\n")
+    (base / "pass").chmod(0o600)  # a secret file only its owner may read
     init = run_cli(
         "bundle",
         "init",
@@ -109,7 +114,10 @@ def test_a_quantized_bundle_installs_serves_upgrades_and_rolls_back(station) -> 
     assert manifest["model"]["source"]["type"] == "F16"
     assert manifest["model"]["quantized"]["to"] == "Q4_K_M"
     assert manifest["model"]["quantized"]["bytes"] < manifest["model"]["source"]["bytes"] / 2
+    # Re-quantized from F16, the bytes are not the catalogued model's: the model is named
+    # from its metadata and the release, and its sha256 is pinned by the signed manifest.
     assert manifest["model"]["content_id"] == "gemma-3-270m-q4_k_m@1.0.0"
+    assert manifest["model"]["sha256"] != catalog.load_catalog().default_entry.sha256
 
     prefix = station["base"] / "prefix"
     keys = station["base"] / "keys"
@@ -126,6 +134,8 @@ def test_a_quantized_bundle_installs_serves_upgrades_and_rolls_back(station) -> 
     )
     assert install.returncode == 0, install.stderr
     assert "install: release 1.0.0 is current; doctor passed." in install.stdout
+    config = (prefix / "home" / "config.toml").read_text()
+    assert f"manifest = {json.dumps(str(prefix / 'current' / 'bundle.json'))}" in config
     appliance = str(prefix / "bin/appliance")
     doctor = host_run(prefix, appliance, "doctor", "--json")
     assert doctor.returncode == 0, doctor.stderr
@@ -143,6 +153,9 @@ def test_a_quantized_bundle_installs_serves_upgrades_and_rolls_back(station) -> 
     assert "gemma-3-270m-q4_k_m@1.0.0" in answer.stderr  # the sealed model of the release
 
     second = build_plain(station, "2.0.0")
+    entry = catalog.load_catalog().default_entry  # the bundle and the catalogue agree
+    assert _manifest(second)["model"]["content_id"] == entry.content_id
+    assert _manifest(second)["model"]["sha256"] == entry.sha256
     trusted_before = (prefix / "trust" / "timestamp.json").read_bytes()
     killed = subprocess.Popen(
         [appliance, "upgrade", str(second), "--prefix", str(prefix)],
@@ -166,14 +179,20 @@ def test_a_quantized_bundle_installs_serves_upgrades_and_rolls_back(station) -> 
     assert "doctor failed" in not_yet.stderr
     assert "rollback" in not_yet.stderr
     assert host_run(prefix, appliance, "rollback").returncode == 0
-    officer = host_run(
-        prefix, appliance, "audit", "officer", (station["base"] / "site.pub").read_text()
-    )
-    assert officer.returncode == 0, officer.stderr  # (any recipient serves the test)
+    officer = host_run(prefix, appliance, "audit", "officer", "--identity", str(station["site"]))
+    assert officer.returncode == 0, officer.stderr  # (any identity the officer holds serves)
 
     upgrade = host_run(prefix, appliance, "upgrade", str(second))
     assert upgrade.returncode == 0, upgrade.stderr
     assert "upgrade: release 2.0.0 is current (was 1.0.0)" in upgrade.stdout
+    installed = seal.load_sealed(
+        prefix / "current" / "model.sealed", openers([station["site"]], None)
+    )
+    try:  # recognised as the catalogued model: served without the probe
+        assert installed.header.content_id == entry.content_id
+        assert sealed_is_pinned(installed)
+    finally:
+        installed.close()
     status = json.loads(host_run(prefix, appliance, "status", "--json").stdout)
     assert status["current"] == "2.0.0"
     assert status["installed"] == ["1.0.0", "2.0.0"]
@@ -208,6 +227,16 @@ def test_a_quantized_bundle_installs_serves_upgrades_and_rolls_back(station) -> 
         ("upgrade", "release 2.0.0", "ok"),
         ("rollback", "release 1.0.0", "ok"),
     ]
+
+    # 1.0.0's model is served because it decrypts to the sha256 its signed manifest pins;
+    # against another pin it is refused.
+    pinned = prefix / "releases" / "1.0.0" / "bundle.json"
+    document = json.loads(pinned.read_text())
+    document["model"]["sha256"] = "0" * 64
+    pinned.write_text(json.dumps(document))
+    mismatch = host_run(prefix, appliance, "ask", "Hello", "--max-tokens", "4")
+    assert mismatch.returncode == 6, mismatch.stderr
+    assert "does not decrypt to the sha256 it is pinned to" in mismatch.stderr
 
 
 def build_plain(station: dict[str, Path], release: str) -> Path:

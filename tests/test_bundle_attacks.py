@@ -7,6 +7,7 @@ and written with the real archive code; only the payload is small.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import shutil
@@ -39,9 +40,14 @@ def release_bundle(
 ) -> Path:
     files_dir = out.with_suffix(".files")
     files_dir.mkdir()
-    manifest = {"release": release, "model": {"file": "model/m.sealed", "content_id": "m@1"}}
-    (files_dir / "bundle.json").write_text(json.dumps(manifest))
-    (files_dir / "m.sealed").write_bytes(payload or f"weights of {release} ".encode() * 500)
+    weights = payload or f"weights of {release} ".encode() * 500
+    model = {
+        "file": "model/m.sealed",
+        "content_id": "m@1",
+        "sha256": hashlib.sha256(weights).hexdigest(),
+    }
+    (files_dir / "bundle.json").write_text(json.dumps({"release": release, "model": model}))
+    (files_dir / "m.sealed").write_bytes(weights)
     files = {"bundle.json": files_dir / "bundle.json", "model/m.sealed": files_dir / "m.sealed"}
     signed = repository.sign_release(keys, PASS, files, timestamp_days=30, now=now, key=key)
     write_bundle(out, signed.members(), files)

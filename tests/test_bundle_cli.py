@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def keys(tmp_path: Path) -> Path:
     (tmp_path / "pass").write_text(PASS + "\n")
+    (tmp_path / "pass").chmod(0o600)  # a secret file only its owner may read
     made = run_cli(
         "bundle",
         "init",
@@ -80,6 +81,7 @@ def test_a_model_that_is_not_gguf_is_refused_before_llama_cpp(tmp_path: Path, ke
 
 def test_a_wrong_passphrase_fails_before_any_work(tmp_path: Path, keys: Path) -> None:
     (tmp_path / "wrong").write_text("not the passphrase\n")
+    (tmp_path / "wrong").chmod(0o600)
     args = build_args(tmp_path, keys, small_gguf(tmp_path / "tiny.gguf"), tmp_path / "wrong")
     result = run_cli(*args, home=tmp_path)
     assert_one_line_error(result, 9, "wrong passphrase")

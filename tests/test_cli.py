@@ -173,11 +173,11 @@ def test_usage_errors(tmp_path: Path, args: list[str], fragment: str) -> None:
 def test_a_reader_that_goes_away_ends_the_answer_quietly(model_home: Path) -> None:
     env = {**os.environ, "APPLIANCE_HOME": str(model_home)}
     command = f"{sys.executable} -m appliance ask --max-tokens 200 'Tell me a story.' | head -c 1"
-    result = subprocess.run(
-        ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, env=env
+    result = subprocess.run(  # bytes: the one byte may be the start of a character
+        ["bash", "-o", "pipefail", "-c", command], capture_output=True, env=env
     )
     assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
+    assert result.stderr == b""
     assert len(result.stdout) == 1
 
 
@@ -187,3 +187,12 @@ def test_models_list_marks_the_default(model_home: Path) -> None:
     default = next(line for line in result.stdout.splitlines() if line.startswith("*"))
     assert "gemma3-270m-q4_k_m" in default
     assert "prepared" in default
+
+
+def test_an_error_that_quotes_the_user_is_one_escaped_line(tmp_path: Path) -> None:
+    """A message quoting what was typed (here --since) cannot forge a line or send the
+    terminal codes: ESC, BEL, the newline and the bidi override arrive as visible escapes."""
+    typed = "\x1b]0;owned\x07\nappliance: forged\u202e"
+    result = run_cli("audit", "show", "--since", typed, home=tmp_path)
+    assert_one_line_error(result, 2, "is not an ISO date")
+    assert "'\\x1b]0;owned\\x07\\nappliance: forged\\u202e' is not an ISO date" in result.stderr

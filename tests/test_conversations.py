@@ -106,3 +106,36 @@ def test_fields_cannot_be_swapped_between_conversations(tmp_path: Path) -> None:
     with pytest.raises(IntegrityError, match=f"conversation {second} of kim was altered"):
         store.load(second)
     store.close()
+
+
+def test_a_lowered_label_makes_the_conversation_fail_to_open(tmp_path: Path) -> None:
+    store, _ = Conversations.open(tmp_path, "kim", "operator-pass-1")
+    secret = store.save(None, TALK, "secret-2")
+    store.close()
+    with sqlite3.connect(tmp_path / "conversations" / "kim.db") as conn:  # shown below Ⅱ급비밀
+        conn.execute("UPDATE conversations SET label = 'public' WHERE id = ?", (secret,))
+    store, _ = Conversations.open(tmp_path, "kim", "operator-pass-1")
+    with pytest.raises(IntegrityError, match="was altered"):
+        store.summaries({"public"})
+    with pytest.raises(IntegrityError, match="was altered"):
+        store.load(secret)
+    store.close()
+
+
+def test_a_store_from_before_labels_were_bound_is_resealed_once(tmp_path: Path) -> None:
+    store, _ = Conversations.open(tmp_path, "kim", "operator-pass-1")
+    kept = store.save(None, TALK, "restricted")
+    # What an earlier release wrote: the same rows sealed without the label.
+    with store._conn:
+        for field, data in (
+            ("title", b"old title"),
+            ("body", b'[{"role":"user","content":"old"}]'),
+        ):
+            blob = store._seal(kept, field, data, None)  # type: ignore[arg-type]
+            store._conn.execute(f"UPDATE conversations SET {field} = ? WHERE id = ?", (blob, kept))
+        store._conn.execute("DELETE FROM bound")
+    store.close()
+    store, _ = Conversations.open(tmp_path, "kim", "operator-pass-1")
+    assert store.load(kept) == ([Message("user", "old")], "restricted")
+    assert [s.title for s in store.summaries({"restricted"})] == ["old title"]
+    store.close()

@@ -33,7 +33,7 @@ def test_the_demo_home_is_complete_and_says_it_is_a_demo(demo) -> None:
     assert sorted(passwords) == ["demo-admin", "demo-officer", "demo-operator"]
     assert all(len(p) >= 12 for p in passwords.values())
     policy = load_policy(home / "policy.toml")
-    assert policy.describe() == "defense-kr-demo v1"
+    assert policy.describe() == "defense-kr-demo v2"
     assert policy.language == "ko"
     assert policy.require_content
     assert not policy.require_airgap
@@ -66,6 +66,7 @@ def test_the_cli_asks_the_sealed_model_as_the_demo_operator(demo, tmp_path: Path
     home, passwords = demo
     secret = tmp_path / "password"
     secret.write_text(passwords["demo-operator"] + "\n")
+    secret.chmod(0o600)
     options = ["--user", "demo-operator", "--password-file", str(secret)]
     result = run_cli("ask", "Say hello.", "--max-tokens", "8", "--seed", "1", *options, home=home)
     assert result.returncode == 0, result.stderr
@@ -73,6 +74,7 @@ def test_the_cli_asks_the_sealed_model_as_the_demo_operator(demo, tmp_path: Path
     assert "gemma3-270m-q4_k_m@" in result.stderr  # unsealed with the configured site key
     officer = tmp_path / "officer"
     officer.write_text(passwords["demo-officer"] + "\n")
+    officer.chmod(0o600)
     verify = run_cli(
         "audit", "verify", "--json", "--user", "demo-officer", "--password-file", str(officer),
         home=home,
@@ -94,8 +96,8 @@ def test_the_ui_on_the_demo_home_streams_a_real_answer_in_korean(demo, monkeypat
         assert isinstance(app.screen, ChatScreen)
         assert [str(b.render()) for b in app.screen.query("Banner")] == ["공개 · UNCLASSIFIED"] * 2
         await ask(pilot, "What is the capital of France?")
-        await until(pilot, lambda: len(app.screen.history) == 2, seconds=120)
-        assert answer_of(app).strip() == app.screen.history[1].content.strip()
+        await until(pilot, lambda: len(app.screen.conversation.messages) == 2, seconds=120)
+        assert answer_of(app).strip() == app.screen.conversation.messages[1].content.strip()
 
     async def main(app: ApplianceApp) -> None:
         async with app.run_test(size=SIZE) as pilot:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from appliance.policy.airgap import IFF_LOOPBACK, IFF_UP, attest
-from tests.conftest import run_cli
+from tests.conftest import AIR_GAPPED, run_cli
 
 
 def run_guarded(code: str, *, allow_loopback: bool) -> subprocess.CompletedProcess[str]:
@@ -147,7 +147,7 @@ def test_this_host_is_reported_as_the_kernel_sees_it(tmp_path: Path) -> None:
 def test_a_namespace_without_network_is_air_gapped(tmp_path: Path) -> None:
     env = {**os.environ, "APPLIANCE_HOME": str(tmp_path)}
     result = subprocess.run(
-        ["unshare", "--net", sys.executable, "-m", "appliance", "airgap", "status", "--json"],
+        [*AIR_GAPPED, sys.executable, "-m", "appliance", "airgap", "status", "--json"],
         capture_output=True, text=True, env=env, timeout=60, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

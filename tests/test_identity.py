@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +10,6 @@ import pytest
 
 from appliance.audit import AuditLog, audit_dir
 from appliance.config import GenerationParams
-from appliance.engine import Message
 from appliance.errors import (
     AuthenticationError,
     BlockedError,
@@ -22,59 +17,17 @@ from appliance.errors import (
     UsageError,
 )
 from appliance.identity import Principal, Users
-from appliance.policy import load_policy, shipped_policy
-from appliance.seal import Identity, write_identity
-from appliance.session import Session
-from tests.conftest import assert_one_line_error, run_cli, with_officer
-
-DEFENSE = shipped_policy("defense-kr")
-PASSWORDS = {"root1": "admin-password-1", "kim": "operator-pass-1", "lee": "officer-pass-1"}
-
-
-def password_file(tmp_path: Path, name: str, text: str | None = None) -> str:
-    path = tmp_path / f"{name}.pw"
-    path.write_text((text or PASSWORDS[name]) + "\n")
-    return str(path)
-
-
-def as_user(tmp_path: Path, name: str, password: str | None = None) -> list[str]:
-    return ["--user", name, "--password-file", password_file(tmp_path, name, password)]
-
-
-@pytest.fixture
-def staffed(tmp_path: Path, officer: Identity) -> Path:
-    """A defense-kr home: an admin, an operator cleared to 대외비, an officer; content sealed."""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "policy.toml").write_bytes(DEFENSE.read_bytes())
-    with_officer(home, officer)
-    admin = ["--new-password-file", password_file(tmp_path, "root1")]
-    assert run_cli("setup", "--admin", "root1", *admin, home=home).returncode == 0
-    for name, role, clearance in (
-        ("kim", "operator", "restricted"),
-        ("lee", "officer", "secret-1"),
-    ):
-        created = run_cli(
-            "users", "add", name, "--role", role, "--clearance", clearance,
-            "--new-password-file", password_file(tmp_path, name),
-            *as_user(tmp_path, "root1"), home=home,
-        )  # fmt: skip
-        assert created.returncode == 0, created.stderr
-    return home
-
-
-def events(home: Path, tmp_path: Path, *args: str) -> list[dict]:
-    shown = run_cli("audit", "show", "--json", *args, *as_user(tmp_path, "lee"), home=home)
-    assert shown.returncode == 0, shown.stderr
-    return [json.loads(line) for line in shown.stdout.splitlines()]
-
+from appliance.seal import write_identity
+from appliance.session import Conversation
+from tests.conftest import assert_one_line_error, run_cli
+from tests.staff import DEFENSE, as_user, events, open_session, setup_args
 
 # -- accounts ---------------------------------------------------------------------------
 
 
-def test_passwords_are_argon2id_and_lockout_follows_the_policy(tmp_path: Path) -> None:
+def test_passwords_are_argon2id_and_failures_make_the_name_wait(tmp_path: Path) -> None:
     with Users(tmp_path) as users:
-        users.add("kim", "operator", "restricted", "operator-pass-1", 12)
+        users.add("kim", "operator", "restricted", "operator-pass-1", 12, must_change=False)
         stored = users.conn.execute("SELECT hash FROM users").fetchone()[0]
         assert stored.startswith("$argon2id$")
         sign_in = lambda password: users.sign_in(  # noqa: E731
@@ -82,11 +35,12 @@ def test_passwords_are_argon2id_and_lockout_follows_the_policy(tmp_path: Path) -
         )
         assert sign_in("operator-pass-1").principal == Principal("kim", "operator", "restricted")
         assert sign_in("wrong").principal is None
-        assert sign_in("wrong").locked_now is False
-        assert sign_in("wrong").locked_now is True
-        with pytest.raises(AuthenticationError, match="locked until"):
-            sign_in("operator-pass-1")  # even the right password, while locked
-        users.unlock("kim")
+        assert sign_in("wrong").wait_until_us == 0
+        waiting = sign_in("wrong").wait_until_us  # the third failure in a row: a wait begins
+        assert waiting > time.time_ns() // 1000
+        with pytest.raises(AuthenticationError, match="try again after"):
+            sign_in("operator-pass-1")  # even the right password, while the name waits
+        users.unlock("kim")  # an admin's unlock clears the wait
         assert sign_in("operator-pass-1").principal is not None
         assert users.sign_in("nobody", "x", max_failures=3, lockout_minutes=5).principal is None
         with pytest.raises(UsageError, match="at least 12"):
@@ -96,11 +50,11 @@ def test_passwords_are_argon2id_and_lockout_follows_the_policy(tmp_path: Path) -
     assert (tmp_path / "identity" / "users.db").stat().st_mode & 0o777 == 0o600
 
 
-def test_setup_creates_the_first_admin_once(staffed: Path, tmp_path: Path) -> None:
-    again = run_cli(
-        "setup", "--admin", "other", "--new-password-file", password_file(tmp_path, "root1"),
-        home=staffed,
-    )  # fmt: skip
+def test_setup_creates_the_first_admin_and_officer_once(staffed: Path, tmp_path: Path) -> None:
+    with Users(staffed) as users:
+        roles = {account.name: account.role for account in users.accounts()}
+    assert roles == {"root1": "admin", "lee": "officer", "kim": "operator"}
+    again = run_cli(*setup_args(tmp_path), home=staffed)
     assert_one_line_error(again, 2, "accounts exist already")
 
 
@@ -112,13 +66,23 @@ def test_a_wrong_password_is_refused_and_audited(staffed: Path, tmp_path: Path) 
     assert "not-it" not in json.dumps(failed)
 
 
-def test_five_failures_lock_the_account(staffed: Path, tmp_path: Path) -> None:
-    for _ in range(5):
-        result = run_cli("audit", "verify", *as_user(tmp_path, "kim", "bad"), home=staffed)
-        assert result.returncode == 14
-    assert "locked for 30 minutes" in result.stderr
-    right = run_cli("audit", "verify", *as_user(tmp_path, "kim"), home=staffed)
-    assert_one_line_error(right, 14, "is locked until")
+def test_failures_make_the_name_wait(staffed: Path, tmp_path: Path) -> None:
+    said = [
+        run_cli("audit", "verify", *as_user(tmp_path, "kim", "bad"), home=staffed).stderr
+        for _ in range(5)
+    ]
+    assert "the next attempt with this name must wait until" in said[-1]
+    assert all("must wait" not in line for line in said[:-1])
+    assert_one_line_error(refused_while_waiting(staffed, tmp_path, "kim"), 14, "try again after")
+
+
+def refused_while_waiting(home: Path, tmp_path: Path, name: str):
+    """Wrong passwords until one meets a wait; each failure doubles it, so one soon does."""
+    for _ in range(10):
+        result = run_cli("audit", "verify", *as_user(tmp_path, name, "bad"), home=home)
+        if "too many wrong passwords" in result.stderr:
+            return result
+    raise AssertionError(result.stderr)
 
 
 @pytest.mark.parametrize(
@@ -129,6 +93,9 @@ def test_five_failures_lock_the_account(staffed: Path, tmp_path: Path) -> None:
         ("root1", ["audit", "show", "--decrypt", "--identity", "x.key"], "officer"),
         ("lee", ["users", "add", "x1", "--role", "operator"], "admin"),  # no user management
         ("lee", ["users", "lock", "kim"], "admin"),
+        ("root1", ["users", "lock", "lee"], "officer"),  # officers belong to officers
+        ("root1", ["users", "passwd", "lee"], "officer"),
+        ("root1", ["users", "approve", "x1"], "officer"),
         ("kim", ["users", "list"], "admin"),
     ],
 )
@@ -154,16 +121,10 @@ def test_development_mode_only_where_the_policy_allows_it(tmp_path: Path) -> Non
 
 
 def _namespaced_ask(home: Path, tmp_path: Path, model_path: Path, prompt: str, *extra: str):
-    """`ask` as kim in a network namespace of its own: defense-kr requires the air gap."""
-    command = [
-        sys.executable, "-m", "appliance", "ask", "--max-tokens", "6", "--temperature", "0",
-        "--model", str(model_path), *as_user(tmp_path, "kim"), *extra, prompt,
-    ]  # fmt: skip
-    env = {**os.environ, "APPLIANCE_HOME": str(home)}
-    return subprocess.run(
-        ["unshare", "--net", "sh", "-c", f"exec {shlex.join(command)}"],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
-        start_new_session=True,
+    """`ask` as kim on an air-gapped host: defense-kr requires the air gap."""
+    return run_cli(
+        "ask", "--max-tokens", "6", "--temperature", "0", "--model", str(model_path),
+        *as_user(tmp_path, "kim"), *extra, prompt, home=home, air_gapped=True,
     )  # fmt: skip
 
 
@@ -220,33 +181,27 @@ def test_a_phone_number_is_redacted_before_the_model_sees_it(
 
 
 def test_an_idle_session_must_sign_in_again(engine, tmp_path: Path) -> None:
-    policy = load_policy(DEFENSE)
     with AuditLog(tmp_path / "audit") as log:
-        principal = Principal("kim", "operator", "restricted")
-        session = Session(engine, log, policy, principal, "model", policy.lowest)
-        session.last_active = time.monotonic() - policy.idle_timeout_minutes * 60 - 1
+        session = open_session(tmp_path, engine, log, "kim", "operator")
+        session.last_active = time.monotonic() - session.policy.idle_timeout_minutes * 60 - 1
         with pytest.raises(AuthenticationError, match="idle for more than 15 minutes"):
-            session.turn([Message("user", "hello")], GenerationParams(max_tokens=2))
+            session.turn(Conversation(), "hello", GenerationParams(max_tokens=2))
         (logout,) = [json.loads(row["leaf"]) for row in log.events(action="logout")]
         assert (logout["user"], logout["details"]) == ("kim", {"reason": "idle"})
 
 
 def test_only_operators_may_ask(engine, tmp_path: Path) -> None:
-    policy = load_policy(DEFENSE)
     with AuditLog(tmp_path / "audit") as log:
-        officer = Principal("lee", "officer", "secret-1")
-        session = Session(engine, log, policy, officer, "model", policy.lowest)
+        session = open_session(tmp_path, engine, log, "lee", "officer")
         with pytest.raises(PermissionDeniedError, match="needs the operator role"):
-            session.turn([Message("user", "hello")], GenerationParams(max_tokens=2))
+            session.turn(Conversation(), "hello", GenerationParams(max_tokens=2))
 
 
 def test_the_session_refuses_a_blocked_prompt_before_the_engine(engine, tmp_path: Path) -> None:
-    policy = load_policy(DEFENSE)
     with AuditLog(tmp_path / "audit") as log:
-        operator = Principal("kim", "operator", "restricted")
-        session = Session(engine, log, policy, operator, "model", policy.lowest)
+        session = open_session(tmp_path, engine, log, "kim", "operator")
         with pytest.raises(BlockedError, match="resident registration number"):
-            session.turn([Message("user", "900101-1234568")], GenerationParams(max_tokens=2))
+            session.turn(Conversation(), "900101-1234568", GenerationParams(max_tokens=2))
         assert list(log.events(action="ask")) == []  # no ask recorded: the model never ran
 
 

@@ -55,6 +55,13 @@ def test_defense_kr_has_the_national_levels_in_order() -> None:
          "matches the empty string"),
         (lambda t: t.replace('name = "default"', 'name = "Bad Name"'), "policy.name", "lower-case"),
         (lambda t: t.replace("[network]\nrequire_airgap = false\n", ""), "network", "missing"),
+        (lambda t: t.replace('added = "redact" }', 'added = "block" }', 1),
+         "dlp.detectors.rrn.added", "must be one of allow, redact"),
+        (lambda t: t.replace('marking = { input = "label", output = "label", added = "allow" }',
+                             'marking = { input = "label", output = "label", added = "label" }'),
+         "dlp.detectors.marking.added", "must be one of allow, redact"),
+        (lambda t: t + '\n[[dlp.custom]]\nid = "x"\npattern = "x"\nadded = "block"\n',
+         "dlp.custom[0].added", "must be one of allow, redact"),
     ],
 )  # fmt: skip
 def test_schema_violations_name_the_file_and_key(tmp_path: Path, edit, key, problem) -> None:
@@ -64,6 +71,18 @@ def test_schema_violations_name_the_file_and_key(tmp_path: Path, edit, key, prob
         load_policy(path)
     assert str(caught.value).startswith(f"{path}: {key}: ")
     assert problem in str(caught.value)
+
+
+def test_added_is_redact_unless_a_rule_says_allow(tmp_path: Path) -> None:
+    path = tmp_path / "policy.toml"
+    text = DEFAULT.replace(', added = "allow" }', " }").replace(', added = "redact" }', " }")
+    path.write_text(text + '\n[[dlp.custom]]\nid = "x"\npattern = "x"\n', encoding="utf-8")
+    policy = load_policy(path)
+    assert {rule.added for rule in policy.rules.values()} == {"redact"}
+    assert policy.custom[0].rule.added == "redact"
+    shipped = load_policy(shipped_policy("default"))
+    assert shipped.rules["marking"].added == "allow"
+    assert shipped.rules["rrn"].added == "redact"
 
 
 def test_policy_check_and_scan_on_the_command_line(tmp_path: Path) -> None:

@@ -329,6 +329,47 @@ def test_load_sealed_gives_a_sealed_memfd(tmp_path: Path) -> None:
         loaded.close()
 
 
+def test_load_sealed_holds_to_a_pinned_sha256(tmp_path: Path) -> None:
+    """A pin (from a signed bundle manifest): the same bytes load as pinned; any
+    other plaintext is refused and leaves no memory behind."""
+    data = os.urandom(2 * SEGMENT + 7)
+    sealed_path = tmp_path / "data.sealed"
+    sealed_path.write_bytes(seal_bytes(data))
+    digest = hashlib.sha256(data).hexdigest()
+    loaded = seal.load_sealed(sealed_path, [ALICE], expect_sha256=digest)
+    try:
+        assert loaded.pinned
+        assert loaded.sha256 == digest
+    finally:
+        loaded.close()
+    unpinned = seal.load_sealed(sealed_path, [ALICE])
+    unpinned.close()
+    assert not unpinned.pinned
+    before = set(os.listdir("/proc/self/fd"))
+    other = hashlib.sha256(b"other").hexdigest()
+    with pytest.raises(IntegrityError, match="does not decrypt to the sha256 it is pinned to"):
+        seal.load_sealed(sealed_path, [ALICE], expect_sha256=other)
+    assert set(os.listdir("/proc/self/fd")) <= before
+
+
+def test_loading_plaintext_hardens_the_process(tmp_path: Path) -> None:
+    """Non-dumpable and no core file, in a fresh process (this one may already be)."""
+    code = f"""
+import resource
+from pathlib import Path
+from appliance import seal
+identity = seal.Identity.parse({ALICE.secret_text()!r})
+print(seal.is_hardened(), end=" ")
+loaded = seal.load_sealed(Path({str(tmp_path / "x.sealed")!r}), [identity])
+print(seal.is_hardened(), resource.getrlimit(resource.RLIMIT_CORE))
+"""
+    (tmp_path / "x.sealed").write_bytes(seal_bytes(b"weights"))
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split(" ", 1) == ["False", "True (0, 0)\n"]
+
+
 def test_load_sealed_failure_releases_the_memory(tmp_path: Path, three: bytes) -> None:
     sealed = tmp_path / "bad.sealed"
     sealed.write_bytes(three[:-1])

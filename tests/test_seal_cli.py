@@ -51,6 +51,7 @@ def copy_with(source: Path, target: Path, edit) -> Path:
 def test_keys_generate_wraps_the_identity(tmp_path: Path, model_home: Path) -> None:
     passphrase = tmp_path / "pass"
     passphrase.write_text("correct horse battery\n")
+    passphrase.chmod(0o600)  # a secret file only its owner may read
     key = tmp_path / "officer.key"
     result = run_cli(
         "keys",
@@ -206,6 +207,7 @@ def test_wrong_identity_and_passphrase(sealed_model, model_home, tmp_path) -> No
     )
     wrong = tmp_path / "wrong"
     wrong.write_text("wrong\n")
+    wrong.chmod(0o600)
     result = run_cli(
         *ASK,
         "--model",

@@ -10,7 +10,7 @@ from tests.test_tui import ScriptedEngine, make_app, sign_in, until
 
 def _home(tmp_path: Path) -> Path:
     with Users(tmp_path) as users:
-        users.add("kim", "operator", "restricted", "operator-pass-1", 10)
+        users.add("kim", "operator", "restricted", "operator-pass-1", 10, must_change=False)
     return tmp_path
 
 
@@ -27,7 +27,7 @@ def test_chat_under_banners(snap_compare, tmp_path: Path) -> None:
         prompt.cursor_blink = False  # a blinking cursor would make the picture depend on time
         prompt.text = "What is the capital of France?"
         await pilot.press("enter")
-        await until(pilot, lambda: len(pilot.app.screen.history) == 2)
+        await until(pilot, lambda: len(pilot.app.screen.conversation.messages) == 2)
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=ask)
 
@@ -36,7 +36,7 @@ def test_audit_screen(snap_compare, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr("appliance.audit.store.now_us", lambda: 1_800_000_000_000_000)
     home = _home(tmp_path)
     with Users(home) as users:
-        users.add("lee", "officer", "secret", "officer-pass-1", 10)
+        users.add("lee", "officer", "secret", "officer-pass-1", 10, must_change=False)
     app = make_app(home, ScriptedEngine([]))
 
     async def verify(pilot) -> None:

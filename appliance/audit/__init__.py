@@ -67,7 +67,7 @@ class AuditLog:
         if require_content and not self.officers:
             raise AuditError(
                 "no security officer key is configured, and prompts and answers must be "
-                "recorded; an officer runs 'appliance audit officer RECIPIENT'"
+                "recorded; an officer runs 'appliance audit officer --identity FILE'"
             )
         self.key = DeviceKey.load_or_create(directory / "device.key")
         self._store = Store(directory / "log.db", self.key, lock_timeout=lock_timeout)
@@ -198,7 +198,11 @@ class AuditLog:
         key = key or self.key.public
         keys = set(store.content_keys())
         verifier = Verifier(self.log_id, key, store.checkpoints(), keys, trusted=trusted)
-        return verifier.conclude(store.walk_ranges(keys, verifier.marks, **walking))
+        report = verifier.conclude(store.walk_ranges(keys, verifier.marks, **walking))
+        # The chain just proved these events; a recovery is always worth an officer's look.
+        recoveries = self.events(action="officer_recovery")
+        report.officer_recoveries = [row["seq"] for row in recoveries]
+        return report
 
     def events(
         self,

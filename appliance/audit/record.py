@@ -55,6 +55,10 @@ ACTIONS = frozenset(
         "user_lock",
         "user_unlock",
         "password_change",
+        "user_request",
+        "user_approve",
+        "officer_escrow",
+        "officer_recovery",
     }
 )
 OUTCOMES = frozenset({"ok", "denied", "failed", "cancelled"})

@@ -141,6 +141,7 @@ class Report:
     last_checkpoint: Checkpoint | None = None
     pruned: int = 0  # events whose content was dropped by a logged prune
     trusted_seq: int | None = None  # the officer's checkpoint this log extends
+    officer_recoveries: list[int] = field(default_factory=list)  # seqs, via the escrow
 
     @property
     def unsigned_tail(self) -> int:
@@ -161,6 +162,7 @@ class Report:
             "unsigned_tail": self.unsigned_tail,
             "pruned": self.pruned,
             "trusted_seq": self.trusted_seq,
+            "officer_recoveries": self.officer_recoveries,
         }
 
 

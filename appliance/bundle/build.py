@@ -22,18 +22,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from appliance import __version__, seal
+from appliance import __version__, catalog, seal
 from appliance.bundle import repository, sbom
 from appliance.bundle.archive import Progress, write_bundle
 from appliance.bundle.keys import load_signer
-from appliance.bundle.verify import MANIFEST
-from appliance.engine import read_gguf
+from appliance.bundle.manifest import MANIFEST, MODEL_DIR, is_release
+from appliance.engine import read_gguf, sha256_file
 from appliance.engine.info import quantization_of
 from appliance.engine.quantize import QuantizeReport, quantize
 from appliance.errors import BundleError, UsageError
 from appliance.policy import load_policy
 
-_RELEASE = re.compile(r"\d+(\.\d+){0,3}([-+][0-9A-Za-z.]+)?")
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout the build runs from
 DOCS = (
     "README.md",
@@ -84,7 +83,7 @@ def build(request: BuildRequest, stage: Stage) -> BuildResult:
 
 
 def _check(request: BuildRequest) -> None:
-    if not _RELEASE.fullmatch(request.release):
+    if not is_release(request.release):
         raise UsageError(f"'{request.release}' is not a release version (like 1.4.0)")
     if not request.recipients:
         raise UsageError("give the site's recipient with --recipient apr1...")
@@ -105,13 +104,15 @@ def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
             model = work / f"model-{request.quantize.lower()}.gguf"
             report = quantize(request.model, model, request.quantize)
     model_type = report.result_type if report else quantization_of(source_info)
-    name = _model_name(source_info.get("general.name") or request.model.stem, model_type)
-    content_id = f"{name}@{request.release}"
+    digest = sha256_file(model)
+    name, content_id = _model_identity(
+        digest, source_info.get("general.name") or request.model.stem, model_type, request.release
+    )
     files: dict[str, Path] = {}
     sealed = work / f"{name}.sealed"
     with stage(f"Sealing {name} to {len(request.recipients)} recipient(s)") as progress:
         seal.seal_file(model, sealed, list(request.recipients), content_id, progress=progress)
-    files[f"model/{sealed.name}"] = sealed
+    files[f"{MODEL_DIR}{sealed.name}"] = sealed
     wheels = _wheelhouse(request.wheelhouse, work, stage)
     files.update({f"wheels/{wheel.name}": wheel for wheel in wheels})
     files["policy/policy.toml"] = request.policy
@@ -125,8 +126,9 @@ def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
         "appliance": __version__,
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model": {
-            "file": f"model/{sealed.name}",
+            "file": f"{MODEL_DIR}{sealed.name}",
             "content_id": content_id,
+            "sha256": digest,  # of the plaintext: the host serves only these bytes
             "type": model_type,
             "source": {
                 "file": request.model.name,
@@ -165,9 +167,28 @@ def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
     )
 
 
-def _model_name(general_name: str, model_type: str) -> str:
+def _model_identity(
+    digest: str, general_name: str, model_type: str, release: str
+) -> tuple[str, str]:
+    """The sealed model's name and content id.
+
+    A catalogued model (by its sha256) keeps the catalogue's id and content id,
+    so that a host knows it as that model; any other model is named from its
+    metadata and the bundle's release, and may not claim a catalogued id.
+    """
+    known = catalog.load_catalog()
+    entry = known.by_sha256(digest)
+    if entry is not None:
+        return entry.id, entry.content_id
     slug = re.sub(r"[^a-z0-9]+", "-", general_name.lower()).strip("-") or "model"
-    return f"{slug[:80]}-{model_type.lower()}"
+    name = f"{slug[:80]}-{model_type.lower()}"
+    content_id = f"{name}@{release}"
+    if known.by_content_id(content_id) is not None:
+        raise UsageError(
+            f"the model would be named {content_id}, a catalogued model it is not; "
+            "give it another general.name or release"
+        )
+    return name, content_id
 
 
 def _wheelhouse(given: Path | None, work: Path, stage: Stage) -> list[Path]:

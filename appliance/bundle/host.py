@@ -11,24 +11,36 @@
 A bundle is verified in full before anything is written under PREFIX; the
 release is built in its own folder; only then do `current` and the trusted
 metadata move. An install killed at any point leaves the previous release
-serving, and the next run removes the unfinished folder.
+serving, and the next run removes the unfinished folder. A release folder is
+always built afresh from the verified bundle: one of the same version left by
+an earlier install is removed, never reused unchecked.
+
+pip runs isolated (`-I`, `--isolated`, a clean environment with no PIP_* or
+PYTHON* variable and no pip.conf), offline, and installs only wheels whose
+sha256 the signed metadata pins (`--require-hashes`); afterwards every
+distribution in the new venv is checked against those wheels.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
+import re
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from appliance.audit import Actor, AuditLog, Event, audit_dir
+from appliance.bundle.manifest import MANIFEST
 from appliance.bundle.repository import MAX_METADATA
 from appliance.bundle.verify import VerifiedBundle, commit_trust, trusted_versions, verify_bundle
 from appliance.config import CONFIG_FILE, ensure_dir
@@ -38,6 +50,7 @@ from appliance.fsutil import atomic_writer, fsync_directory, read_limited
 from appliance.policy import HOME_POLICY
 
 COMPLETE = ".complete"
+_ENSUREPIP = {"pip", "setuptools"}  # what `python -m venv` installs from the host's Python
 MODEL_LINK = "model.sealed"  # in each release, to its model/<name>.sealed
 Stage = Callable[[str], contextlib.AbstractContextManager[Callable[[int, int], None] | None]]
 
@@ -125,9 +138,7 @@ class Host:
                 release = verified.release
                 if release == previous:
                     raise UsageError(f"release {release} is already the current one")
-                target = self.releases / release
-                if not (target / COMPLETE).exists():
-                    self._lay_out(verified, target, stage)
+                self._lay_out(verified, self.releases / release, stage)
                 self._configure(identity)
                 self._switch(release)
                 commit_trust(verified, self.trust)
@@ -138,6 +149,7 @@ class Host:
                     "bundle_sha256": sha256_file(bundle),
                     "metadata_version": verified.metadata_version,
                     "model": verified.content_id,
+                    "model_sha256": verified.model_sha256,
                 }
         doctor = self._doctor()
         outcome = "ok" if doctor["ok"] else "failed"
@@ -180,7 +192,15 @@ class Host:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         ensure_dir(self.prefix)
-        with open(self.prefix / ".lock", "a") as lock:
+        path = self.prefix / ".lock"
+        try:  # never through a link: it could point at any file this user may write
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            raise ConfigError(f"cannot open the lock file {path}: {why}") from None
+        with os.fdopen(fd, "r+b") as lock:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ConfigError(f"the lock file {path} is not a regular file")
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -201,7 +221,9 @@ class Host:
         return None
 
     def _lay_out(self, verified: VerifiedBundle, target: Path, stage: Stage) -> None:
-        if target.exists():  # left by an install that did not finish
+        if target.is_symlink():
+            target.unlink()
+        elif target.exists():  # unfinished, or an earlier install of this version
             shutil.rmtree(target)
         ensure_dir(self.releases)
         target.mkdir(mode=0o755)
@@ -214,20 +236,7 @@ class Host:
                 if progress:
                     progress(done, total)
         with stage("Creating the Python environment (no index)"):
-            _run([sys.executable, "-m", "venv", str(target / "venv")])
-            _run(
-                [
-                    str(target / "venv" / "bin" / "python"),
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--no-index",
-                    "--find-links",
-                    str(target / "wheels"),
-                    "appliance",
-                ]
-            )
+            install_wheels(target / "venv", target / "wheels", verified.wheel_hashes)
         (target / MODEL_LINK).symlink_to(verified.model_file)
         with atomic_writer(target / COMPLETE, mode=0o644) as sink:
             sink.write(json.dumps({"release": verified.release}).encode())
@@ -243,6 +252,7 @@ class Host:
                 "# Written by the appliance installer.\n"
                 "[model]\n"
                 f"path = {json.dumps(str(self.current / MODEL_LINK))}\n"
+                f"manifest = {json.dumps(str(self.current / MANIFEST))}\n"  # pins its sha256
                 f"identity = {json.dumps([str(identity.resolve())])}\n"
             )
             with atomic_writer(config_path, mode=0o644) as sink:
@@ -312,8 +322,97 @@ def _failures(doctor: dict[str, Any]) -> str:
     return "; ".join(f"{c['name']}: {c['detail']}" for c in checks if c.get("ok") is False)
 
 
-def _run(command: list[str]) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+def install_wheels(venv: Path, wheels: Path, signed: dict[str, str]) -> None:
+    """A new venv with exactly the signed wheels (file name -> sha256) installed.
+
+    Nothing of the caller's environment or pip configuration reaches pip, which
+    installs from `wheels` alone and checks each wheel against its signed
+    hash; then every distribution in the venv must be one of the signed wheels
+    or what `venv` itself brought (pip, setuptools), else BundleError.
+    """
+    python = str(venv / "bin" / "python")
+    with tempfile.TemporaryDirectory(prefix="appliance-pip-") as scratch:
+        env = _clean_environment(Path(scratch))
+        requirements = Path(scratch) / "requirements.txt"
+        requirements.write_text(_pinned_requirements(signed))
+        _run([sys.executable, "-I", "-m", "venv", str(venv)], env)
+        bundled = {d for d in _distributions(python, env) if d[0] in _ENSUREPIP}
+        _run(
+            [
+                *(python, "-I", "-m", "pip", "install", "--isolated", "--quiet"),
+                *("--no-index", "--find-links", str(wheels), "--only-binary", ":all:"),
+                *("--require-hashes", "--no-cache-dir", "--disable-pip-version-check"),
+                *("--no-input", "--requirement", str(requirements)),
+            ],
+            env,
+        )
+        installed = _distributions(python, env)
+    allowed = bundled | {_wheel_identity(name) for name in signed}
+    unsigned = sorted(f"{name} {version}" for name, version in installed - allowed)
+    if unsigned:
+        raise BundleError(
+            f"the release's Python environment holds what the bundle does not sign "
+            f"({', '.join(unsigned[:5])}); refusing it"
+        )
+
+
+def _clean_environment(home: Path) -> dict[str, str]:
+    """An environment with no PIP_* or PYTHON* variable, an empty HOME (no user
+    pip.conf) and PIP_CONFIG_FILE=/dev/null (pip then reads no config file at all)."""
+    return {"PATH": os.defpath, "HOME": str(home), "PIP_CONFIG_FILE": os.devnull}
+
+
+def _pinned_requirements(signed: dict[str, str]) -> str:
+    """One `name==version --hash=sha256:...` line per project of the signed wheels."""
+    projects: dict[str, tuple[str, list[str]]] = {}
+    for filename, digest in sorted(signed.items()):
+        name, version = _wheel_identity(filename)
+        pinned, digests = projects.setdefault(name, (version, []))
+        if pinned != version:
+            raise BundleError(f"the bundle's wheels hold two versions of {name}")
+        digests.append(digest)
+    return "".join(
+        f"{name}=={version} {' '.join(f'--hash=sha256:{d}' for d in digests)}\n"
+        for name, (version, digests) in sorted(projects.items())
+    )
+
+
+def _wheel_identity(filename: str) -> tuple[str, str]:
+    """(canonical project name, version) from a wheel's file name."""
+    parts = filename.removesuffix(".whl").split("-")
+    if len(parts) not in (5, 6):
+        raise BundleError(f"'{filename}' in the bundle is not a wheel's file name")
+    return _canonical(parts[0]), parts[1]
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+_LIST_DISTRIBUTIONS = (
+    "import importlib.metadata as m, json; "
+    "print(json.dumps([[d.metadata['Name'], d.version] for d in m.distributions()]))"
+)
+
+
+def _distributions(python: str, env: dict[str, str]) -> set[tuple[str, str]]:
+    """(canonical name, version) of every distribution the venv's Python finds."""
+    result = subprocess.run(
+        [python, "-I", "-c", _LIST_DISTRIBUTIONS],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    try:
+        found = json.loads(result.stdout)
+        return {(_canonical(str(name)), str(version)) for name, version in found}
+    except (ValueError, TypeError):
+        raise BundleError("cannot list what the release's Python environment holds") from None
+
+
+def _run(command: list[str], env: dict[str, str] | None = None) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["failed"])[-1]
         raise BundleError(f"'{' '.join(command[:4])} ...' failed: {last}")

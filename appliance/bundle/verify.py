@@ -18,17 +18,16 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
 
 from tuf.api import exceptions
 from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from appliance.bundle.archive import METADATA, TARGETS, BundleArchive
+from appliance.bundle.manifest import MANIFEST, MAX_MANIFEST, Manifest, parse_manifest
 from appliance.errors import BundleError
 
 _SCHEME = "bundle:///"
-MANIFEST = "bundle.json"
 # Upper bounds on metadata sizes (bytes): a bundle cannot feed endless data.
 LIMITS = UpdaterConfig(
     root_max_length=256 << 10,
@@ -59,20 +58,40 @@ class VerifiedBundle:
     archive: BundleArchive
     updater: Updater
     work: Path  # the updated trusted metadata, committed with commit_trust()
-    manifest: dict[str, Any]
+    manifest: Manifest | None = None
     targets: dict[str, TargetFile] = field(default_factory=dict)
 
     @property
     def release(self) -> str:
-        return str(self.manifest["release"])
+        return self._manifest.release
 
     @property
     def content_id(self) -> str:
-        return str(self.manifest["model"]["content_id"])
+        return self._manifest.content_id
 
     @property
     def model_file(self) -> str:
-        return str(self.manifest["model"]["file"])
+        return self._manifest.model_file
+
+    @property
+    def model_sha256(self) -> str:
+        return self._manifest.model_sha256
+
+    @property
+    def wheel_hashes(self) -> dict[str, str]:
+        """The signed sha256 of each wheel, by file name."""
+        found = {path.removeprefix("wheels/"): info for path, info in self.targets.items()}
+        return {
+            name: info.hashes["sha256"]
+            for name, info in found.items()
+            if name.endswith(".whl") and "/" not in name
+        }
+
+    @property
+    def _manifest(self) -> Manifest:
+        if self.manifest is None:
+            raise BundleError(f"{self.archive.path} has not been verified")
+        return self.manifest
 
     @property
     def metadata_version(self) -> int:
@@ -124,7 +143,7 @@ def verify_bundle(path: Path, trust: Path | None, pinned_root: bytes | None) -> 
             bootstrap=bootstrap,
         )
         updater.refresh()
-        verified = VerifiedBundle(archive, updater, work, {})
+        verified = VerifiedBundle(archive, updater, work)
         verified.targets = _check_targets(archive, _verified_targets(work))
         verified.manifest = _manifest(archive, verified.targets)
     except (exceptions.RepositoryError, exceptions.DownloadError) as exc:
@@ -205,18 +224,24 @@ def _verified_targets(work: Path) -> Targets:
     return Metadata[Targets].from_file(str(work / "targets.json")).signed
 
 
-def _manifest(archive: BundleArchive, targets: dict[str, TargetFile]) -> dict[str, Any]:
+def _manifest(archive: BundleArchive, targets: dict[str, TargetFile]) -> Manifest:
+    """The signed manifest, checked before its release or model file becomes a path."""
     if MANIFEST not in targets:
         raise BundleError(f"{archive.path} was refused: it has no {MANIFEST}")
-    data = b"".join(archive.stream(TARGETS + MANIFEST))  # verified above; small
-    manifest = json.loads(data)
+    if targets[MANIFEST].length > MAX_MANIFEST:
+        raise BundleError(f"{archive.path} was refused: its {MANIFEST} is too large")
+    data = b"".join(archive.stream(TARGETS + MANIFEST))  # verified above
     try:
-        fields = [manifest["release"], manifest["model"]["file"], manifest["model"]["content_id"]]
-    except (TypeError, KeyError):
-        fields = []
-    if not fields or not all(isinstance(field, str) for field in fields):
-        raise BundleError(f"{archive.path} was refused: its {MANIFEST} is incomplete")
-    return cast(dict[str, Any], manifest)
+        manifest = parse_manifest(data)
+    except ValueError as exc:
+        raise BundleError(
+            f"{archive.path} was refused: its {MANIFEST} is unusable: {exc}"
+        ) from None
+    if manifest.model_file not in targets:
+        raise BundleError(
+            f"{archive.path} was refused: its {MANIFEST} names a model file it does not sign"
+        )
+    return manifest
 
 
 def _refusal(path: Path, exc: Exception) -> BundleError:

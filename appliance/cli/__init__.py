@@ -32,6 +32,7 @@ from appliance.cli import (
 )
 from appliance.errors import EXIT_INTERRUPTED, ApplianceError, BlockedError, UsageError
 from appliance.policy.egress import EgressDenied, install_guard
+from appliance.textsafe import printable
 
 PROG = "appliance"
 
@@ -90,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _fail(message: str, code: int) -> int:
-    print(f"{PROG}: {message}", file=sys.stderr)
+    # Messages quote what users typed and what files hold: escaped, one line, no codes.
+    print(f"{PROG}: {printable(message)}", file=sys.stderr)
     return code
 
 

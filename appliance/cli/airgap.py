@@ -10,8 +10,9 @@ from appliance.audit import Event
 from appliance.cli.audit import signed_in
 from appliance.cli.auth import add_auth_options
 from appliance.config import appliance_home
+from appliance.policy import active_policy
 from appliance.policy.airgap import attest
-from appliance.policy.override import current, grant
+from appliance.policy.override import check_grant, current, grant
 
 
 def register(commands: Any) -> None:
@@ -31,7 +32,8 @@ def register(commands: Any) -> None:
 
 def run_status(args: argparse.Namespace) -> int:
     result = attest()
-    active = current(appliance_home())
+    home = appliance_home()
+    active = current(home, active_policy(home).airgap_override_max_minutes)
     if args.json:
         override = active.describe() if active else None
         print(json.dumps({**result.as_json(), "override": override}))
@@ -49,6 +51,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_override(args: argparse.Namespace) -> int:
+    policy = active_policy(appliance_home())
+    check_grant(args.minutes, args.reason, policy.airgap_override_max_minutes, policy.describe())
     with signed_in(args, "airgap.override", existing=False) as (log, actor):
         details = {"minutes": args.minutes, "reason": args.reason}
         event = Event(actor, "config_change", "airgap override", details=details)

@@ -14,13 +14,14 @@ from typing import Any
 from appliance.audit import Actor, AuditLog, Checkpoint, Event, PublicKey, TamperError, audit_dir
 from appliance.audit.export import FORMATS, verify_export, write_export
 from appliance.cli.auth import add_auth_options, sign_in
-from appliance.cli.passphrase import add_passphrase_option, openers
+from appliance.cli.passphrase import add_passphrase_option, openers, passphrase_source
 from appliance.cli.progress import byte_progress
 from appliance.config import appliance_home
 from appliance.errors import InputError, UsageError
 from appliance.fsutil import atomic_writer
 from appliance.policy import active_policy
-from appliance.seal import Recipient
+from appliance.seal import read_identity
+from appliance.textsafe import json_line, printable
 
 
 def register(commands: Any) -> None:
@@ -79,7 +80,15 @@ def register(commands: Any) -> None:
     prune.set_defaults(run=run_prune)
 
     officer = sub.add_parser("officer", help="show or set the officer keys content is sealed to")
-    officer.add_argument("recipients", nargs="*", metavar="RECIPIENT", help="apr1...")
+    officer.add_argument(
+        "--identity",
+        action="append",
+        type=Path,
+        metavar="FILE",
+        help="seal content to this officer identity from now on (repeatable); opening it "
+        "proves the officer holds it",
+    )
+    add_passphrase_option(officer, "of the identities")
     add_auth_options(officer)
     officer.set_defaults(run=run_officer)
 
@@ -130,7 +139,7 @@ def warn_if_metadata_only(log: AuditLog) -> None:
     if not log.records_content:
         print(
             "audit: no security officer key is configured, so prompts and answers are not "
-            "recorded, only metadata (an officer runs 'appliance audit officer RECIPIENT')",
+            "recorded, only metadata (an officer runs 'appliance audit officer --identity FILE')",
             file=sys.stderr,
         )
 
@@ -158,6 +167,8 @@ def run_verify(args: argparse.Namespace) -> int:
         print(json.dumps(report.as_json()))
         return 0
     print(f"Audit log verified: {_summary(report.as_json())}.")
+    for seq in report.officer_recoveries:
+        print(f"An officer account was recovered with the escrow identity at seq {seq}.")
     if report.unsigned_tail:
         print(f"{report.unsigned_tail} events after the last checkpoint are not signed yet.")
     return 0
@@ -241,10 +252,21 @@ def run_prune(args: argparse.Namespace) -> int:
 
 
 def run_officer(args: argparse.Namespace) -> int:
-    permission = "audit.officer-keys" if args.recipients else "audit.read"
+    """Show the officer keys, or set them from identities the officer opens here.
+
+    A recipient alone proves nothing: anyone can paste one whose identity they
+    hold. Opening the identity shows the officer holds the key content will be
+    sealed to; only its public half is kept.
+    """
+    permission = "audit.officer-keys" if args.identity else "audit.read"
     with signed_in(args, permission, existing=False) as (log, actor):
-        if args.recipients:
-            recipients = [Recipient.parse(text) for text in args.recipients]
+        if args.identity:
+            recipients = [
+                read_identity(
+                    path, passphrase_source(args.passphrase_file, f"Passphrase for {path}")
+                ).recipient
+                for path in args.identity
+            ]
             log.set_officers(recipients, actor)
             print(f"Audit content is now sealed to {len(recipients)} officer key(s).")
             return 0
@@ -289,29 +311,38 @@ def _summary(report: dict[str, Any]) -> str:
     )
     if report["pruned"]:
         text += f", {report['pruned']} contents pruned"
-    return text
+    return printable(text)  # the counts of an export come from the file
 
 
 def _print_failure(as_json: bool, exc: TamperError) -> None:
-    if as_json:
+    if as_json:  # ASCII JSON: nothing in it reaches the terminal raw
         print(json.dumps({"ok": False, "seq": exc.seq, "reason": exc.reason}))
 
 
 def _print_event(
     seq: int, event: dict[str, Any], state: str, content: dict[str, str] | None, as_json: bool
 ) -> None:
-    """One event; `state` says whether its content is sealed, pruned or absent (-)."""
+    """One event; `state` says whether its content is sealed, pruned or absent (-).
+
+    Fields hold what users chose (a model's file name, a prompt, an OS account
+    name): in text form each is escaped, so an event is one line and no escape
+    sequence reaches the officer's terminal; JSON keeps the exact values.
+    """
     when = datetime.fromtimestamp(event["time_us"] / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
     if as_json:
         record = {"seq": seq, **event, "time": when + "Z", "content_state": state}
         if content is not None:
             record["content"] = content
-        print(json.dumps(record, ensure_ascii=False))
+        print(json_line(record))
         return
-    label = event.get("label") or "-"
-    print(
-        f"{seq:>6}  {when}  {event['user']}/{event['role']}  {event['action']}  "
-        f"{event.get('object') or '-'}  {event['outcome']}  {label}  content:{state}"
+    fields = (
+        f"{event['user']}/{event['role']}",
+        event["action"],
+        event.get("object") or "-",
+        event["outcome"],
+        event.get("label") or "-",
     )
+    shown = "  ".join(printable(str(field)) for field in fields)
+    print(f"{seq:>6}  {when}  {shown}  content:{state}")
     for name, text in (content or {}).items():
-        print(f"        {name}: {text}")
+        print(f"        {printable(name)}: {printable(text)}")

@@ -108,7 +108,10 @@ def _build(home: Path) -> list[str]:
     with Users(home) as users, AuditLog(audit_dir(home)) as log:
         log.set_officers([officer.recipient], setup)
         for (name, role, clearance), password in zip(ACCOUNTS, passwords, strict=True):
-            users.add(name, role, clearance, password, policy.min_password_length)
+            # Printed once for whoever runs the demo, who is each of these users.
+            users.add(
+                name, role, clearance, password, policy.min_password_length, must_change=False
+            )
             details = {"role": role, "clearance": clearance, "demo": True}
             log.record(Event(setup, "user_add", name, details=details), checkpoint=True)
 

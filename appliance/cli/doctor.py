@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,8 @@ from appliance.config import GenerationParams, appliance_home
 from appliance.engine import Message
 from appliance.errors import ApplianceError, CheckFailedError
 from appliance.policy import Policy, active_policy, active_policy_path
-from appliance.policy.airgap import attest
-from appliance.policy.override import current as current_override
+from appliance.policy.override import airgap_verdict
+from appliance.textsafe import json_line, printable
 
 
 def register(commands: Any) -> None:
@@ -36,11 +35,11 @@ def run_doctor(args: argparse.Namespace) -> int:
     checks += [_airgap(home, policy), _model(args), _audit(home, policy)]
     ok = all(check["ok"] is not False for check in checks)
     if args.json:
-        print(json.dumps({"ok": ok, "checks": checks}, indent=2, ensure_ascii=False))
+        print(json_line({"ok": ok, "checks": checks}, indent=2))
     else:
         for check in checks:
             mark = {True: "ok  ", False: "FAIL", None: "warn"}[check["ok"]]
-            print(f"{mark}  {check['name']:<8} {check['detail']}")
+            print(f"{mark}  {check['name']:<8} {printable(check['detail'])}")
     if not ok:
         failed = ", ".join(c["name"] for c in checks if c["ok"] is False)
         raise CheckFailedError(f"appliance doctor: {failed} failed")
@@ -52,17 +51,14 @@ def _check(name: str, ok: bool | None, detail: str) -> dict[str, Any]:
 
 
 def _airgap(home: Path, policy: Policy | None) -> dict[str, Any]:
-    network = attest()
-    if network.airgapped:
-        return _check("airgap", True, "air-gapped")
-    reason = network.reasons[0]
+    # No valid policy: the strictest, an air gap and no override.
     required = policy is None or policy.require_airgap
-    override = current_override(home)
-    if required and override is None:
-        return _check("airgap", False, f"the policy requires an air gap, but {reason}")
-    if required and override is not None:
-        return _check("airgap", None, f"{reason}; requirement {override.describe()}")
-    return _check("airgap", None, f"not air-gapped ({reason}); the policy allows it")
+    verdict = airgap_verdict(home, required, policy.airgap_override_max_minutes if policy else 0)
+    if verdict.airgapped:
+        return _check("airgap", True, verdict.detail)
+    if not verdict.allowed:
+        return _check("airgap", False, f"the policy requires an air gap, but {verdict.detail}")
+    return _check("airgap", None, f"not air-gapped: {verdict.detail}")
 
 
 def _model(args: argparse.Namespace) -> dict[str, Any]:

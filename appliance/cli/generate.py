@@ -13,20 +13,20 @@ from typing import Any, TextIO
 
 from appliance import catalog, seal
 from appliance.audit import Actor, AuditLog, Event, audit_dir
+from appliance.bundle.manifest import model_pin
 from appliance.cli.audit import warn_if_metadata_only
 from appliance.cli.auth import add_auth_options, sign_in
 from appliance.cli.passphrase import openers
 from appliance.cli.progress import byte_progress
 from appliance.cli.seal import add_open_options
 from appliance.config import EngineSettings, GenerationParams, appliance_home, load_home_config
-from appliance.engine import Engine, Message
+from appliance.engine import Engine
 from appliance.errors import BlockedError, ContextOverflowError, IntegrityError, UsageError
 from appliance.identity import Principal
 from appliance.policy import Level, Policy, active_policy
-from appliance.policy.airgap import attest
 from appliance.policy.egress import report_to
-from appliance.policy.override import current
-from appliance.session import Session, Turn
+from appliance.session import Conversation, Session, Turn, check_airgap
+from appliance.textsafe import printable
 
 CHAT_HELP = "Commands: /reset forgets the conversation, /exit quits (or Ctrl-D)."
 
@@ -80,7 +80,7 @@ def run_ask(args: argparse.Namespace) -> int:
         raise UsageError("the prompt is empty")
     params = _params(args)
     with open_session(args) as session:
-        turn = session.turn(_conversation(args, [Message("user", prompt)]), params)
+        turn = session.turn(Conversation(args.system), prompt, params)
         stream_to(turn, sys.stdout)
         sys.stdout.write("\n")
         if args.stats:
@@ -99,40 +99,38 @@ def run_chat(args: argparse.Namespace) -> int:
     with open_session(args) as session:
         if interactive:
             info = session.engine.info
-            print(f"{info.name} ({info.quantization}), local. {CHAT_HELP}", file=sys.stderr)
-        turns: list[Message] = []
+            name = printable(info.name)  # from the model file
+            print(f"{name} ({info.quantization}), local. {CHAT_HELP}", file=sys.stderr)
+        conversation = Conversation(args.system)
         for line in _read_lines(interactive):
             if line in ("/exit", "/quit"):
                 break
             if line == "/reset":
-                turns = []
+                conversation.reset()
                 continue
             if line == "/help":
                 print(CHAT_HELP, file=sys.stderr)
                 continue
-            turns.append(Message("user", line))
             try:
-                turn = session.turn(_conversation(args, turns), params)
+                turn = session.turn(conversation, line, params)
             except (ContextOverflowError, BlockedError) as exc:
                 if not interactive:
                     raise
-                print(f"[{exc}]", file=sys.stderr)  # the chat goes on; that question is dropped
-                turns.pop()
+                # the chat goes on; that question is dropped
+                print(f"[{printable(str(exc))}]", file=sys.stderr)
                 continue
             try:
-                answer = stream_to(turn, sys.stdout)
+                stream_to(turn, sys.stdout)
             except (KeyboardInterrupt, BlockedError) as exc:
                 if not interactive:
                     raise
-                print(f"\n[{str(exc) or 'cancelled'}]", file=sys.stderr)
-                turns.pop()
+                print(f"\n[{printable(str(exc)) or 'cancelled'}]", file=sys.stderr)
                 continue
             sys.stdout.write("\n\n" if interactive else "\n")
             sys.stdout.flush()
             dropped = turn.stats.dropped_messages
             if dropped:
                 print(f"[{dropped} older messages left out to fit the context]", file=sys.stderr)
-            turns = [*turns[dropped:], Message("assistant", answer)]
     return 0
 
 
@@ -147,13 +145,13 @@ def open_session(args: argparse.Namespace) -> Iterator[Session]:
         principal = sign_in(args, home, policy, log)
         actor = Actor(principal.user, principal.role)
         level = _session_level(args, policy, principal, log)
-        airgap = check_airgap(policy, actor, log)
+        airgap = check_airgap(home, policy, actor, log)
         details = {"policy": policy.name, "version": policy.version, "sha256": policy.sha256}
         log.record(Event(actor, "start", "appliance", details={**details, "airgap": airgap}))
         log.start_heartbeat(actor)
         engine, model = stack.enter_context(open_engine(args))
         warn_if_metadata_only(log)  # once the model loaded: a failure stays one line
-        yield Session(engine, log, policy, principal, model, level)
+        yield Session(home, engine, log, policy, principal, model, level)
 
 
 def _session_level(
@@ -172,25 +170,6 @@ def _session_level(
     return level
 
 
-def check_airgap(policy: Policy, actor: Actor, log: AuditLog) -> str:
-    """'air-gapped', or why not; refuses to serve where the policy requires the gap."""
-    attestation = attest()
-    if attestation.airgapped:
-        return "air-gapped"
-    reason = attestation.reasons[0]
-    override = current(appliance_home())
-    if policy.require_airgap and override is not None:
-        return f"{reason}; requirement {override.describe()}"
-    if policy.require_airgap:
-        details = {"airgap": reason}
-        log.record(Event(actor, "policy_block", "appliance", "denied", details=details))
-        raise BlockedError(
-            f"policy {policy.describe()} requires an air gap, but {reason}; "
-            "run the appliance under its systemd unit (no network) or disconnect the host"
-        )
-    return f"not required ({reason})"
-
-
 def _record_egress(log: AuditLog, event: str, target: str) -> None:
     details = {"egress": event, "target": target}
     log.record(
@@ -207,7 +186,7 @@ def open_engine(args: argparse.Namespace) -> Iterator[tuple[Engine, str]]:
         path: str | Path
         if args.model is not None and seal.is_sealed(args.model):
             sealed = stack.enter_context(contextlib.closing(open_sealed(args)))
-            path, verified = sealed.path, sealed_is_pinned(sealed)
+            path, verified = sealed.path, sealed_is_pinned(sealed) or sealed.pinned
             name = sealed.header.content_id
             report = sealed.report
             print(f"[{sealed.header.content_id}: {report.describe()}]", file=sys.stderr)
@@ -228,14 +207,23 @@ def _home_model(args: argparse.Namespace) -> argparse.Namespace:
     if config.model is None:
         return args
     identities = args.identity or list(config.identities)
-    return argparse.Namespace(**{**vars(args), "model": str(config.model), "identity": identities})
+    home_model = {"model": str(config.model), "identity": identities, "manifest": config.manifest}
+    return argparse.Namespace(**{**vars(args), **home_model})
 
 
 def open_sealed(args: argparse.Namespace) -> seal.SealedModel:
     keys = openers(args.identity, args.passphrase_file)
     source = Path(args.model)
+    manifest = getattr(args, "manifest", None)  # the home's installed release pins its model
+    pin = model_pin(manifest) if manifest is not None else None
     with byte_progress(f"Unsealing {source.name}") as progress:
-        return seal.load_sealed(source, keys, expect_content_id=args.content_id, progress=progress)
+        return seal.load_sealed(
+            source,
+            keys,
+            expect_content_id=args.content_id or (pin.content_id if pin else None),
+            expect_sha256=pin.model_sha256 if pin else None,
+            progress=progress,
+        )
 
 
 def sealed_is_pinned(sealed: seal.SealedModel) -> bool:
@@ -274,29 +262,33 @@ def resolve_model(name: str | None) -> tuple[Path, bool, str]:
 
 
 def stream_to(turn: Turn, out: TextIO) -> str:
-    """Write the answer as it arrives; Ctrl-C cancels generation cleanly.
+    """Write the answer; Ctrl-C cancels generation cleanly.
 
+    A pipe cannot take back what it received, so unless the user is cleared
+    to the policy's top level the answer is written only once it is complete:
+    a marking near its end may still raise its label above the clearance.
     Closing the turn records the answer; if that fails, so does the command.
     """
+    stream = turn.session.top_cleared
     try:
         for piece in turn:
-            out.write(piece)
-            out.flush()
+            if stream:
+                out.write(piece)
+                out.flush()
     except KeyboardInterrupt:
         turn.cancel()
         raise
     finally:
         turn.close()
+    if not stream:
+        out.write(turn.text)
+        out.flush()
     return turn.text
 
 
 def _params(args: argparse.Namespace) -> GenerationParams:
     seed = args.seed if args.seed is not None else secrets.randbits(32)
     return GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=seed)
-
-
-def _conversation(args: argparse.Namespace, turns: list[Message]) -> list[Message]:
-    return [Message("system", args.system), *turns] if args.system else turns
 
 
 def _read_lines(interactive: bool) -> Iterator[str]:

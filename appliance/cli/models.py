@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from appliance import catalog
 from appliance.cli.progress import byte_progress
 from appliance.config import appliance_home
 from appliance.engine import ModelInfo, inspect_model
+from appliance.textsafe import json_line, printable
 
 
 def register(commands: Any) -> None:
@@ -50,7 +50,7 @@ def run_list(args: argparse.Namespace) -> int:
             }
         )
     if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        print(json_line(rows, indent=2))
         return 0
     for row in rows:
         mark = "*" if row["default"] else " "
@@ -72,7 +72,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 def run_inspect(args: argparse.Namespace) -> int:
     info = inspect_model(args.path)
     if args.json:
-        print(json.dumps(info.to_dict(), indent=2, ensure_ascii=False))
+        print(json_line(info.to_dict(), indent=2))
     else:
         print(format_info(info))
     return 0
@@ -93,4 +93,5 @@ def format_info(info: ModelInfo) -> str:
         ("chat template", "yes" if info.has_chat_template else "no (plain transcript)"),
         ("sha256", info.sha256 or "not computed"),
     ]
-    return "\n".join(f"{label:<15} {value}" for label, value in rows)
+    # Name and architecture come from the file: escaped, so they cannot forge lines.
+    return "\n".join(f"{label:<15} {printable(str(value))}" for label, value in rows)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from appliance.errors import UsageError
-from appliance.fsutil import read_limited
+from appliance.fsutil import read_private
 from appliance.seal import Identity, Opener, Passphrase, read_identity
 
 MAX_PASSPHRASE_FILE = 4096
@@ -32,8 +32,9 @@ def read_passphrase(file: Path | None, prompt: str, *, confirm: bool = False) ->
 def read_secret(file: Path | None, prompt: str, *, confirm: bool = False) -> str:
     """A passphrase or password: the first line of `file`, else typed on the terminal."""
     if file is not None:
+        kind = "password" if "password" in prompt.lower() else "passphrase"
         try:
-            return _from_file(file).decode("utf-8")
+            return _from_file(file, kind).decode("utf-8")
         except UnicodeDecodeError:
             raise UsageError(f"the file {file} does not hold UTF-8 text") from None
     _require_terminal()
@@ -63,11 +64,12 @@ def openers(identity_files: list[Path] | None, passphrase_file: Path | None) -> 
     return [read_passphrase(passphrase_file, "Passphrase for the sealed file")]
 
 
-def _from_file(file: Path) -> bytes:
-    data = read_limited(file, MAX_PASSPHRASE_FILE, "the passphrase file")
+def _from_file(file: Path, kind: str) -> bytes:
+    """The first line of a private file (mode 0600 or stricter), as identities must be."""
+    data = read_private(file, MAX_PASSPHRASE_FILE, f"the {kind} file")
     line = data.split(b"\n", 1)[0].removesuffix(b"\r")
     if not line:
-        raise UsageError(f"the passphrase file {file} holds an empty passphrase")
+        raise UsageError(f"the {kind} file {file} holds an empty {kind}")
     return line
 
 

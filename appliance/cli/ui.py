@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.audit import Actor, AuditLog, audit_dir
 from appliance.cli.auth import local_account
-from appliance.cli.generate import add_model_options, check_airgap, open_engine
+from appliance.cli.generate import add_model_options, open_engine
 from appliance.config import appliance_home, load_home_config
 from appliance.policy import active_policy
+from appliance.session import check_airgap
 
 if TYPE_CHECKING:
     from appliance.tui import AppContext
@@ -41,7 +42,7 @@ def open_context(args: argparse.Namespace) -> Iterator[AppContext]:
     system = Actor("appliance", "system")
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(AuditLog(audit_dir(home), require_content=policy.require_content))
-        airgap = check_airgap(policy, system, log)
+        airgap = check_airgap(home, policy, system, log)
         log.start_heartbeat(system)
         # llama.cpp redirects the process's stdout and stderr while it loads:
         # load before Textual takes the terminal.

@@ -1,47 +1,85 @@
-"""`appliance setup` and `appliance users ...`: local accounts, managed by IT admins."""
+"""`appliance setup` and `appliance users ...`: local accounts.
+
+IT admins manage operators and admins and request officers; officers approve
+those requests and manage officer accounts. Losing the last officer is
+recovered with the officer escrow identity named at setup, never by an admin.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from appliance.accounts import AccountAdmin
+from appliance.accounts import AccountAdmin, recover_officer
 from appliance.audit import Actor, AuditLog, Event, audit_dir
 from appliance.cli.auth import add_auth_options, local_account, sign_in
-from appliance.cli.passphrase import read_secret
+from appliance.cli.passphrase import add_passphrase_option, passphrase_source, read_secret
 from appliance.config import appliance_home
 from appliance.errors import UsageError
-from appliance.identity import ROLES, Users
+from appliance.identity import REQUEST_HOURS, ROLES, Users
 from appliance.policy import active_policy
+from appliance.seal import Recipient, read_identity
 
 
 def register(commands: Any) -> None:
-    setup = commands.add_parser("setup", help="create the first admin account (once)")
+    setup = commands.add_parser(
+        "setup", help="create the first admin and the first security officer (once)"
+    )
     setup.add_argument("--admin", required=True, metavar="NAME")
+    setup.add_argument("--officer", required=True, metavar="NAME")
+    setup.add_argument(
+        "--escrow",
+        metavar="RECIPIENT",
+        help="apr1... of the officer escrow identity kept off the host (for recovery)",
+    )
     _add_new_password(setup)
+    setup.add_argument(
+        "--officer-password-file",
+        type=Path,
+        metavar="FILE",
+        help="the officer's first password (first line) instead of typing it twice",
+    )
     setup.set_defaults(run=run_setup)
 
     users = commands.add_parser("users", help="manage local accounts (IT admins)")
     sub = users.add_subparsers(dest="users_command", metavar="ACTION", required=True)
-    add = sub.add_parser("add", help="create an account")
+    add = sub.add_parser("add", help="create an account (an officer: request one)")
     add.add_argument("name", metavar="NAME")
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--clearance", metavar="LEVEL", help="a policy level id (default: lowest)")
     _add_new_password(add)
     listing = sub.add_parser("list", help="accounts, roles, clearances and lock state")
-    passwd = sub.add_parser("passwd", help="set a password (your own, or any as an admin)")
+    pending = sub.add_parser("pending", help="officer requests waiting for an officer")
+    approve = sub.add_parser("approve", help="approve an officer request (officers)")
+    approve.add_argument("name", metavar="NAME")
+    _add_new_password(approve)
+    passwd = sub.add_parser(
+        "passwd", help="set a password (your own; others' by role, to be changed at sign-in)"
+    )
     passwd.add_argument("name", metavar="NAME")
     _add_new_password(passwd)
     lock = sub.add_parser("lock", help="lock an account")
     lock.add_argument("name", metavar="NAME")
     unlock = sub.add_parser("unlock", help="unlock an account and clear its failures")
     unlock.add_argument("name", metavar="NAME")
+    recover = sub.add_parser(
+        "recover", help="restore an officer account with the officer escrow identity"
+    )
+    recover.add_argument("name", metavar="NAME")
+    recover.add_argument("--escrow-identity", type=Path, required=True, metavar="FILE")
+    add_passphrase_option(recover, "of the escrow identity")
+    _add_new_password(recover)
+    recover.set_defaults(run=run_recover)
     for parser, run in (
         (add, run_add),
         (listing, run_list),
+        (pending, run_pending),
+        (approve, run_approve),
         (passwd, run_passwd),
         (lock, run_lock),
         (unlock, run_unlock),
@@ -64,17 +102,42 @@ def _new_password(args: argparse.Namespace, name: str) -> str:
 
 
 def run_setup(args: argparse.Namespace) -> int:
+    """The first admin and the first officer together, so a home always has an officer.
+
+    Both passwords are temporary: each user sets their own at the first sign-in.
+    """
     home = appliance_home()
     policy = active_policy(home)
+    if args.admin == args.officer:
+        raise UsageError("the admin and the officer must be two accounts")
+    escrow = Recipient.parse(args.escrow) if args.escrow else None
     with Users(home) as users, AuditLog(audit_dir(home)) as log:
         if not users.empty():
             raise UsageError("accounts exist already; admins add more with 'appliance users add'")
-        password = _new_password(args, args.admin)
-        users.add(args.admin, "admin", policy.lowest.id, password, policy.min_password_length)
+        admin_password = _new_password(args, args.admin)
+        officer_password = read_secret(
+            args.officer_password_file, f"First password for {args.officer}", confirm=True
+        )
         actor = Actor(local_account(), "setup")
-        details = {"role": "admin", "clearance": policy.lowest.id}
-        log.record(Event(actor, "user_add", args.admin, details=details), checkpoint=True)
-    print(f"Created the admin account {args.admin}. Development mode is now off for this home.")
+        for name, role, password in (
+            (args.admin, "admin", admin_password),
+            (args.officer, "officer", officer_password),
+        ):
+            users.add(name, role, policy.lowest.id, password, policy.min_password_length)
+            details = {"role": role, "clearance": policy.lowest.id}
+            log.record(Event(actor, "user_add", name, details=details))
+        if escrow is not None:
+            log.record(Event(actor, "officer_escrow", "officers", details={"escrow": str(escrow)}))
+        log.checkpoint()
+    print(
+        f"Created the admin {args.admin} and the security officer {args.officer}; each sets "
+        "their own password at the first sign-in. Development mode is now off for this home."
+    )
+    if escrow is None:
+        print(
+            "No officer escrow: if every officer is lost, the audit content cannot be recovered.",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -89,8 +152,38 @@ def _admin(args: argparse.Namespace) -> Iterator[AccountAdmin]:
 def run_add(args: argparse.Namespace) -> int:
     with _admin(args) as admin:
         admin.authorize()
+        if args.role == "officer":  # the approving officer sets the first password
+            request = admin.request_officer(args.name, args.clearance)
+            print(
+                f"Requested the officer account {args.name}; an officer approves it within "
+                f"{REQUEST_HOURS} hours with 'appliance users approve {args.name}' "
+                f"(expires {_clock(request.expires_us)})."
+            )
+            return 0
         clearance = admin.add(args.name, args.role, args.clearance, _new_password(args, args.name))
-    print(f"Created {args.name} ({args.role}, cleared to {clearance}).")
+    print(f"Created {args.name} ({args.role}, cleared to {clearance}); they set their own "
+          "password at the first sign-in.")  # fmt: skip
+    return 0
+
+
+def run_pending(args: argparse.Namespace) -> int:
+    with _admin(args) as admin:
+        for request in admin.pending():
+            print(
+                f"{request.name:<20} {request.role:<9} {request.clearance:<12} "
+                f"by {request.requested_by}, expires {_clock(request.expires_us)}"
+            )
+    return 0
+
+
+def run_approve(args: argparse.Namespace) -> int:
+    with _admin(args) as admin:
+        admin.authorize("officers.manage")
+        request = admin.approve(args.name, _new_password(args, args.name))
+    print(
+        f"Approved {args.name} ({request.role}, requested by {request.requested_by}); "
+        "they set their own password at the first sign-in."
+    )
     return 0
 
 
@@ -104,10 +197,31 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_passwd(args: argparse.Namespace) -> int:
     with _admin(args) as admin:
-        admin.authorize(own_password_of=args.name)
+        admin.authorize_password(args.name)
         admin.set_password(args.name, _new_password(args, args.name))
-    print(f"Password changed for {args.name}.")
+        own = args.name == admin.principal.user
+    print(f"Password changed for {args.name}." + ("" if own else " They set their own at the "
+          "next sign-in."))  # fmt: skip
     return 0
+
+
+def run_recover(args: argparse.Namespace) -> int:
+    """No sign-in: holding the escrow identity is the authority, and it is audited."""
+    home = appliance_home()
+    policy = active_policy(home)
+    escrow = read_identity(
+        args.escrow_identity, passphrase_source(args.passphrase_file, "Escrow passphrase")
+    )
+    with AuditLog(audit_dir(home)) as log:
+        actor = Actor(local_account(), "escrow")
+        password = _new_password(args, args.name)
+        recover_officer(home, policy, log, args.name, password, escrow, actor)
+    print(f"Recovered the officer account {args.name}; 'appliance audit verify' reports it.")
+    return 0
+
+
+def _clock(time_us: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time_us / 1e6))
 
 
 def run_lock(args: argparse.Namespace) -> int:

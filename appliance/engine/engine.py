@@ -15,6 +15,7 @@ from appliance.engine.info import ModelInfo, describe
 from appliance.engine.probe import probe
 from appliance.engine.stream import Generation, GenerationStats
 from appliance.errors import ContextOverflowError, EngineError
+from appliance.seal import harden_process
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -28,8 +29,12 @@ class Engine:
 
     `model` is a path or `/proc/self/fd/N` (an in-memory file handed over by
     the sealed-weights loader). The file is validated before llama.cpp opens
-    it, and unless `verified` (its bytes were authenticated: a pinned sha256,
-    a sealed file that decrypted), first loaded in a disposable child process.
+    it, and unless `verified` (its bytes were authenticated: a pinned sha256),
+    first loaded in a disposable child process.
+
+    Whatever the model, the serving process is hardened first (non-dumpable,
+    no core file): its memory will hold the weights, prompts and answers, and
+    no other process of the user may read them. If that fails, nothing loads.
     """
 
     def __init__(
@@ -39,6 +44,7 @@ class Engine:
         *,
         verified: bool = False,
     ) -> None:
+        harden_process()
         self.settings = settings or EngineSettings()
         gguf = read_loadable_gguf(model)
         if not verified:

@@ -47,7 +47,37 @@ def _llama_cpp() -> Any:
     llama_cpp.llama_log_set(callback, ctypes.c_void_p(0))
     _llama_cpp.callback = callback  # type: ignore[attr-defined]  # keep it alive
     llama_cpp.llama_backend_init()
+    if cpu_has_amx():
+        _without_extra_buffers(llama_cpp)
     return llama_cpp
+
+
+def cpu_has_amx(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU has Intel AMX tiles (Sapphire Rapids and later)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as handle:
+            return any(line.startswith("flags") and "amx_tile" in line.split() for line in handle)
+    except OSError:
+        return False
+
+
+def _without_extra_buffers(llama_cpp: Any) -> None:
+    """Load weights without llama.cpp's extra buffer types (AMX, repacked layouts).
+
+    On CPUs with AMX, llama.cpp's AMX matrix multiply crashes the process
+    (SIGSEGV in ggml_backend_amx_mul_mat) on the embedded model; plain CPU
+    kernels do not. `Llama()` has no parameter for it, so every model
+    parameter set it asks llama.cpp for comes with `use_extra_bufts` off.
+    """
+    default = llama_cpp.llama_model_default_params
+
+    def params() -> Any:
+        values = default()
+        values.use_extra_bufts = False
+        return values
+
+    llama_cpp.llama_model_default_params = params
+    llama_cpp.llama.llama_cpp.llama_model_default_params = params
 
 
 def gpu_layers(settings: EngineSettings) -> int:
@@ -79,15 +109,16 @@ def load(path: Path, settings: EngineSettings, context_length: int) -> Llama:
     return llama
 
 
-def load_model_only(path: Path) -> None:
-    """Load the weights on the CPU and free them: the probe's whole job."""
+def load_model_only(path: Path, name: str | None = None) -> None:
+    """Load the weights on the CPU and free them: the probe's whole job. `name`
+    stands for `path` in errors (the probe loads from a descriptor)."""
     llama_cpp = _llama_cpp()
     _recent_errors.clear()
     params = llama_cpp.llama_model_default_params()
     params.n_gpu_layers = 0
     model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
     if not model:
-        raise EngineError(f"llama.cpp could not load {path}: {_last_error(None)}")
+        raise EngineError(f"llama.cpp could not load {name or path}: {_last_error(None)}")
     llama_cpp.llama_model_free(model)
 
 

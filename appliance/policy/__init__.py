@@ -12,7 +12,15 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from appliance.policy.dlp import Checked, Finding, OutputGuard, check_input, mask, scan
+from appliance.policy.dlp import (
+    Checked,
+    Finding,
+    OutputGuard,
+    check_added,
+    check_input,
+    mask,
+    scan,
+)
 from appliance.policy.schema import Level, Policy, load_policy
 
 __all__ = [
@@ -23,6 +31,7 @@ __all__ = [
     "Policy",
     "active_policy",
     "active_policy_path",
+    "check_added",
     "check_input",
     "load_policy",
     "mask",

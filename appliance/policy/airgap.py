@@ -1,10 +1,17 @@
 """Air-gap attestation: which interfaces are up and which routes lead off the host.
 
-Read from /proc/net (this process's network namespace): interfaces from
+Two namespaces are read. This process's own (/proc/net): interfaces from
 /proc/net/dev with their flags, IPv4 routes from /proc/net/route, IPv6 routes
-from /proc/net/ipv6_route. The host counts as air-gapped when no interface
-but loopback is up and no route uses one. The policy's
-`network.require_airgap` turns a failed attestation into a refusal to serve.
+from /proc/net/ipv6_route. And the host's, as PID 1 sees it
+(/proc/1/net/...): a service under `PrivateNetwork=yes` sits in an empty
+namespace of its own where everything looks air-gapped, so its own view
+proves nothing about the host. The host's interface flags cannot be asked
+from another namespace; its routes show every configured link (an interface
+that is up carries at least its IPv6 link-local route). The host counts as
+air-gapped when no interface but loopback is up in this namespace and no
+route leaves either namespace; a host namespace that cannot be read counts
+as networked (fail closed). The policy's `network.require_airgap` turns a
+failed attestation into a refusal to serve.
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ class Route:
     gateway: str | None
     interface: str
 
+    def describe(self) -> str:
+        via = f" via {self.gateway}" if self.gateway else ""
+        return f"{self.family} route {self.destination}{via} on {self.interface}"
+
 
 @dataclass
 class Attestation:
@@ -59,17 +70,17 @@ class Attestation:
 
 
 def attest(proc: Path = Path("/proc"), flags: Callable[[str], int] | None = None) -> Attestation:
-    """Attest this namespace's network (`proc` and `flags` are replaced in tests)."""
+    """Attest this namespace and the host's (`proc` and `flags` are replaced in tests)."""
     flags_of = flags or interface_flags
     interfaces = [
         Interface(name, bool(flags_of(name) & IFF_UP), bool(flags_of(name) & IFF_LOOPBACK))
-        for name in _interface_names(proc)
+        for name in _interface_names(proc / "net")
     ]
     loopback = {i.name for i in interfaces if i.loopback}
     up = {i.name for i in interfaces if i.up}
     routes = [
         route
-        for route in [*_ipv4_routes(proc), *_ipv6_routes(proc)]
+        for route in _routes(proc / "net")
         if route.interface not in loopback and route.interface in up
     ]
     result = Attestation(interfaces, routes)
@@ -77,9 +88,20 @@ def attest(proc: Path = Path("/proc"), flags: Callable[[str], int] | None = None
         if interface.up and not interface.loopback:
             result.reasons.append(f"interface {interface.name} is up")
     for route in routes:
-        via = f" via {route.gateway}" if route.gateway else ""
-        result.reasons.append(f"{route.family} route {route.destination}{via} on {route.interface}")
+        result.reasons.append(route.describe())
+    host = proc / "1" / "net"
+    if not _interface_names(host):  # even an empty namespace lists lo
+        result.reasons.append("the host's network namespace cannot be read")
+        return result
+    for route in _routes(host):
+        if route.interface != "lo" and route not in routes:
+            result.routes.append(route)
+            result.reasons.append(f"the host has an {route.describe()}")
     return result
+
+
+def _routes(net: Path) -> list[Route]:
+    return [*_ipv4_routes(net), *_ipv6_routes(net)]
 
 
 def _read(path: Path) -> list[str]:
@@ -89,8 +111,8 @@ def _read(path: Path) -> list[str]:
         return []
 
 
-def _interface_names(proc: Path) -> list[str]:
-    lines = _read(proc / "net" / "dev")[2:]  # two header lines
+def _interface_names(net: Path) -> list[str]:
+    lines = _read(net / "dev")[2:]  # two header lines
     return [line.split(":", 1)[0].strip() for line in lines if ":" in line]
 
 
@@ -112,9 +134,9 @@ def interface_flags(name: str) -> int:
     return int(struct.unpack(_IFREQ, reply)[1])
 
 
-def _ipv4_routes(proc: Path) -> list[Route]:
+def _ipv4_routes(net: Path) -> list[Route]:
     routes = []
-    for line in _read(proc / "net" / "route")[1:]:
+    for line in _read(net / "route")[1:]:
         fields = line.split()
         if len(fields) < 8 or not int(fields[3], 16) & RTF_UP:
             continue
@@ -136,9 +158,9 @@ def _ipv4(little_endian_hex: str) -> str:
     return str(ipaddress.IPv4Address(struct.pack("<I", int(little_endian_hex, 16))))
 
 
-def _ipv6_routes(proc: Path) -> list[Route]:
+def _ipv6_routes(net: Path) -> list[Route]:
     routes = []
-    for line in _read(proc / "net" / "ipv6_route"):
+    for line in _read(net / "ipv6_route"):
         fields = line.split()
         if len(fields) < 10 or not int(fields[8], 16) & RTF_UP:
             continue

@@ -18,7 +18,9 @@ from appliance.fsutil import read_limited
 
 SCHEMA_VERSION = 1
 MAX_POLICY_FILE = 256 * 1024
+MAX_OVERRIDE_MINUTES = 24 * 60  # the longest air-gap override a policy may allow
 ACTIONS = ("allow", "redact", "block", "label")
+ADDED_ACTIONS = ("allow", "redact")  # text the appliance adds keeps its stored label
 DETECTORS = (
     "rrn",
     "foreigner_rn",
@@ -54,11 +56,13 @@ class Level:
 
 @dataclass(frozen=True)
 class Rule:
-    """What a detector's findings do, on the way in and on the way out."""
+    """What a detector's findings do: in the prompt, in the answer, and in text the
+    appliance adds to a prompt (retrieved chunks, files), which is never blocked."""
 
     input: str
     output: str
     level: str | None = None  # for "label": the level the turn is raised to
+    added: str = "redact"  # allow or redact; absent, redact (fails closed)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class Policy:
     min_password_length: int
     require_content: bool
     require_airgap: bool
+    airgap_override_max_minutes: int
     levels: tuple[Level, ...]
     default_level: str
     holdback: int
@@ -181,7 +186,12 @@ class _Reader:
             keys,
         )
         audit = self.table(top["audit"], "audit", {"require_content"}, {"require_content"})
-        network = self.table(top["network"], "network", {"require_airgap"}, {"require_airgap"})
+        network = self.table(
+            top["network"],
+            "network",
+            {"require_airgap", "airgap_override_max_minutes"},
+            {"require_airgap"},
+        )
         levels, default = self.classification(top["classification"])
         holdback, rules, custom = self.dlp(top.get("dlp", {}), {lvl.id for lvl in levels})
         return Policy(
@@ -204,6 +214,12 @@ class _Reader:
             ),
             require_content=self.typed(audit["require_content"], "audit.require_content", bool),
             require_airgap=self.typed(network["require_airgap"], "network.require_airgap", bool),
+            airgap_override_max_minutes=self.number(
+                network.get("airgap_override_max_minutes", 0),  # none unless the policy says
+                "network.airgap_override_max_minutes",
+                0,
+                MAX_OVERRIDE_MINUTES,
+            ),
             levels=levels,
             default_level=default,
             holdback=holdback,
@@ -263,7 +279,10 @@ class _Reader:
         for index, entry in enumerate(self.typed(table.get("custom", []), "dlp.custom", list)):
             key = f"dlp.custom[{index}]"
             item = self.table(
-                entry, key, {"id", "pattern", "input", "output", "level"}, {"id", "pattern"}
+                entry,
+                key,
+                {"id", "pattern", "input", "output", "added", "level"},
+                {"id", "pattern"},
             )
             custom_id = self.typed(item["id"], f"{key}.id", str)
             if not _ID.fullmatch(custom_id) or custom_id in DETECTORS:
@@ -277,18 +296,19 @@ class _Reader:
                 ) from None
             if pattern.search(""):
                 raise self.fail(f"{key}.pattern", "matches the empty string")
-            rule_fields = {k: v for k, v in item.items() if k in {"input", "output", "level"}}
+            rule_fields = {k: v for k, v in item.items() if k not in {"id", "pattern"}}
             custom.append(
                 CustomDetector(custom_id, pattern, self.rule(rule_fields, key, level_ids))
             )
         return holdback, rules, tuple(custom)
 
     def rule(self, raw: Any, key: str, level_ids: set[str]) -> Rule:
-        item = self.table(raw, key, {"input", "output", "level"}, set())
+        item = self.table(raw, key, {"input", "output", "added", "level"}, set())
         rule = Rule(
             self.choice(item.get("input", "allow"), f"{key}.input", ACTIONS),
             self.choice(item.get("output", "allow"), f"{key}.output", ACTIONS),
             self.typed(item["level"], f"{key}.level", str) if "level" in item else None,
+            self.choice(item.get("added", "redact"), f"{key}.added", ADDED_ACTIONS),
         )
         if rule.level is not None and rule.level not in level_ids:
             raise self.fail(f"{key}.level", f"no level '{rule.level}'")

@@ -7,6 +7,7 @@ listed here.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import os
 import stat
@@ -37,7 +38,7 @@ from appliance.seal.keys import (
     decode_key_text,
     encode_key_text,
 )
-from appliance.seal.memory import MemoryReport, SealedMemory, harden_process
+from appliance.seal.memory import MemoryReport, SealedMemory, harden_process, is_hardened
 from appliance.seal.stream import Progress, open_segments, read_header, seal_stream, unlock
 
 __all__ = [
@@ -58,8 +59,10 @@ __all__ = [
     "Stanza",
     "decode_key_text",
     "encode_key_text",
+    "harden_process",
     "inspect_file",
     "is_content_id",
+    "is_hardened",
     "is_sealed",
     "load_sealed",
     "open_bytes",
@@ -157,6 +160,7 @@ class SealedModel:
     memory: SealedMemory
     report: MemoryReport
     sha256: str  # of the plaintext, to match a catalog pin
+    pinned: bool = False  # it matched the sha256 the caller expected
 
     @property
     def path(self) -> str:
@@ -171,9 +175,14 @@ def load_sealed(
     openers: Sequence[Opener],
     *,
     expect_content_id: str | None = None,
+    expect_sha256: str | None = None,
     progress: Progress | None = None,
 ) -> SealedModel:
-    """Decrypt `source` straight into sealed memory; no plaintext byte reaches a disk."""
+    """Decrypt `source` straight into sealed memory; no plaintext byte reaches a disk.
+
+    With `expect_sha256` (a pin from a signed bundle manifest), plaintext of
+    any other digest is refused with IntegrityError and `pinned` says it held.
+    """
     name = str(source)
     harden_process()  # before any plaintext exists in this process
     with _open_input(source) as handle:
@@ -187,10 +196,16 @@ def load_sealed(
                 memory.append(segment)
                 digest.update(segment)
             report = memory.seal()
+            found = digest.hexdigest()
+            if expect_sha256 is not None and not hmac.compare_digest(found, expect_sha256):
+                raise IntegrityError(
+                    f"{name} does not decrypt to the sha256 it is pinned to; "
+                    "it was replaced or corrupted"
+                )
         except BaseException:
             memory.close()  # a failed load leaves no plaintext behind
             raise
-    return SealedModel(parsed.header, memory, report, digest.hexdigest())
+    return SealedModel(parsed.header, memory, report, found, expect_sha256 is not None)
 
 
 def _check_content_id(parsed: ParsedHeader, expected: str | None, name: str) -> None:

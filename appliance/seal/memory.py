@@ -2,9 +2,10 @@
 
 The decrypted model lives in an anonymous in-memory file (memfd). Once full it
 is sealed against any further write, shrink or growth, and handed to the
-engine as `/proc/self/fd/N`. The process is made non-dumpable first, so no
-core dump or same-user ptrace can copy the weights out. There is no fallback:
-a host without memfd gets an error, never a temporary file.
+engine as `/proc/self/fd/N`. The process is hardened first (non-dumpable, no
+core), so no core dump, same-user ptrace, `/proc/PID/mem` or `/proc/PID/fd`
+can copy the weights out. There is no fallback: a host without memfd gets an
+error, never a temporary file.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import fcntl
 import functools
 import mmap
 import os
+import resource
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -60,9 +62,30 @@ class MemoryReport:
         )
 
 
-def harden_process() -> bool:
-    """No core dumps, no same-user ptrace: PR_SET_DUMPABLE = 0. Returns whether it held."""
-    return bool(_libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
+def harden_process() -> None:
+    """No core dumps, and no other process of this user may read this one's memory
+    or open its files through /proc (PR_SET_DUMPABLE 0, RLIMIT_CORE 0).
+
+    Both are per process and the dumpable flag is reset by execve, so every
+    process that holds plaintext or prompts calls this itself, before it gets
+    them. Raises HostSecurityError when either did not hold: fail closed.
+    """
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (OSError, ValueError) as exc:
+        raise HostSecurityError(f"cannot turn off core dumps ({exc}); refusing to go on") from None
+    _libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    if not is_hardened():
+        raise HostSecurityError(
+            "this process cannot make itself non-dumpable (prctl PR_SET_DUMPABLE refused); "
+            "refusing to hold model weights or prompts in it"
+        )
+
+
+def is_hardened() -> bool:
+    """Whether this process is non-dumpable and can write no core file."""
+    dumpable = _libc().prctl(PR_GET_DUMPABLE, 0, 0, 0, 0)
+    return dumpable == 0 and resource.getrlimit(resource.RLIMIT_CORE) == (0, 0)
 
 
 class SealedMemory:
@@ -116,7 +139,7 @@ class SealedMemory:
             locked=self._locked,
             locked_kib=_vm_locked_kib(),
             swap_active=swap_active(),
-            non_dumpable=_libc().prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0,
+            non_dumpable=is_hardened(),
         )
 
     def _map_locked(self) -> bool:

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.markup import escape
@@ -18,6 +19,7 @@ from appliance.config import ensure_dir
 from appliance.errors import ApplianceError
 from appliance.fsutil import atomic_writer
 from appliance.identity import Principal
+from appliance.textsafe import printable
 from appliance.tui.login import LoginScreen
 from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
@@ -57,7 +59,8 @@ class AuditScreen(ApplianceScreen):
         self.query_one("#filter", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._load(event.value.strip())
+        if self.owner.check_session():
+            self._load(event.value.strip())
 
     def _load(self, term: str) -> None:
         """The newest SHOWN events whose user, role, action, label or outcome is `term`."""
@@ -68,14 +71,17 @@ class AuditScreen(ApplianceScreen):
         records = [json.loads(row["leaf"]) | {"seq": row["seq"]} for row in rows]
         for record in reversed(records):
             when = datetime.fromtimestamp(record["time_us"] / 1e6, UTC).strftime("%m-%d %H:%M:%S")
-            table.add_row(
-                str(record["seq"]),
-                when,
+            fields = (
                 record["user"],
                 record["role"],
                 record["action"],
                 record.get("label") or "-",
                 record["outcome"],
+            )
+            # Text, not str: DataTable reads a str as markup, and these fields hold
+            # what users chose (a user "[/]" would end the screen with a MarkupError).
+            table.add_row(
+                str(record["seq"]), when, *(Text(printable(str(field))) for field in fields)
             )
         table.move_cursor(row=len(records) - 1)
 
@@ -87,11 +93,15 @@ class AuditScreen(ApplianceScreen):
             self.app.pop_screen()
 
     def action_verify(self) -> None:
+        if not self.owner.check_session():
+            return
         result = self.query_one("#result", Static)
         try:
             report = self.owner.context.log.verify()
         except ApplianceError as exc:
-            result.update(f"[b red]{self.owner.words('audit.failed')}[/] {escape(str(exc))}")
+            result.update(
+                f"[b red]{self.owner.words('audit.failed')}[/] {escape(printable(str(exc)))}"
+            )
             return
         summary = self.owner.words(
             "audit.events",
@@ -103,6 +113,8 @@ class AuditScreen(ApplianceScreen):
         result.update(f"[b green]{self.owner.words('audit.verified')}[/] {summary}")
 
     def action_export(self) -> None:
+        if not self.owner.check_session():
+            return
         context = self.owner.context
         result = self.query_one("#result", Static)
         directory = ensure_dir(context.home / "exports")
@@ -112,7 +124,9 @@ class AuditScreen(ApplianceScreen):
             with atomic_writer(target, mode=0o600) as sink:
                 done = write_export(context.log, sink, actor)
         except ApplianceError as exc:
-            result.update(f"[b red]{self.owner.words('audit.export_failed')}[/] {escape(str(exc))}")
+            result.update(
+                f"[b red]{self.owner.words('audit.export_failed')}[/] {escape(printable(str(exc)))}"
+            )
             return
         result.update(escape(self.owner.words("audit.exported", events=done.events, path=target)))
         self._load(self.query_one("#filter", Input).value.strip())

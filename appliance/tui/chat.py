@@ -3,15 +3,16 @@
 A worker thread runs the turn through the session pipeline and only appends
 text to a buffer; a 50 ms timer on the UI thread moves the buffer into the
 Markdown stream, so the screen is never written once per token. Each finished
-turn is saved to the user's encrypted conversation store.
+turn is saved to the user's encrypted conversation store, as the session
+checked it (redacted). An answer stopped because its label rose above the
+user's clearance is withdrawn from the screen; it is never saved.
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
-import time
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual import events, work
 from textual.app import ComposeResult
@@ -24,21 +25,15 @@ from textual.widgets.markdown import MarkdownStream
 from appliance.audit import Event
 from appliance.config import GenerationParams
 from appliance.conversations import Conversations
-from appliance.engine import Message
 from appliance.errors import ApplianceError, AuthenticationError
-from appliance.policy import Level
-from appliance.session import Session, Turn
+from appliance.session import Conversation, Session, Turn
 from appliance.tui.audit import AuditScreen
 from appliance.tui.banner import Banner
 from appliance.tui.panels import ConversationsPanel
 from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
 
-if TYPE_CHECKING:
-    pass
-
 FLUSH_SECONDS = 0.05
-IDLE_CHECK_SECONDS = 15.0
 
 
 class PromptArea(TextArea):
@@ -94,8 +89,7 @@ class ChatScreen(ApplianceScreen):
         self.session = session
         self.conversations = conversations
         self.conversation_id: str | None = None
-        self.history: list[Message] = []
-        self.label: Level | None = None  # the highest label of this conversation's turns
+        self.conversation = Conversation()  # redacted messages and the highest label so far
         self._pending: list[str] = []
         self._lock = threading.Lock()
         self._turn: Turn | None = None
@@ -108,7 +102,7 @@ class ChatScreen(ApplianceScreen):
     def compose(self) -> ComposeResult:
         yield Banner(id="top")
         yield VerticalScroll(id="log")
-        yield Static("", id="notice")
+        yield Static("", id="notice", markup=False)
         yield PromptArea(
             placeholder=self.owner.words("chat.placeholder"), id="prompt", soft_wrap=True
         )
@@ -120,12 +114,16 @@ class ChatScreen(ApplianceScreen):
         localize_bindings(self, self.owner.ui_language)
         self._show_banners()
         self.set_interval(FLUSH_SECONDS, self._flush)
-        self.set_interval(IDLE_CHECK_SECONDS, self._check_idle)
         self.query_one("#prompt", PromptArea).focus()
 
     def on_unmount(self) -> None:
         if self.conversations is not None:
             self.conversations.close()
+
+    @property
+    def busy(self) -> bool:
+        """An answer is being written (the idle timeout waits for it)."""
+        return self._turn is not None
 
     def allows(self, binding_id: str) -> bool:
         """What the command palette offers: the audit log only to roles that may read it."""
@@ -145,7 +143,7 @@ class ChatScreen(ApplianceScreen):
     def _show_banners(self) -> None:
         language = self.owner.ui_language
         for banner in self.query(Banner):
-            banner.show(self.session.level, self.label, language)
+            banner.show(self.session.level, self.conversation.label, language)
 
     def _notice(self, text: str) -> None:
         self.query_one("#notice", Static).update(text)
@@ -165,20 +163,19 @@ class ChatScreen(ApplianceScreen):
         self._answer = Markdown()
         self.query_one("#log", VerticalScroll).mount(self._answer)
         self._stream = Markdown.get_stream(self._answer)
-        self.history.append(Message("user", prompt))
-        self._run(list(self.history))
+        self._run(prompt)
 
     def _show_prompt(self, prompt: str) -> None:
         self.query_one("#log", VerticalScroll).mount(Static(prompt, classes="user", markup=False))
 
     @work(thread=True, exclusive=True, group="turn")
-    def _run(self, messages: list[Message]) -> None:
+    def _run(self, prompt: str) -> None:
         """The worker: turn text into the buffer; every widget change goes via the UI thread."""
         app = self.app
         try:
             max_tokens = self.owner.context.max_tokens
             params = GenerationParams(max_tokens=max_tokens, seed=secrets.randbits(32))
-            turn = self.session.turn(messages, params)
+            turn = self.session.turn(self.conversation, prompt, params)
         except ApplianceError as exc:
             app.call_from_thread(self._failed, exc, True)
             return
@@ -205,33 +202,37 @@ class ChatScreen(ApplianceScreen):
             self.query_one("#log", VerticalScroll).scroll_end(animate=False)
 
     async def _finished(self, turn: Turn, error: ApplianceError | None) -> None:
+        withdrawn = turn.outcome == "denied"
+        if withdrawn:  # what was shown may be above the clearance: none of it stays
+            with self._lock:
+                self._pending = []
         await self._flush()
         if self._stream is not None:
             await self._stream.stop()
         if self._answer is not None:
-            await self._answer.update(turn.text)
+            if withdrawn:
+                await self._answer.remove()
+            else:
+                await self._answer.update(turn.text)
+        self._answer = self._stream = None
         self._turn = None
-        if self.label is None or turn.label.rank > self.label.rank:
-            self.label = turn.label
         self._show_banners()
-        cancelled = turn.outcome == "cancelled"
-        if error is not None or cancelled:
-            self.history.pop()
+        if error is not None or turn.outcome != "ok":
             if error is not None:
                 self._failed(error, False)
+            if withdrawn:
+                self._notice(f"{self.owner.words('chat.withdrawn')} {error or ''}".strip())
             self._restore_prompt()
             return
-        self.history.append(Message("assistant", turn.text))
         self._save()
 
     def _failed(self, error: ApplianceError, before_answer: bool) -> None:
         self._notice(f"{self.owner.words('chat.refused')}: {error}")
         if before_answer:
-            self.history.pop()
             self._turn = None
             self._restore_prompt()
-        if isinstance(error, AuthenticationError):  # idle: the session recorded the logout
-            self.owner.sign_out(None)
+        if isinstance(error, AuthenticationError):  # the session recorded the logout
+            self.owner.sign_out(None, notice=str(error))
 
     def _restore_prompt(self) -> None:
         prompt = self.query_one("#prompt", PromptArea)
@@ -239,22 +240,15 @@ class ChatScreen(ApplianceScreen):
         prompt.move_cursor(prompt.document.end)
         prompt.focus()
 
-    def _check_idle(self) -> None:
-        """Back to sign-in once the policy's idle timeout passes with no turn running."""
-        if self._turn is None and self.session.idle():
-            self.owner.sign_out("idle")
-
-    def on_key(self) -> None:
-        self.session.last_active = time.monotonic()  # typing counts as activity
-
     # -- conversations --------------------------------------------------------------------
 
     def _save(self) -> None:
-        if self.conversations is None or self.label is None:
+        conversation = self.conversation
+        if self.conversations is None or conversation.label is None:
             return
         try:
             self.conversation_id = self.conversations.save(
-                self.conversation_id, self.history, self.label.id
+                self.conversation_id, conversation.messages, conversation.label.id
             )
         except ApplianceError as exc:
             self._notice(str(exc))
@@ -281,8 +275,7 @@ class ChatScreen(ApplianceScreen):
             return
         self.action_reset()
         self.conversation_id = conversation_id
-        self.history = messages
-        self.label = self.session.policy.level(label)
+        self.conversation = Conversation(None, messages, self.session.policy.level(label))
         log = self.query_one("#log", VerticalScroll)
         for message in messages:
             if message.role == "user":
@@ -320,8 +313,7 @@ class ChatScreen(ApplianceScreen):
 
     def action_reset(self) -> None:
         if self._turn is None:
-            self.history = []
+            self.conversation = Conversation()
             self.conversation_id = None
-            self.label = None
             self.query_one("#log", VerticalScroll).remove_children()
             self._show_banners()

@@ -31,7 +31,19 @@ TEXT: dict[str, tuple[str, str]] = {
         "정책의 유휴 시간이 지나 로그아웃되었습니다. 다시 로그인하십시오.",
     ),
     "login.demo": ("DEMO HOME: not for real data", "데모 환경: 실제 자료 사용 금지"),
+    "login.changed": (
+        "Your account was changed or locked; sign in again.",
+        "계정이 변경되었거나 잠겼습니다. 다시 로그인하십시오.",
+    ),
+    "login.must_change": (
+        "Your password was set by someone else: choose a new one.",
+        "다른 사람이 설정한 비밀번호입니다. 새 비밀번호를 정하십시오.",
+    ),
     # chat
+    "chat.withdrawn": (
+        "The answer was withdrawn: its label rose above your clearance.",
+        "답변이 철회되었습니다. 등급이 귀하의 비밀취급인가보다 높아졌습니다.",
+    ),
     "chat.placeholder": (
         "Ask… (Enter sends, Ctrl+J new line, Esc cancels)",
         "질문… (Enter 전송, Ctrl+J 줄바꿈, Esc 취소)",
@@ -74,6 +86,12 @@ TEXT: dict[str, tuple[str, str]] = {
     "users.added": (
         "Created {name} ({role}, cleared to {clearance}).",
         "{name} 생성 ({role}, 인가 {clearance}).",
+    ),
+    "users.requested": (
+        "Requested the officer account {name}; an officer approves it within {hours} hours "
+        "('appliance users approve {name}') and sets its first password.",
+        "보안담당관 계정 {name}을(를) 요청했습니다. 보안담당관이 {hours}시간 안에 승인하고 "
+        "('appliance users approve {name}') 첫 비밀번호를 정합니다.",
     ),
     "users.locked": ("Locked {name}.", "{name} 잠금."),
     "users.unlocked": ("Unlocked {name}.", "{name} 잠금 해제."),

@@ -1,29 +1,27 @@
 """The IT admin's users screen: accounts in a table; add, lock, unlock, set a password.
 
 Every change goes through `AccountAdmin`, as `appliance users ...` does, so
-it is checked and audited the same way.
+it is checked and audited the same way. Adding an officer files a request
+that an officer approves; a refused or stale action is reported, and an
+account changed since sign-in signs out.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
 from textual.markup import escape
-from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Input, Select, Static
+from textual.widgets import DataTable, Footer, Static
 
 from appliance.accounts import AccountAdmin
-from appliance.errors import ApplianceError
-from appliance.identity import ROLES, Principal
+from appliance.errors import ApplianceError, AuthenticationError
+from appliance.identity import REQUEST_HOURS, Principal
 from appliance.tui.audit import AuditScreen
+from appliance.tui.forms import AccountForm, PasswordForm
 from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
-
-if TYPE_CHECKING:
-    from appliance.tui.app import ApplianceApp
 
 COLUMNS = ("user", "role", "clearance", "state", "failures")
 
@@ -66,7 +64,12 @@ class UsersScreen(ApplianceScreen):
         table = self.query_one(DataTable)
         table.clear()
         words = self.owner.words
-        for account in self.admin.accounts():
+        try:
+            accounts = self.admin.accounts()
+        except AuthenticationError:
+            self.owner.sign_out("account changed")
+            return
+        for account in accounts:
             state = words("users.state_locked" if account.locked else "users.state_active")
             table.add_row(
                 account.name,
@@ -88,23 +91,30 @@ class UsersScreen(ApplianceScreen):
         self.query_one("#result", Static).update(f"[{style}]{escape(text)}[/]")
         self._load()
 
+    def _refused(self, exc: ApplianceError) -> None:
+        if isinstance(exc, AuthenticationError):  # this account changed: it signs out
+            self.owner.sign_out("account changed")
+            return
+        self._report(str(exc), error=True)
+
     def action_add(self) -> None:
         self.app.push_screen(AccountForm(self.owner), self._added)
 
     def _added(self, form: dict[str, str] | None) -> None:
         if form is None:
             return
+        name, role = form["name"], form["role"]
         try:
-            clearance = self.admin.add(
-                form["name"], form["role"], form["clearance"], form["password"]
-            )
+            if role == "officer":  # an officer approves it and sets the first password
+                self.admin.request_officer(name, form["clearance"])
+                done = self.owner.words("users.requested", name=name, hours=REQUEST_HOURS)
+            else:
+                clearance = self.admin.add(name, role, form["clearance"], form["password"])
+                done = self.owner.words("users.added", name=name, role=role, clearance=clearance)
         except ApplianceError as exc:
-            self._report(str(exc), error=True)
+            self._refused(exc)
             return
-        added = self.owner.words(
-            "users.added", name=form["name"], role=form["role"], clearance=clearance
-        )
-        self._report(added)
+        self._report(done)
 
     def action_lock(self) -> None:
         self._set_locked(locked=True)
@@ -119,7 +129,7 @@ class UsersScreen(ApplianceScreen):
         try:
             self.admin.set_locked(name, locked=locked)
         except ApplianceError as exc:
-            self._report(str(exc), error=True)
+            self._refused(exc)
             return
         self._report(self.owner.words("users.locked" if locked else "users.unlocked", name=name))
 
@@ -134,100 +144,10 @@ class UsersScreen(ApplianceScreen):
         try:
             self.admin.set_password(form["name"], form["password"])
         except ApplianceError as exc:
-            self._report(str(exc), error=True)
+            self._refused(exc)
             return
         self._report(self.owner.words("users.password_set", name=form["name"]))
 
     def action_audit(self) -> None:
-        self.app.push_screen(AuditScreen(self.principal))
-
-
-class _Form(ModalScreen[dict[str, str] | None]):
-    """Fields, then a password typed twice; Enter on the last field submits, Esc cancels."""
-
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Close", id="panel.close"),
-    ]
-    DEFAULT_CSS = """
-    _Form { align: center middle; }
-    #form { width: 60; height: auto; border: round $primary; padding: 0 1; background: $surface; }
-    #error { color: $error; height: auto; }
-    """
-
-    def __init__(self, app: ApplianceApp, title: str) -> None:
-        super().__init__()
-        self.owner = app
-        self.title_text = title
-
-    def fields(self) -> ComposeResult:
-        yield from ()
-
-    def compose(self) -> ComposeResult:
-        words = self.owner.words
-        with Vertical(id="form"):
-            yield Static(f"[b]{escape(self.title_text)}[/]")
-            yield from self.fields()
-            yield Input(placeholder=words("login.password"), password=True, id="password")
-            yield Input(placeholder=words("users.repeat"), password=True, id="repeat")
-            yield Static("", id="error")
-
-    def on_mount(self) -> None:
-        localize_bindings(self, self.owner.ui_language)
-        self.focus_next()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "repeat":
-            self.focus_next()
-            return
-        password = self.query_one("#password", Input).value
-        repeat = self.query_one("#repeat", Input)
-        if password != repeat.value:
-            repeat.value = ""
-            self.query_one("#error", Static).update(self.owner.words("users.mismatch"))
-            return
-        self.dismiss({**self.values(), "password": password})
-
-    def values(self) -> dict[str, str]:
-        return {}
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-
-class AccountForm(_Form):
-    def __init__(self, app: ApplianceApp) -> None:
-        super().__init__(app, app.words("users.form_title"))
-
-    def fields(self) -> ComposeResult:
-        words = self.owner.words
-        levels = self.owner.context.policy.levels
-        language = self.owner.ui_language
-        yield Input(placeholder=words("users.name"), id="name")
-        yield Select(
-            [(role, role) for role in ROLES],
-            prompt=words("users.role"),
-            id="role",
-            value="operator",
-        )
-        yield Select(
-            [(level.name(language), level.id) for level in levels],
-            prompt=words("users.clearance"),
-            id="clearance",
-            value=levels[0].id,
-        )
-
-    def values(self) -> dict[str, str]:
-        return {
-            "name": self.query_one("#name", Input).value.strip(),
-            "role": str(self.query_one("#role", Select).value),
-            "clearance": str(self.query_one("#clearance", Select).value),
-        }
-
-
-class PasswordForm(_Form):
-    def __init__(self, app: ApplianceApp, name: str) -> None:
-        super().__init__(app, app.words("users.password_title", name=name))
-        self.account_name = name
-
-    def values(self) -> dict[str, str]:
-        return {"name": self.account_name}
+        if self.owner.check_session():
+            self.app.push_screen(AuditScreen(self.principal))

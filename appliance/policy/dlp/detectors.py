@@ -4,8 +4,12 @@ Each detector is a compiled pattern plus a validator: checksums where the
 number carries one, calendar dates and gender digits for registration
 numbers, a keyword anchor where the shape alone is too common (bank
 accounts, service numbers), and the `mgrs` package for grid references.
-Detectors see normalised text (normalize.py); separators may be a hyphen,
-a dot or spaces.
+Detectors see normalised text (normalize.py): a run of spaces is one space,
+every dash a hyphen. Separators may be a hyphen, a dot, a space or a line
+break. Number detectors read the `digits` view, where O and l stand for 0 and 1.
+
+Every quantifier over separators is bounded or possessive, so no pattern
+backtracks over a long run of anything: the work is linear in the text.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 
 import mgrs
 
-_SEP = r"[ \t]*[-.]?[ \t]*"
+_SEP = r"\s?+[-.一]?+\s?+"  # 一 (the Hanja for one) is drawn as a dash
 _NOT_DIGIT_BEFORE = r"(?<!\d)"
 _NOT_DIGIT_AFTER = r"(?!\d)"
 
@@ -50,7 +54,7 @@ def _digits(text: str) -> list[int]:
 _THIRTEEN = re.compile(
     _NOT_DIGIT_BEFORE + r"(\d{2})(\d{2})(\d{2})" + _SEP + r"(\d)(\d{6})" + _NOT_DIGIT_AFTER
 )
-_CORPORATE_KEYWORD = re.compile(r"법인")
+_CORPORATE_KEYWORD = re.compile(r"[법法]\s?[인人]")
 _CENTURY = {1: 1900, 2: 1900, 5: 1900, 6: 1900, 3: 2000, 4: 2000, 7: 2000, 8: 2000}
 
 
@@ -74,25 +78,28 @@ def _date_ok(yy: str, mm: str, dd: str, gender: int) -> bool:
 
 
 def registration_numbers(text: str) -> Iterator[Finding]:
-    """13-digit numbers: corporate after the keyword 법인 with a valid checksum,
-    else resident (gender digit 1-4) or foreigner (5-8) with a valid date.
+    """13-digit numbers: resident (gender digit 1-4) or foreigner (5-8) with a
+    valid date, else corporate after the keyword 법인 with a valid checksum.
 
     Numbers issued since October 2020 carry no valid checksum, so a valid
     date and gender digit is enough; the checksum only raises the evidence.
+    A valid resident number stays one after 법인: about one in ten passes the
+    corporate checksum too, and the word is easy to put in front.
     """
     for match in _THIRTEEN.finditer(text):
         yy, mm, dd, gender_text, _ = match.groups()
         digits = _digits(match.group(0))
         gender = int(gender_text)
-        anchored = _CORPORATE_KEYWORD.search(text, max(0, match.start() - 12), match.start())
-        if anchored and corporate_checksum_ok(digits):
-            yield Finding("corporate_rn", match.start(), match.end(), "keyword-and-checksum")
-        elif _date_ok(yy, mm, dd, gender):
+        if _date_ok(yy, mm, dd, gender):
             foreigner = gender >= 5
             checksum = rrn_checksum_ok(digits, foreigner)
             evidence = "checksum" if checksum else "date-and-gender"
             name = "foreigner_rn" if foreigner else "rrn"
             yield Finding(name, match.start(), match.end(), evidence)
+        elif corporate_checksum_ok(digits) and _CORPORATE_KEYWORD.search(
+            text, max(0, match.start() - 12), match.start()
+        ):
+            yield Finding("corporate_rn", match.start(), match.end(), "keyword-and-checksum")
 
 
 # -- 사업자등록번호 -------------------------------------------------------------------
@@ -119,7 +126,7 @@ def business_numbers(text: str) -> Iterator[Finding]:
 _PASSPORT = re.compile(r"(?<![A-Za-z0-9])[MSRODG](?:\d{8}|\d{3}[A-Z]\d{4})(?![A-Za-z0-9])")
 _REGIONS = "서울|부산|경기|강원|충북|충남|전북|전남|경북|경남|제주|대구|인천|광주|대전|울산"
 _DRIVER = re.compile(
-    rf"(?:{_NOT_DIGIT_BEFORE}(?:1[1-9]|2[0-8])|(?:{_REGIONS})[ \t]?)"
+    rf"(?:{_NOT_DIGIT_BEFORE}(?:1[1-9]|2[0-8])|(?:{_REGIONS})\s?)"
     + _SEP
     + r"\d{2}"
     + _SEP
@@ -128,16 +135,25 @@ _DRIVER = re.compile(
     + r"\d{2}"
     + _NOT_DIGIT_AFTER
 )
+# The area code may stand in brackets, or before one: (02) 748-1234, 02) 748-1234.
+# An opening bracket stays outside the finding.
 _PHONE = re.compile(
-    r"(?<![\d+])(?:\+82"
+    r"(?<![\d+])(?:\(\s?)?((?:\+\s?82"
     + _SEP
-    + r"(?:0?1[016789]|0?(?:2|[3-6][1-5]))|01[016789]|0(?:2|[3-6][1-5]|70))"
+    + r"(?:\(0\)\s?)?0?(?:1[016789]|2|[3-6][1-5]|70)"
+    + r"|(?:01[016789]|0(?:2|[3-6][1-5]|70))(?:\s?\))?)"
     + _SEP
     + r"\d{3,4}"
     + _SEP
     + r"\d{4}"
     + _NOT_DIGIT_AFTER
+    + ")"
 )
+
+
+def phones(text: str) -> Iterator[Finding]:
+    for match in _PHONE.finditer(text):
+        yield Finding("phone", match.start(1), match.end(1), "pattern")
 
 
 def _simple(name: str, pattern: re.Pattern[str], evidence: str) -> Detector:
@@ -153,18 +169,22 @@ def _simple(name: str, pattern: re.Pattern[str], evidence: str) -> Detector:
 _BANKS = (
     "국민|신한|우리|하나|농협|기업|산업|수협|외환|씨티|SC제일|카카오뱅크|케이뱅크|토스뱅크|우체국"
 )
+# Digit groups joined by separators; the groups are counted in Python, not by
+# backtracking over the ways to split a run of digits.
 _ACCOUNT = re.compile(
     rf"(?:계좌(?:번호)?|통장|입금|예금주|(?:{_BANKS})(?:은행)?)[^\d\n]{{0,12}}?"
-    rf"({_NOT_DIGIT_BEFORE}\d{{2,6}}(?:{_SEP}\d{{2,7}}){{1,4}}{_NOT_DIGIT_AFTER})"
+    rf"({_NOT_DIGIT_BEFORE}\d++(?:(?:\s?+[-.]|\s)\s?+\d++)*+)"
 )
 _SERVICE = re.compile(
-    rf"군\s*번[^\d\n]{{0,8}}?({_NOT_DIGIT_BEFORE}\d{{2}}{_SEP}\d{{5,8}}{_NOT_DIGIT_AFTER})"
+    rf"[군軍]\s?[번番][^\d\n]{{0,8}}?({_NOT_DIGIT_BEFORE}\d{{2}}{_SEP}\d{{5,8}}{_NOT_DIGIT_AFTER})"
 )
+_GROUP = re.compile(r"\d+")
 
 
 def bank_accounts(text: str) -> Iterator[Finding]:
     for match in _ACCOUNT.finditer(text):
-        if 10 <= len(_digits(match.group(1))) <= 14:
+        groups = _GROUP.findall(match.group(1))
+        if len(groups) <= 5 and 10 <= sum(map(len, groups)) <= 14:
             yield Finding("bank_account", match.start(1), match.end(1), "keyword")
 
 
@@ -176,8 +196,8 @@ def service_numbers(text: str) -> Iterator[Finding]:
 # -- MGRS grid references ---------------------------------------------------------------
 
 _MGRS = re.compile(
-    r"(?<![A-Za-z0-9])(\d{1,2}[C-HJ-NP-X])[ \t]?([A-HJ-NP-Z]{2})[ \t]?"
-    r"(\d{2,5}[ \t]\d{2,5}|\d{4,10})(?![A-Za-z0-9])"
+    r"(?<![A-Za-z0-9])(\d{1,2}[C-HJ-NP-X])\s?([A-HJ-NP-Z]{2})\s?"
+    r"(\d{2,5}\s\d{2,5}|\d{4,10})(?![A-Za-z0-9])"
 )
 _converter = mgrs.MGRS()
 
@@ -202,20 +222,35 @@ def grid_references(text: str) -> Iterator[Finding]:
 # English markings are upper case; Korean particles attach to them directly
 # ("SECRET을"), so their boundaries are Latin letters, not \b.
 _CAVEATS = r"(?://[A-Z0-9,/-]+(?: [A-Z0-9,/-]+)*)?"  # SECRET//REL TO KOR, USA
-_GRADE = r"\s*급\s*비\s*밀"
 
 
 def _english(words: str) -> str:
     return rf"(?<![A-Za-z]){words}(?![A-Za-z])"
 
 
-_TOP_SECRET = _english(r"TOP\s+SECRET")
-_CUI = _english("CUI") + "|" + _english(r"CONTROLLED\s+UNCLASSIFIED\s+INFORMATION")
+# Korean markings in Hangul, Hanja (traditional, simplified, Japanese) or a mix:
+# Ⅱ급비밀, 2급 비밀, 이급비밀, Ⅱ級秘密, 二級秘密, 비밀(Ⅱ급), 秘密(Ⅱ級), 대외비, 對外秘.
+# NFKD has made Ⅱ "II"; l and | are drawn as I too.
+_GRADE = r"\s?[급級级]"
+_SECRET = r"[비秘祕]\s?[밀密]"
+_STROKES = r"[Iil|]{1,3}"
+_LEVEL_WORDS = {
+    **dict.fromkeys("1일一壹壱", 1),
+    **dict.fromkeys("2이二貳贰弐", 2),
+    **dict.fromkeys("3삼三參参叁", 3),
+}
+_LEVEL = rf"(?<![A-Za-z0-9|])(?P<level>{_STROKES}|[{''.join(_LEVEL_WORDS)}])"
+# After the word the level is never 이, the subject particle: 비밀이 급히 ...
+_LEVEL_AFTER = rf"(?<![A-Za-z0-9|])(?P<after>{_STROKES}|[123一二三壹貳參壱弐参贰叁])"
+_TOP_SECRET = _english(r"TOP[\s_-]?SECRET")
+_CUI = _english("CUI") + "|" + _english(r"CONTROLLED\s?UNCLASSIFIED\s?INFORMATION")
 _MARKING = re.compile(
-    rf"(?P<secret1>(?:Ⅰ|I|1|일){_GRADE}|{_TOP_SECRET}{_CAVEATS})"
-    rf"|(?P<secret3>(?:Ⅲ|III|3|삼){_GRADE}|{_english('CONFIDENTIAL')}{_CAVEATS})"
-    rf"|(?P<secret2>(?:Ⅱ|II|2|이){_GRADE}|{_english('SECRET')}{_CAVEATS})"
-    r"|(?P<restricted>대\s*외\s*비)"
+    rf"{_LEVEL}{_GRADE}\s?{_SECRET}"
+    rf"|{_SECRET}\s?[(\[]?\s?(?:제\s?)?{_LEVEL_AFTER}{_GRADE}(?:\s?[)\]])?"
+    rf"|(?P<secret1>{_TOP_SECRET}{_CAVEATS})"
+    rf"|(?P<secret3>{_english('CONFIDENTIAL')}{_CAVEATS})"
+    rf"|(?P<secret2>{_english('SECRET')}{_CAVEATS})"
+    r"|(?P<restricted>[대對对対大]\s?[외外]\s?[비秘祕])"
     rf"|(?P<cui>{_CUI})"
 )
 _MARKING_IDS = {
@@ -227,20 +262,29 @@ _MARKING_IDS = {
 }
 
 
+def _marking(match: re.Match[str]) -> str:
+    level = match.group("level") or match.group("after")
+    if level is None:
+        return _MARKING_IDS[match.lastgroup or ""]
+    return f"secret-{_LEVEL_WORDS.get(level, len(level))}"  # strokes: I, II, III
+
+
 def markings(text: str) -> Iterator[Finding]:
     for match in _MARKING.finditer(text):
-        group = match.lastgroup or ""
-        yield Finding("marking", match.start(), match.end(), "marking", _MARKING_IDS[group])
+        yield Finding("marking", match.start(), match.end(), "marking", _marking(match))
 
 
-BUILTIN: tuple[Detector, ...] = (
+# Number detectors read the `digits` view of the text, the others the text itself.
+NUMBERS: tuple[Detector, ...] = (
     registration_numbers,
     business_numbers,
-    _simple("passport", _PASSPORT, "pattern"),
     _simple("driver_license", _DRIVER, "pattern"),
-    _simple("phone", _PHONE, "pattern"),
+    phones,
     bank_accounts,
     service_numbers,
-    grid_references,
+    grid_references,  # MGRS letters are never I or O
+)
+WORDS: tuple[Detector, ...] = (
+    _simple("passport", _PASSPORT, "pattern"),
     markings,
 )

@@ -1,0 +1,78 @@
+"""A bundle's manifest, `bundle.json`: its release and the model it pins.
+
+It is read twice. The host's verifier reads it from the signed bundle, and
+checks it here before its release becomes a folder name or its model file a
+link. The serving commands read it from the installed release (`current/`),
+whose copy the verifier wrote: a sealed model that decrypts to the sha256 it
+pins is authenticated and needs no probe; one that does not is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import ConfigError
+from appliance.fsutil import read_limited
+from appliance.seal import is_content_id
+
+MANIFEST = "bundle.json"
+MAX_MANIFEST = 64 << 10
+MAX_RELEASE = 64
+# A release is a version and names a folder under PREFIX/releases: never a path.
+RELEASE = re.compile(r"\d+(\.\d+){0,3}([-+][0-9A-Za-z.]+)?")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+MODEL_DIR = "model/"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    release: str
+    model_file: str  # the target path of the sealed model, under model/
+    content_id: str  # what the sealed model must hold
+    model_sha256: str  # of the model's plaintext
+    data: dict[str, Any]  # the whole document
+
+
+def is_release(text: object) -> bool:
+    return isinstance(text, str) and len(text) <= MAX_RELEASE and bool(RELEASE.fullmatch(text))
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """The manifest, or ValueError saying what is wrong with it."""
+    try:
+        document = json.loads(data)
+        release = document["release"]
+        model = document["model"]
+        fields = (model["file"], model["content_id"], model["sha256"])
+    except (ValueError, TypeError, KeyError):
+        raise ValueError("it is incomplete") from None
+    if not is_release(release):
+        raise ValueError(f"its release {str(release)[:80]!r} is not a version such as 1.4.0")
+    model_file, content_id, sha256 = fields
+    if not (
+        isinstance(model_file, str)
+        and model_file.startswith(MODEL_DIR)
+        and posixpath.normpath(model_file) == model_file
+        and "/" not in model_file.removeprefix(MODEL_DIR)
+        and model_file.endswith(".sealed")
+    ):
+        raise ValueError(f"its model file {str(model_file)[:80]!r} is not model/NAME.sealed")
+    if not isinstance(content_id, str) or not is_content_id(content_id):
+        raise ValueError("its model content id is malformed")
+    if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
+        raise ValueError("its model sha256 is not 64 lowercase hex digits")
+    return Manifest(release, model_file, content_id, sha256, document)
+
+
+def model_pin(path: Path) -> Manifest:
+    """The manifest of an installed release, for the model it pins."""
+    data = read_limited(path, MAX_MANIFEST, "the release manifest")
+    try:
+        return parse_manifest(data)
+    except ValueError as exc:
+        raise ConfigError(f"the release manifest {path} is unusable: {exc}") from None

@@ -1,0 +1,48 @@
+"""Roles, permissions and the signed-in principal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from appliance.errors import PermissionDeniedError
+
+ROLES = ("operator", "officer", "admin")
+DEV_ROLE = "dev"  # a home without users, where the policy allows it
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "ask": frozenset({"operator"}),
+    "audit.read": frozenset({"officer", "admin"}),  # verify, export, show metadata
+    "audit.content": frozenset({"officer"}),  # show --decrypt
+    "audit.prune": frozenset({"officer"}),
+    "audit.officer-keys": frozenset({"officer"}),
+    "airgap.override": frozenset({"officer"}),
+    "users.manage": frozenset({"admin"}),  # operator and admin accounts
+    "officers.manage": frozenset({"officer"}),  # officer accounts, approving new officers
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is signed in: the name, role and clearance (a policy level id).
+
+    `generation` is the account's version at sign-in: a lock, a password
+    change or a role change bumps it, which ends sessions opened before.
+    `must_change` says someone else set the password: the user sets a new one
+    before doing anything else.
+    """
+
+    user: str
+    role: str
+    clearance: str
+    dev: bool = False  # development mode: the local account, every role
+    generation: int = 0
+    must_change: bool = False
+
+    def may(self, permission: str) -> bool:
+        return self.dev or self.role in PERMISSIONS[permission]
+
+    def require(self, permission: str) -> None:
+        if not self.may(permission):
+            allowed = " or ".join(sorted(PERMISSIONS[permission]))
+            raise PermissionDeniedError(
+                f"{self.user} ({self.role}) may not do this; it needs the {allowed} role"
+            )
