@@ -16,10 +16,17 @@ DEMO_HOME := .demo
 # docs/formats/bundle.md). Made from pip's cache after the first install.
 WHEELHOUSE := .wheelhouse
 
-.PHONY: setup run demo-reset wheelhouse test lint bench clean
+.PHONY: setup tools run demo-reset wheelhouse test lint bench fuzz clean
 
-setup: $(STAMP) $(WHEELHOUSE)/.ready
+setup: $(STAMP) $(WHEELHOUSE)/.ready tools
 	$(BIN)/appliance models prepare
+
+# llama.cpp's own tools (llama-server, llama-perplexity, llama-imatrix), built once
+# from the llama.cpp that the pinned llama-cpp-python sdist vendors and cached outside
+# the checkout (~/.cache/appliance/llama.cpp/<version>-<flags>/bin); about 5 minutes
+# on 2 cores the first time, nothing after.
+tools: $(STAMP)
+	$(BIN)/python -m appliance.engine.tools build
 
 wheelhouse: $(WHEELHOUSE)/.ready
 
@@ -49,8 +56,17 @@ demo-reset:
 # Test files are spread over two workers (a file's tests stay together).
 TEST_WORKERS ?= 2
 
-test: $(STAMP) $(WHEELHOUSE)/.ready
+test: $(STAMP) $(WHEELHOUSE)/.ready tools
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# Coverage-guided fuzzing (atheris) of every parser of untrusted bytes, one
+# harness after another (tests/fuzz/); `make test` runs each for seconds only.
+# New corpus inputs and any crash land in tests/fuzz/work/TARGET/.
+FUZZ_SECONDS ?= 180
+FUZZ_TARGETS ?= all
+
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz.run $(FUZZ_TARGETS) $(FUZZ_SECONDS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check appliance tests bench
@@ -71,6 +87,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/signin.py
 	$(BIN)/python bench/tui.py
 	$(BIN)/python bench/bundle.py
+	$(BIN)/python bench/quantize.py
 
 clean:
 	rm -rf $(VENV) $(WHEELHOUSE) .pytest_cache .ruff_cache

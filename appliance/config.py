@@ -152,6 +152,8 @@ def load_home_config(home: Path) -> HomeConfig:
         return HomeConfig()
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError(f"{path}: cannot be read: arrays or tables nested too deeply") from None
 
     def fail(key: str, problem: str) -> ConfigError:
         return ConfigError(f"{path}: {key}: {problem}")

@@ -109,8 +109,12 @@ def host_run(prefix: Path, *args: str, timeout: float = 300) -> subprocess.Compl
 
 @pytest.mark.model
 def test_a_quantized_bundle_installs_serves_upgrades_and_rolls_back(station) -> None:
-    first = build(station, "1.0.0", station["f16"], "--quantize", "Q4_K_M")
+    # One shipped text keeps the measurement short; the default measures both.
+    first = build(
+        station, "1.0.0", station["f16"], "--quantize", "Q4_K_M", "--report-text", "en-admin"
+    )
     manifest = _manifest(first)
+    assert manifest["model"]["report"] == "model/gemma-3-270m-q4_k_m.report.json"
     assert manifest["model"]["source"]["type"] == "F16"
     assert manifest["model"]["quantized"]["to"] == "Q4_K_M"
     assert manifest["model"]["quantized"]["bytes"] < manifest["model"]["source"]["bytes"] / 2
@@ -145,6 +149,9 @@ def test_a_quantized_bundle_installs_serves_upgrades_and_rolls_back(station) -> 
         "model": True,
         "audit": True,
     }
+    served = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}["model"]
+    assert served["report"]["quantized"]["sha256"] == manifest["model"]["sha256"]
+    assert served["report"]["texts"][0]["name"] == "en-admin"
     answer = host_run(
         prefix, appliance, "ask", "The capital of France is", "--max-tokens", "8", "--seed", "1"
     )

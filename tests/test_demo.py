@@ -16,7 +16,7 @@ from appliance.policy import load_policy
 from appliance.tui import ApplianceApp
 from appliance.tui.chat import ChatScreen
 from tests.conftest import assert_one_line_error, run_cli
-from tests.test_tui import SIZE, answer_of, ask, sign_in, until
+from tests.test_tui import SIZE, answer_of, answered, ask, sign_in, until
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_the_ui_on_the_demo_home_streams_a_real_answer_in_korean(demo, monkeypat
         assert isinstance(app.screen, ChatScreen)
         assert [str(b.render()) for b in app.screen.query("Banner")] == ["공개 · UNCLASSIFIED"] * 2
         await ask(pilot, "What is the capital of France?")
-        await until(pilot, lambda: len(app.screen.conversation.messages) == 2, seconds=120)
+        await until(pilot, lambda: answered(app), seconds=120)
         assert answer_of(app).strip() == app.screen.conversation.messages[1].content.strip()
 
     async def main(app: ApplianceApp) -> None:

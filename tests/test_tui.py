@@ -103,6 +103,13 @@ async def ask(pilot, text: str) -> None:
     await pilot.press("enter")
 
 
+def answered(app: ApplianceApp, turns: int = 1) -> bool:
+    """`turns` exchanges in the conversation, and the screen done with the last one (the
+    worker extends the conversation a moment before the UI thread shows the final text)."""
+    screen = app.screen
+    return len(screen.conversation.messages) == 2 * turns and screen._turn is None
+
+
 def answer_of(app: ApplianceApp) -> str:
     return app.screen.query(Markdown).last().source
 
@@ -131,7 +138,7 @@ def test_sign_in_then_a_streamed_answer_under_banners(accounts: Path) -> None:
         await sign_in(pilot, "kim", "operator-pass-1")
         assert isinstance(app.screen, ChatScreen)
         await ask(pilot, "What is the capital of France?")
-        await until(pilot, lambda: len(app.screen.conversation.messages) == 2)
+        await until(pilot, lambda: answered(app))
         assert answer_of(app) == "The capital of France is **Paris**."
         banners = [str(b.render()) for b in app.screen.query("Banner")]
         assert banners == ["공개 · UNCLASSIFIED"] * 2
@@ -214,7 +221,7 @@ def test_a_real_answer_streams_from_the_embedded_model(engine, tmp_path: Path) -
     async def scenario(pilot) -> None:
         await pilot.press("enter")  # development mode
         await ask(pilot, "What is the capital of France?")
-        await until(pilot, lambda: len(app.screen.conversation.messages) == 2, seconds=120)
+        await until(pilot, lambda: answered(app), seconds=120)
         assert answer_of(app).strip()
         assert app.screen.conversation.messages[1].content == answer_of(app)
 
@@ -310,9 +317,7 @@ def test_up_and_down_recall_earlier_prompts(accounts: Path) -> None:
         await sign_in(pilot, "kim", "operator-pass-1")
         for turns, text in enumerate(("first question", "second question"), start=1):
             await ask(pilot, text)
-            await until(
-                pilot, lambda turns=turns: len(app.screen.conversation.messages) == 2 * turns
-            )
+            await until(pilot, lambda turns=turns: answered(app, turns))
         field = app.screen.query_one("#prompt", PromptArea)
         await pilot.press("up")
         assert field.text == "second question"
@@ -330,7 +335,7 @@ def test_conversations_are_saved_and_reopened_after_signing_in_again(accounts: P
     async def scenario(pilot) -> None:
         await sign_in(pilot, "kim", "operator-pass-1")
         await ask(pilot, "What is the capital of France?")
-        await until(pilot, lambda: len(app.screen.conversation.messages) == 2)
+        await until(pilot, lambda: answered(app))
         await pilot.press("ctrl+n")
         assert app.screen.conversation.messages == []
         app.sign_out()
@@ -376,7 +381,7 @@ def test_a_multi_line_prompt_is_sent_whole(accounts: Path) -> None:
         await pilot.press("f", "i", "r", "s", "t", "ctrl+j", "s", "e", "c", "o", "n", "d")
         assert app.screen.query_one("#prompt", PromptArea).text == "first\nsecond"
         await pilot.press("enter")
-        await until(pilot, lambda: len(app.screen.conversation.messages) == 2)
+        await until(pilot, lambda: answered(app))
 
     run(app, scenario)
     assert engine.prompts == ["first\nsecond"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from appliance.identity import Users
-from tests.test_tui import ScriptedEngine, make_app, sign_in, until
+from tests.test_tui import ScriptedEngine, answered, make_app, sign_in, until
 
 
 def _home(tmp_path: Path) -> Path:
@@ -27,7 +27,7 @@ def test_chat_under_banners(snap_compare, tmp_path: Path) -> None:
         prompt.cursor_blink = False  # a blinking cursor would make the picture depend on time
         prompt.text = "What is the capital of France?"
         await pilot.press("enter")
-        await until(pilot, lambda: len(pilot.app.screen.conversation.messages) == 2)
+        await until(pilot, lambda: answered(pilot.app))
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=ask)
 

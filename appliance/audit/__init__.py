@@ -9,7 +9,7 @@ Format: docs/formats/audit.md. Public API; other modules import only this.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -46,11 +46,33 @@ def audit_dir(home: Path) -> Path:
     return home / "audit"
 
 
+class _Ticket:
+    """One caller's events waiting for a group commit, and what became of them."""
+
+    __slots__ = ("batch", "checkpoint", "done", "error", "seq")
+
+    def __init__(self, batch: Sequence[Pending], checkpoint: bool) -> None:
+        self.batch = batch
+        self.checkpoint = checkpoint
+        self.done = False
+        self.seq = 0  # the seq of the batch's last event, once committed
+        self.error: BaseException | None = None
+
+    def result(self) -> int:
+        if self.error is None:
+            return self.seq
+        # A fresh exception for each caller: threads must not share a traceback.
+        if isinstance(self.error, AuditError):
+            raise AuditError(self.error.message)
+        raise AuditError(f"the audit log could not record: {self.error!r}")
+
+
 class AuditLog:
     """One process's handle on the log in `directory` (log.db, device.key, officers).
 
     Every method that writes is durable on return, or raises AuditError: the
-    caller's action must then fail too.
+    caller's action must then fail too. Threads may share one handle: events
+    they record at the same time are committed together (see `record_batch`).
     """
 
     def __init__(
@@ -73,8 +95,17 @@ class AuditLog:
         self._store = Store(directory / "log.db", self.key, lock_timeout=lock_timeout)
         self._checkpoint_seconds = checkpoint_seconds
         self._last_checkpoint = 0.0
-        self._lock = threading.Lock()
+        # Group commit: callers queue tickets; whoever finds the writer free
+        # leads (commits the whole queue). `_writing` covers checkpoint and
+        # prune too, so the writer connection has one user at a time.
+        self._mutex = threading.Lock()
+        self._turn = threading.Condition(self._mutex)  # the writer became free, or a ticket done
+        self._waiting = 0  # callers waiting on _turn: a lone writer never notifies
+        self._queue: list[_Ticket] = []
+        self._writing = False
+        self.commits = 0  # transactions that appended events; events/commits = group size
         self._failure: AuditError | None = None
+        self._sealing = threading.Lock()
         self._sealer: ContentSealer | None = None  # made at the first content
         self._heartbeat: threading.Thread | None = None
         self._stop = threading.Event()
@@ -98,38 +129,109 @@ class AuditLog:
         checkpoint: bool = False,
     ) -> int:
         """Append one event (its content sealed to the officers); return its seq."""
-        pending = Pending(event)
-        if content is not None and self.officers:
-            sealer = self._sealer or self._new_sealer()
-            blob = sealer.seal(content)
-            digest = hashlib.sha256(blob).hexdigest()
-            # The sealed key goes in with the first event that needs it.
-            key = None if sealer.stored else (sealer.id, sealer.sealed_key)
-            pending = Pending(event, blob, digest, key)
-            seq = self.record_batch([pending], checkpoint=checkpoint)
-            sealer.stored = True
-            return seq
-        return self.record_batch([pending], checkpoint=checkpoint)
+        # The leaf and the sealed content are built here, in the caller's
+        # thread, so that a group's leader only hashes and inserts.
+        if content is None or not self.officers:
+            return self.record_batch([Pending.of(event)], checkpoint=checkpoint)
+        sealer = self._sealer or self._new_sealer()
+        # The sealed key goes in with each event that needs it until one is durable.
+        key = None if sealer.stored else (sealer.id, sealer.sealed_key)
+        seq = self.record_batch(
+            [Pending.of(event, sealer.seal(content), key)], checkpoint=checkpoint
+        )
+        sealer.stored = True
+        return seq
 
     def _new_sealer(self) -> ContentSealer:
-        self._sealer = ContentSealer(self.officers)
-        return self._sealer
+        with self._sealing:  # one key (one X25519 operation) however many threads ask
+            if self._sealer is None:
+                self._sealer = ContentSealer(self.officers)
+            return self._sealer
 
     def record_batch(self, batch: Sequence[Pending], *, checkpoint: bool = False) -> int:
-        """Append events atomically; sign a checkpoint when asked or when one is due."""
-        with self._lock:
+        """Append events atomically; return the last seq once they are durable.
+
+        Group commit: the batches of all threads that record at once go into
+        one transaction, in the order they were queued, which is their chain
+        order. The first caller to find the writer free leads: it commits the
+        whole queue while later callers queue for the next group, then wakes
+        each caller with its seq, or with the AuditError that failed the
+        transaction (none of the group's events is then stored). A checkpoint
+        is signed in the same transaction when any caller asks for one or one
+        is due.
+        """
+        ticket = _Ticket(batch, checkpoint)
+        with self._mutex:
             if self._failure is not None:
-                raise self._failure
-            due = checkpoint or time.monotonic() - self._last_checkpoint >= self._checkpoint_seconds
+                raise AuditError(self._failure.message)
+            self._queue.append(ticket)
+            while self._writing and not ticket.done:
+                self._wait()
+            leading = not ticket.done  # the writer is free and no leader took this ticket
+            if leading:
+                self._writing = True
+                group, self._queue = self._queue, []
+        if leading:
+            self._commit(group)
+        return ticket.result()
+
+    def _commit(self, group: list[_Ticket]) -> None:
+        """Commit every ticket of `group` in one transaction, then wake their callers."""
+        try:
+            batch: list[Pending] = []
+            due = time.monotonic() - self._last_checkpoint >= self._checkpoint_seconds
+            for ticket in group:
+                batch += ticket.batch
+                due = due or ticket.checkpoint
             seq, made = self._store.append(batch, checkpoint=due)
+            self.commits += 1
             if made is not None:
                 self._last_checkpoint = time.monotonic()
-            return seq
+            seq -= len(batch)
+            for ticket in group:
+                seq += len(ticket.batch)
+                ticket.seq = seq
+        except BaseException as exc:
+            for ticket in group:
+                ticket.error = exc
+            if not isinstance(exc, AuditError):
+                raise  # a bug or an interrupt: the leader sees it as it is
+        finally:
+            with self._mutex:
+                for ticket in group:
+                    ticket.done = True
+                self._free_writer()
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[Store]:
+        """The writer connection alone, once any group commit under way is done."""
+        with self._mutex:
+            while self._writing:
+                self._wait()
+            self._writing = True
+        try:
+            yield self._store
+        finally:
+            with self._mutex:
+                self._free_writer()
+
+    def _wait(self) -> None:
+        self._waiting += 1
+        try:
+            self._turn.wait()
+        finally:
+            self._waiting -= 1
+
+    def _free_writer(self) -> None:
+        """With the mutex held: wake the group's callers; one queued meanwhile leads next."""
+        self._writing = False
+        if self._waiting:
+            self._turn.notify_all()
 
     def checkpoint(self) -> Checkpoint | None:
         """Sign the head now (at shutdown, before export); None if already signed."""
-        with self._lock:
-            made = self._store.checkpoint()
+        with self._writer() as store:
+            made = store.checkpoint()
             self._last_checkpoint = time.monotonic()
             return made
 
@@ -143,8 +245,8 @@ class AuditLog:
 
     def prune(self, before_us: int, actor: Actor, details: dict[str, Any]) -> tuple[int, int]:
         """Drop sealed content older than `before_us`; (through_seq, contents dropped)."""
-        with self._lock:
-            return self._store.prune(before_us, actor, details)
+        with self._writer() as store:
+            return store.prune(before_us, actor, details)
 
     # -- heartbeat ---------------------------------------------------------------
 

@@ -234,7 +234,7 @@ def verify_export(
     try:
         log, base_seq = str(fields["log"]), int(fields["base_seq"])
         base_chain = bytes.fromhex(fields["base_chain"])
-    except (KeyError, ValueError, TypeError):
+    except (KeyError, ValueError, TypeError, OverflowError):  # OverflowError: int(1e400)
         raise IntegrityError(f"{path} has a malformed header") from None
     content_keys: set[bytes] = set()
     checkpoints: dict[int, Checkpoint] = {}
@@ -244,6 +244,11 @@ def verify_export(
             content_keys.add(key_id(_unb64(record.get("content"), "a content key")))
         elif record.get("type") == "checkpoint":
             checkpoint = _parse_checkpoint(record)
+            if checkpoint.seq <= base_seq:  # an export carries those after base_seq only
+                raise IntegrityError(
+                    f"{path} has a checkpoint at seq {checkpoint.seq}, not after its base "
+                    f"seq {base_seq}"
+                )
             checkpoints[checkpoint.seq] = checkpoint
         else:
             break
@@ -359,7 +364,10 @@ def _parse_line(line: bytes, fmt: str) -> dict[str, Any]:
 
 
 def _parse_csv(line: bytes) -> list[str]:
-    rows = list(csv.reader(io.StringIO(line.decode(errors="replace"))))
+    try:
+        rows = list(csv.reader(io.StringIO(line.decode(errors="replace"))))
+    except csv.Error:  # a carriage return outside quotes: no row the writer makes
+        return []
     return rows[0] if len(rows) == 1 else []
 
 
@@ -369,7 +377,7 @@ def _parse_event(record: dict[str, Any]) -> Row:
         leaf = str(record["leaf"]).encode()
         leaf_hash = bytes.fromhex(record["leaf_hash"])
         chain = bytes.fromhex(record["chain"])
-    except (KeyError, ValueError, TypeError):
+    except (KeyError, ValueError, TypeError, OverflowError):  # OverflowError: int(1e400)
         raise IntegrityError(f"export event {record.get('seq', '?')} is malformed") from None
     content = record.get("content")
     blob = _unb64(content, f"the content of seq {seq}") if content else None
@@ -379,13 +387,17 @@ def _parse_event(record: dict[str, Any]) -> Row:
 def _parse_checkpoint(record: dict[str, Any]) -> Checkpoint:
     body = str(record.get("body", "")).encode()
     signature = _unb64(record.get("signature"), "a checkpoint signature")
-    return Checkpoint.from_parts(body, signature, f"export checkpoint {record.get('seq', '?')}")
+    where = f"export checkpoint {record.get('seq', '?')}"
+    try:
+        return Checkpoint.from_parts(body, signature, where)
+    except (OverflowError, RecursionError):  # a seq of 1e400, or a body nested too deeply
+        raise IntegrityError(f"{where}: malformed checkpoint") from None
 
 
 def _json(text: Any, what: str) -> dict[str, Any]:
     try:
         value = json.loads(text) if isinstance(text, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested too deeply
         value = None
     if not isinstance(value, dict):
         raise IntegrityError(f"{what} is not a JSON object")

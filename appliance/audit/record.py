@@ -111,47 +111,66 @@ def leaf_record(event: Event, time_us: int, content_sha256: str | None) -> dict[
     return record
 
 
-def encode_leaf(event: Event, time_us: int, content_sha256: str | None) -> bytes:
-    """The canonical bytes that are stored and hashed for `event`.
+@dataclass(slots=True)
+class Leaf:
+    """An event's leaf but for its time.
 
-    RFC 8785 of `leaf_record(...)`, written member by member in sorted order:
-    the members and their types are fixed, so only `details` needs the
-    general canonicaliser (tests/test_audit_canonical.py compares the two).
+    `time_us` sorts last but two, so everything around its value is known
+    before the write lock is taken; the time itself is taken under it.
     """
-    text = "".join(
+
+    head: bytes  # up to and including '"time_us":'
+    tail: bytes  # from ',"user":' to the end
+
+    def at(self, time_us: int) -> bytes:
+        return self.head + b"%d" % time_us + self.tail
+
+
+def encode_leaf(event: Event, time_us: int, content_sha256: str | None) -> bytes:
+    """The canonical bytes that are stored and hashed for `event`."""
+    return leaf_template(event, content_sha256).at(time_us)
+
+
+def leaf_template(event: Event, content_sha256: str | None) -> Leaf:
+    """`event`'s leaf, all but the time: RFC 8785 of `leaf_record(...)`.
+
+    Written member by member in sorted order: the members and their types are
+    fixed, so only `details` needs the general canonicaliser
+    (tests/test_audit_canonical.py compares the two).
+    """
+    boot, host, pid = _process_members(os.getpid())  # a forked child has its own pid
+    before_details = (
+        '{"action":'
+        + _string(event.action)
+        + boot
+        + ("" if content_sha256 is None else ',"content_sha256":' + _string(content_sha256))
+        + ',"details":'
+    )
+    after_details = "".join(
         (
-            '{"action":',
-            _string(event.action),
-            ',"boot":',
-            _string(_boot_id()),
-            "" if content_sha256 is None else ',"content_sha256":' + _string(content_sha256),
-            ',"details":',
-            canonical_json(dict(event.details)).decode(),
-            ',"host":',
-            _string(_host()),
+            host,
             ',"label":',
             _nullable(event.label),
             ',"object":',
             _nullable(event.object),
             ',"outcome":',
             _string(event.outcome),
-            ',"pid":',
-            str(os.getpid()),
+            pid,
             ',"role":',
             _string(event.actor.role),
             ',"time_us":',
-            str(time_us),
-            ',"user":',
-            _string(event.actor.user),
-            ',"v":1}',
         )
     )
-    leaf = text.encode()  # a lone surrogate fails here, as RFC 8785 requires
+    # A lone surrogate fails here (in the canonicaliser or encode), as RFC 8785 requires.
+    details = canonical_json(dict(event.details))
+    head = before_details.encode() + details + after_details.encode()
+    tail = (',"user":' + _string(event.actor.user) + ',"v":1}').encode()
     # The verifier finds the content digest by these bytes: they must occur
-    # exactly where the writer put them, never inside details.
-    if leaf.count(CONTENT_PREFIX) != (content_sha256 is not None):
+    # exactly where the writer put them, never inside details. (They cannot
+    # span the time, whose neighbours are fixed.)
+    if head.count(CONTENT_PREFIX) + tail.count(CONTENT_PREFIX) != (content_sha256 is not None):
         raise ValueError(f"audit details may not use the key {CONTENT_KEY!r}")
-    return leaf
+    return Leaf(head, tail)
 
 
 def _nullable(text: str | None) -> str:
@@ -168,6 +187,12 @@ def next_chain(previous: bytes, hashed_leaf: bytes) -> bytes:
 
 def now_us() -> int:
     return time.time_ns() // 1000
+
+
+@cache
+def _process_members(pid: int) -> tuple[str, str, str]:
+    """This process's boot, host and pid members of every leaf, encoded once (per pid)."""
+    return ',"boot":' + _string(_boot_id()), ',"host":' + _string(_host()), f',"pid":{pid}'
 
 
 @cache

@@ -1,25 +1,27 @@
-"""The log's SQLite database: schema, the single-writer append, and reads.
+"""The log's SQLite database: schema, the append transaction, and reads.
 
 Durability: WAL with synchronous=FULL, so a committed event survives power
-loss. Concurrency: every append is one BEGIN IMMEDIATE transaction that reads
-the chain head and writes after it, so processes appending at once queue up
-and never fork the chain. Triggers refuse UPDATE and DELETE (prune may only
-drop the content of events a logged prune covers). Triggers are guard rails
-against mistakes; the hash chain and signed checkpoints are what detect a
-determined tamperer, and the officer's trusted checkpoint is what bounds one
-who holds the device key.
+loss. Concurrency: every append (one event, or the group that a process's
+threads recorded at once, see AuditLog.record_batch) is one BEGIN IMMEDIATE
+transaction that reads the chain head and writes after it, so processes
+appending at once queue up and never fork the chain. Triggers refuse UPDATE
+and DELETE (prune may only drop the content of events a logged prune covers).
+Triggers are guard rails against mistakes; the hash chain and signed
+checkpoints are what detect a determined tamperer, and the officer's trusted
+checkpoint is what bounds one who holds the device key.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import multiprocessing
 import os
 import sqlite3
 import threading
 import urllib.parse
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +35,10 @@ from appliance.audit.record import (
     GENESIS_CHAIN,
     Actor,
     Event,
+    Leaf,
     encode_leaf,
     leaf_hash,
+    leaf_template,
     next_chain,
     now_us,
 )
@@ -104,14 +108,24 @@ BEGIN SELECT RAISE(ABORT, 'the log identity is fixed'); END;
 _INSERT = "INSERT INTO events (seq, leaf, leaf_hash, chain, content) VALUES (?, ?, ?, ?, ?)"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Pending:
-    """An event ready to append: its content already sealed (or none)."""
+    """An event ready to append: its leaf but for the time, its content sealed (or none)."""
 
-    event: Event
+    leaf: Leaf
     content: bytes | None = None
-    content_sha256: str | None = None
     content_key: tuple[bytes, bytes] | None = None  # (id, sealed key) the content needs
+
+    @classmethod
+    def of(
+        cls,
+        event: Event,
+        content: bytes | None = None,
+        content_key: tuple[bytes, bytes] | None = None,
+    ) -> Pending:
+        """`event` with its sealed `content`; ValueError if its leaf cannot be written."""
+        digest = None if content is None else hashlib.sha256(content).hexdigest()
+        return cls(leaf_template(event, digest), content, content_key)
 
 
 class Store:
@@ -146,32 +160,39 @@ class Store:
     def append(
         self, batch: Sequence[Pending], *, checkpoint: bool
     ) -> tuple[int, Checkpoint | None]:
-        """Append `batch` in one durable transaction; the last seq and any checkpoint.
+        """Append `batch` in order, in one durable transaction; the last seq and any checkpoint.
 
-        The head this handle last wrote is tried first: if another process
-        appended since, that seq is taken, the insert fails on the primary
-        key, and the real head is read. Either way the write lock is held, so
-        the chain cannot fork.
+        The events share one time, taken under the write lock. The head this
+        handle last wrote is tried first: if another process appended since,
+        that seq is taken, the insert fails on the primary key, and the real
+        head is read. Either way the write lock is held, so the chain cannot
+        fork. On failure nothing of the batch is stored.
         """
         head = self._head_cache
         self._head_cache = None
-        with self._transaction():
-            seq, chain = head or self._head()
-            for index, pending in enumerate(batch):
-                if pending.content_key is not None:
-                    self.conn.execute(
-                        "INSERT OR IGNORE INTO content_keys (id, sealed) VALUES (?, ?)",
-                        pending.content_key,
-                    )
-                leaf = encode_leaf(pending.event, now_us(), pending.content_sha256)
-                try:
-                    seq, chain = self._insert(seq, chain, leaf, pending.content)
-                except sqlite3.IntegrityError:
-                    if index > 0 or head is None:
-                        raise
-                    seq, chain = self._head()  # another writer moved the head
-                    seq, chain = self._insert(seq, chain, leaf, pending.content)
+        # _transaction, inline: its generator costs a microsecond on the path of every event.
+        self._begin()
+        try:
+            time_us = now_us()
+            keys = {pending.content_key for pending in batch if pending.content_key is not None}
+            if keys:
+                self.conn.executemany(
+                    "INSERT OR IGNORE INTO content_keys (id, sealed) VALUES (?, ?)", keys
+                )
+            rows = [(pending.leaf.at(time_us), pending.content) for pending in batch]
+            try:  # the first row alone: only its failure can mean a stale head
+                seq, chain = self._insert(*(head or self._head()), rows[:1])
+            except sqlite3.IntegrityError:
+                if head is None:
+                    raise
+                seq, chain = self._insert(*self._head(), rows[:1])  # another writer moved the head
+            if len(rows) > 1:
+                seq, chain = self._insert(seq, chain, rows[1:])
             made = self._checkpoint(seq, chain) if checkpoint else None
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            self._roll_back(exc)
+            raise
         self._head_cache = (seq, chain)
         return seq, made
 
@@ -192,7 +213,7 @@ class Store:
                 "SELECT count(*) FROM events WHERE seq <= ? AND content IS NOT NULL", (through,)
             ).fetchone()[0]
             event = Event(actor, "prune", None, "ok", None, {**details, "through_seq": through})
-            seq, chain = self._insert(*self._head(), encode_leaf(event, now_us(), None))
+            seq, chain = self._insert(*self._head(), [(encode_leaf(event, now_us(), None), None)])
             self.conn.execute(
                 "UPDATE events SET content = NULL WHERE seq <= ? AND content IS NOT NULL",
                 (through,),
@@ -302,7 +323,7 @@ class Store:
                 details={"log": log_id, "device_key": self.key.public.fingerprint},
             )
             leaf = encode_leaf(genesis, now_us(), None)
-            _, chain = self._insert(0, GENESIS_CHAIN, leaf)
+            _, chain = self._insert(0, GENESIS_CHAIN, [(leaf, None)])
             self.log_id = log_id
             self._checkpoint(1, chain)
             return log_id
@@ -310,28 +331,38 @@ class Store:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         """BEGIN IMMEDIATE ... COMMIT; any SQLite failure becomes an AuditError."""
-        try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._failure(exc) from None
+        self._begin()
         try:
             yield
             self.conn.execute("COMMIT")
         except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                self.conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise self._failure(exc) from None
+            self._roll_back(exc)
             raise
 
+    def _begin(self) -> None:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._failure(exc) from None
+
+    def _roll_back(self, exc: BaseException) -> None:
+        """Undo the open transaction after `exc`; an SQLite failure is raised as AuditError."""
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise self._failure(exc) from None
+
     def _insert(
-        self, seq: int, chain: bytes, leaf: bytes, content: bytes | None = None
+        self, seq: int, chain: bytes, rows: Iterable[tuple[bytes, bytes | None]]
     ) -> tuple[int, bytes]:
-        """Store `leaf` after the event (seq, chain); return the new head."""
-        hashed = leaf_hash(leaf)
-        head = (seq + 1, next_chain(chain, hashed))
-        self.conn.execute(_INSERT, (head[0], leaf, hashed, head[1], content))
-        return head
+        """Store (leaf, content) rows after the event (seq, chain); return the new head."""
+        chained = []
+        for leaf, content in rows:
+            hashed = leaf_hash(leaf)
+            seq, chain = seq + 1, next_chain(chain, hashed)
+            chained.append((seq, leaf, hashed, chain, content))
+        self.conn.executemany(_INSERT, chained)
+        return seq, chain
 
     def _head(self) -> tuple[int, bytes]:
         query = "SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1"

@@ -28,8 +28,10 @@ from appliance.bundle.archive import Progress, write_bundle
 from appliance.bundle.keys import load_signer
 from appliance.bundle.manifest import MANIFEST, MODEL_DIR, is_release
 from appliance.engine import read_gguf, sha256_file
+from appliance.engine.compare import EVALUATION_TEXTS, compare, evaluation_text
 from appliance.engine.info import quantization_of
 from appliance.engine.quantize import QuantizeReport, quantize
+from appliance.engine.report import Report, write_report
 from appliance.errors import BundleError, UsageError
 from appliance.policy import load_policy
 
@@ -41,6 +43,7 @@ DOCS = (
     "docs/formats/audit.md",
     "docs/formats/policy.md",
     "docs/formats/bundle.md",
+    "docs/formats/model-report.md",
 )
 INSTALLER = ("installer/install.sh", "installer/appliance.service", "installer/README.md")
 
@@ -57,6 +60,7 @@ class BuildRequest:
     release: str
     out: Path
     quantize: str | None = None
+    report_texts: tuple[str, ...] = EVALUATION_TEXTS  # what the quantized model is measured on
     wheelhouse: Path | None = None  # None: collect with pip (needs the package index)
     timestamp_days: int = 30
 
@@ -69,6 +73,7 @@ class BuildResult:
     metadata_version: int
     content_id: str
     quantized: QuantizeReport | None
+    report: Report | None = None  # the lightweighting report, when the build quantized
 
 
 def build(request: BuildRequest, stage: Stage) -> BuildResult:
@@ -120,6 +125,15 @@ def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
     files.update({path: SOURCE_ROOT / path for path in DOCS if (SOURCE_ROOT / path).is_file()})
     inputs = sum(path.stat().st_size for path in files.values()) - sealed.stat().st_size
     inputs += request.model.stat().st_size
+    measured = None
+    if report is not None:
+        # Every quantized bundle carries what quantizing cost, measured against its source.
+        with stage("Measuring the quantized model against its source") as progress:
+            texts = [evaluation_text(text) for text in request.report_texts]
+            measured = compare(request.model, model, texts, progress=progress)
+        report_path = work / f"{name}.report.json"
+        write_report(measured, report_path)
+        files[f"{MODEL_DIR}{report_path.name}"] = report_path
 
     manifest: dict[str, Any] = {
         "release": request.release,
@@ -142,6 +156,7 @@ def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
                 "bytes": report.result_bytes,
                 "requantized": report.requantized,
             },
+            "report": f"{MODEL_DIR}{name}.report.json" if measured else None,
             "recipients": [str(recipient) for recipient in request.recipients],
         },
         "policy": {"name": policy.name, "version": policy.version, "sha256": policy.sha256},
@@ -163,7 +178,13 @@ def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
     with stage(f"Writing {request.out.name}") as progress:
         write_bundle(request.out, signed.members(), files, progress)
     return BuildResult(
-        request.out, request.out.stat().st_size, inputs, signed.version, content_id, report
+        request.out,
+        request.out.stat().st_size,
+        inputs,
+        signed.version,
+        content_id,
+        report,
+        measured,
     )
 
 

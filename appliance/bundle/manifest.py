@@ -51,6 +51,8 @@ def parse_manifest(data: bytes) -> Manifest:
         fields = (model["file"], model["content_id"], model["sha256"])
     except (ValueError, TypeError, KeyError):
         raise ValueError("it is incomplete") from None
+    except RecursionError:  # json recurses once per nested array or object
+        raise ValueError("it is nested too deeply") from None
     if not is_release(release):
         raise ValueError(f"its release {str(release)[:80]!r} is not a version such as 1.4.0")
     model_file, content_id, sha256 = fields

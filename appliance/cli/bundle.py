@@ -14,6 +14,7 @@ from appliance.bundle.verify import verify_bundle
 from appliance.cli.passphrase import add_passphrase_option, read_secret
 from appliance.cli.progress import byte_progress
 from appliance.engine import sha256_file
+from appliance.engine.compare import EVALUATION_TEXTS
 from appliance.engine.quantize import FILE_TYPES
 from appliance.fsutil import read_limited
 
@@ -36,6 +37,13 @@ def register(commands: Any) -> None:
         choices=FILE_TYPES,
         metavar="TYPE",
         help=f"quantize first ({', '.join(FILE_TYPES)})",
+    )
+    builder.add_argument(
+        "--report-text",
+        action="append",
+        metavar="FILE",
+        help="evaluation text for the quantized model's report (repeatable; "
+        f"default: the shipped {' and '.join(EVALUATION_TEXTS)})",
     )
     builder.add_argument("--policy", type=Path, required=True, metavar="FILE")
     builder.add_argument(
@@ -101,6 +109,7 @@ def run_build(args: argparse.Namespace) -> int:
         release=args.release,
         out=args.out,
         quantize=args.quantize,
+        report_texts=tuple(args.report_text or EVALUATION_TEXTS),
         wheelhouse=args.wheelhouse,
         timestamp_days=args.timestamp_days,
     )
@@ -109,6 +118,8 @@ def run_build(args: argparse.Namespace) -> int:
         print(f"quantized: {result.quantized.describe()}")
         if result.quantized.requantized:
             print("warning: the source was already quantized; quality is lost twice")
+    if result.report is not None:
+        print(f"report: {result.report.summary()}")
     print(f"model: {result.content_id} (sealed)")
     print(f"bundle: {result.path} {result.size:,} bytes (inputs {result.inputs:,} bytes)")
     print(f"metadata version {result.metadata_version}; sha256 {sha256_file(result.path)}")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 from appliance.audit import AuditLog, audit_dir
 from appliance.cli.generate import add_model_options, open_engine
-from appliance.config import GenerationParams, appliance_home
-from appliance.engine import Message
+from appliance.config import GenerationParams, appliance_home, load_home_config
+from appliance.engine import Message, sha256_file
+from appliance.engine.report import Report, read_report, report_for
 from appliance.errors import ApplianceError, CheckFailedError
+from appliance.fsutil import read_limited
 from appliance.policy import Policy, active_policy, active_policy_path
 from appliance.policy.override import airgap_verdict
 from appliance.textsafe import json_line, printable
@@ -40,6 +43,9 @@ def run_doctor(args: argparse.Namespace) -> int:
         for check in checks:
             mark = {True: "ok  ", False: "FAIL", None: "warn"}[check["ok"]]
             print(f"{mark}  {check['name']:<8} {printable(check['detail'])}")
+            if check.get("report"):
+                summary = Report.from_dict(check["report"]).summary()
+                print(f"      {'report':<8} {printable(summary)}")
     if not ok:
         failed = ", ".join(c["name"] for c in checks if c["ok"] is False)
         raise CheckFailedError(f"appliance doctor: {failed} failed")
@@ -72,7 +78,32 @@ def _model(args: argparse.Namespace) -> dict[str, Any]:
             tokens = generation.stats.completion_tokens
     except ApplianceError as exc:
         return _check("model", False, str(exc))
-    return _check("model", True, f"{name}: loaded, generated {tokens} token ({len(pieces)} piece)")
+    check = _check("model", True, f"{name}: loaded, generated {tokens} token ({len(pieces)} piece)")
+    try:
+        report = _model_report(args)
+    except ApplianceError as exc:
+        return _check("model", None, f"{check['detail']}; its report is unreadable: {exc}")
+    check["report"] = report.to_dict() if report else None
+    return check
+
+
+def _model_report(args: argparse.Namespace) -> Report | None:
+    """The lightweighting report of the served model: the installed release's (named
+    by its signed manifest), else the one beside a plain model file."""
+    if args.model is None:
+        manifest = load_home_config(appliance_home()).manifest
+        if manifest is None:
+            return None
+        model = json.loads(read_limited(manifest, 64 << 10, "the release manifest"))["model"]
+        name = model.get("report")
+        if not isinstance(name, str) or not name.startswith("model/") or ".." in name:
+            return None
+        report = read_report(manifest.parent / name)
+        return report if report.quantized.sha256 == model["sha256"] else None
+    path = Path(args.model)
+    if path.suffix == ".gguf" and path.with_name(path.name + ".report.json").is_file():
+        return report_for(path, sha256_file(path))
+    return None
 
 
 def _audit(home: Path, policy: Policy | None) -> dict[str, Any]:

@@ -1,14 +1,17 @@
-"""`appliance models ...`: the catalog, preparing the default model, inspecting files."""
+"""`appliance models ...`: the catalog, preparing, inspecting and lightweighting models."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from appliance import catalog
+from appliance.cli import lightweight
 from appliance.cli.progress import byte_progress
 from appliance.config import appliance_home
 from appliance.engine import ModelInfo, inspect_model
+from appliance.engine.report import Report, report_for
 from appliance.textsafe import json_line, printable
 
 
@@ -28,6 +31,8 @@ def register(commands: Any) -> None:
     inspect.add_argument("path", help="path to a .gguf file")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
     inspect.set_defaults(run=run_inspect)
+
+    lightweight.register(sub)
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -71,14 +76,16 @@ def run_prepare(args: argparse.Namespace) -> int:
 
 def run_inspect(args: argparse.Namespace) -> int:
     info = inspect_model(args.path)
+    # The lightweighting report beside the file, if it measured these very bytes.
+    report = report_for(Path(info.path), info.sha256) if info.sha256 else None
     if args.json:
-        print(json_line(info.to_dict(), indent=2))
+        print(json_line({**info.to_dict(), "report": report and report.to_dict()}, indent=2))
     else:
-        print(format_info(info))
+        print(format_info(info, report))
     return 0
 
 
-def format_info(info: ModelInfo) -> str:
+def format_info(info: ModelInfo, report: Report | None = None) -> str:
     context = f"{info.context_length:,} tokens" if info.context_length else "unknown"
     rows = [
         ("path", info.path),
@@ -92,6 +99,7 @@ def format_info(info: ModelInfo) -> str:
         ("tensors", str(info.tensor_count)),
         ("chat template", "yes" if info.has_chat_template else "no (plain transcript)"),
         ("sha256", info.sha256 or "not computed"),
+        ("report", report.summary() if report else "none (appliance models compare)"),
     ]
     # Name and architecture come from the file: escaped, so they cannot forge lines.
     return "\n".join(f"{label:<15} {printable(str(value))}" for label, value in rows)

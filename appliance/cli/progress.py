@@ -39,3 +39,33 @@ def byte_progress(description: str) -> Iterator[ByteProgress | None]:
             progress.update(task, completed=done, total=total)
 
         yield update
+
+
+@contextlib.contextmanager
+def step_progress(description: str) -> Iterator[ByteProgress | None]:
+    """Like `byte_progress`, counting steps (windows of text) instead of bytes."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update

@@ -168,16 +168,105 @@ def _last_error(exc: BaseException | None) -> str:
     return (_recent_errors[-1] if _recent_errors else str(exc or "unknown error")).rstrip(".")
 
 
-def quantize(source: Path, target: Path, file_type: str, *, requantize: bool) -> None:
-    """llama.cpp's quantizer, from a file `read_gguf` has already validated."""
+def quantize(
+    source: Path,
+    target: Path,
+    file_type: str,
+    *,
+    requantize: bool,
+    imatrix: dict[str, Any] | None = None,
+) -> None:
+    """llama.cpp's quantizer, from a file `read_gguf` has already validated.
+
+    `imatrix` maps tensor names to normalised importance values (float32
+    arrays), as llama.cpp's own quantize tool passes them.
+    """
     llama_cpp = _llama_cpp()
     _recent_errors.clear()
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{file_type}")
     params.allow_requantize = requantize
     params.nthread = physical_cores()
+    if imatrix:
+        # A NULL-named entry ends the array; the arrays stay referenced until the call returns.
+        entries = (llama_cpp.llama_model_imatrix_data * (len(imatrix) + 1))()
+        for entry, (name, values) in zip(entries, imatrix.items(), strict=False):
+            entry.name = name.encode()
+            entry.data = values.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+            entry.size = values.size
+        params.imatrix = entries
     status = llama_cpp.llama_model_quantize(
         str(source).encode(), str(target).encode(), ctypes.byref(params)
     )
     if status != 0:
         raise EngineError(f"llama.cpp could not quantize {source}: {_last_error(None)}")
+
+
+class Scorer:
+    """A model on llama.cpp's low-level API that returns logits only where asked.
+
+    One sequence, `n_ctx` tokens, batch and micro-batch of `n_ctx`: the same
+    settings `llama-perplexity -c N -b N` uses, so the numbers agree with it.
+    """
+
+    def __init__(self, path: Path, n_ctx: int, threads: int, flash_attention: bool) -> None:
+        llama_cpp = self._llama = _llama_cpp()
+        _recent_errors.clear()
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = 0  # the same device for both models: a fair comparison
+        self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        if not self.model:
+            raise EngineError(f"llama.cpp could not load {path}: {_last_error(None)}")
+        context = llama_cpp.llama_context_default_params()
+        context.n_ctx = context.n_batch = context.n_ubatch = n_ctx
+        context.n_seq_max = 1
+        context.n_threads = context.n_threads_batch = threads
+        enabled = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        context.flash_attn_type = enabled if flash_attention else 0
+        self.ctx = llama_cpp.llama_init_from_model(self.model, context)
+        if not self.ctx:
+            llama_cpp.llama_model_free(self.model)
+            raise EngineError(f"llama.cpp could not make a context for {path}")
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
+        self.bos = int(llama_cpp.llama_vocab_bos(self.vocab))
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+        self.batch = llama_cpp.llama_batch_init(n_ctx, 0, 1)
+
+    def tokenize(self, text: str) -> list[int]:
+        """As llama-perplexity does: special tokens added (BOS), none parsed in the text."""
+        data = text.encode()
+        size = len(data) + 2
+        while True:
+            buffer = (self._llama.llama_token * size)()
+            count = self._llama.llama_tokenize(
+                self.vocab, data, len(data), buffer, size, True, False
+            )
+            if count >= 0:
+                return list(buffer[:count])
+            size = -count
+
+    def decode(self, tokens: list[int], first_pos: int, want_logits_from: int) -> Any:
+        """Decode `tokens` at positions from `first_pos`; return the logits (a float
+        pointer, rows of n_vocab) of the tokens from index `want_logits_from`."""
+        batch = self.batch
+        for index, token in enumerate(tokens):
+            batch.token[index] = token
+            batch.pos[index] = first_pos + index
+            batch.n_seq_id[index] = 1
+            batch.seq_id[index][0] = 0
+            batch.logits[index] = index >= want_logits_from
+        batch.n_tokens = len(tokens)
+        if self._llama.llama_decode(self.ctx, batch) != 0:
+            raise EngineError(f"llama.cpp failed to decode: {_last_error(None)}")
+        if want_logits_from >= len(tokens):
+            return None
+        return self._llama.llama_get_logits_ith(self.ctx, want_logits_from)
+
+    def clear(self) -> None:
+        self._llama.llama_memory_clear(self._llama.llama_get_memory(self.ctx), True)
+
+    def close(self) -> None:
+        self._llama.llama_batch_free(self.batch)
+        self._llama.llama_free(self.ctx)
+        self._llama.llama_model_free(self.model)

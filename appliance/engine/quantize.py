@@ -13,12 +13,24 @@ from pathlib import Path
 
 from appliance.engine import native
 from appliance.engine.gguf import read_gguf
+from appliance.engine.imatrix import ImportanceMatrix
 from appliance.engine.info import quantization_of
 from appliance.errors import UsageError
 from appliance.fsutil import fsync_directory
 
 # Output types offered (llama.cpp's LLAMA_FTYPE_MOSTLY_* names).
-FILE_TYPES = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0", "F16", "BF16")
+FILE_TYPES = (
+    "Q2_K",
+    "Q3_K_M",
+    "Q4_K_S",
+    "Q4_K_M",
+    "Q5_K_S",
+    "Q5_K_M",
+    "Q6_K",
+    "Q8_0",
+    "F16",
+    "BF16",
+)
 UNQUANTIZED = ("F32", "F16", "BF16")
 
 
@@ -38,8 +50,11 @@ class QuantizeReport:
         )
 
 
-def quantize(source: Path, target: Path, file_type: str) -> QuantizeReport:
-    """Quantize `source` to `file_type` into a new file `target`."""
+def quantize(
+    source: Path, target: Path, file_type: str, imatrix: ImportanceMatrix | None = None
+) -> QuantizeReport:
+    """Quantize `source` to `file_type` into a new file `target`, guided by an
+    importance matrix if one is given."""
     if file_type not in FILE_TYPES:
         raise UsageError(f"unknown quantization '{file_type}' (use {', '.join(FILE_TYPES)})")
     if target.exists():
@@ -48,7 +63,8 @@ def quantize(source: Path, target: Path, file_type: str) -> QuantizeReport:
     requantized = source_type not in UNQUANTIZED
     staged = target.with_name(f".{target.name}.partial")
     try:
-        native.quantize(source, staged, file_type, requantize=requantized)
+        entries = imatrix.entries if imatrix else None
+        native.quantize(source, staged, file_type, requantize=requantized, imatrix=entries)
         result = read_gguf(staged)
         with open(staged, "rb") as handle:
             os.fsync(handle.fileno())

@@ -124,6 +124,8 @@ def load_policy(path: Path) -> Policy:
         raw = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise PolicyError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise PolicyError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
     return _Reader(str(path)).policy(raw, hashlib.sha256(data).hexdigest())
 
 
@@ -293,6 +295,10 @@ class _Reader:
             except re.error as exc:
                 raise self.fail(
                     f"{key}.pattern", f"not a valid regular expression ({exc})"
+                ) from None
+            except (OverflowError, RecursionError):  # a{99999999999}, or groups nested deeply
+                raise self.fail(
+                    f"{key}.pattern", "not a valid regular expression (too large or too deep)"
                 ) from None
             if pattern.search(""):
                 raise self.fail(f"{key}.pattern", "matches the empty string")

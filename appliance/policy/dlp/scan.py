@@ -39,9 +39,10 @@ def _detect(norm: Normalised, policy: Policy | None) -> list[Finding]:
     found = [f for detector in WORDS for f in detector(norm.text)]
     found += [f for detector in NUMBERS for f in detector(norm.digits)]
     for custom in policy.custom if policy else ():
-        found += [
+        found += [  # a pattern may still match nothing somewhere (\b, a lookahead): no finding
             Finding(custom.id, m.start(), m.end(), "pattern")
             for m in custom.pattern.finditer(norm.text)
+            if m.end() > m.start()
         ]
     mapped = []
     for f in found:
