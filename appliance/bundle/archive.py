@@ -18,7 +18,7 @@ import posixpath
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Self, cast
 
 from appliance.errors import BundleError
 from appliance.fsutil import atomic_writer
@@ -27,6 +27,10 @@ METADATA = "metadata/"
 TARGETS = "targets/"
 MAX_MEMBERS = 10_000
 CHUNK = 1 << 20
+# PAX and GNU long-name headers: tarfile reads their whole data into memory.
+EXTENDED_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                  tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)  # fmt: skip
+MAX_EXTENDED = 64 << 10
 
 Progress = Callable[[int, int], None]
 
@@ -79,13 +83,28 @@ class _Counter:
         return block
 
 
+class _CheckedInfo(tarfile.TarInfo):
+    """A member header checked as tarfile reads it, before tarfile acts on its size:
+    it seeks by a member's size (a negative one lands before the file) and reads an
+    extended header's size whole (an enormous one fails or fills memory)."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+        info = super().frombuf(buf, encoding, errors)
+        if info.size < 0:
+            raise tarfile.HeaderError(f"the member '{info.name}' has a negative size")
+        if info.type in EXTENDED_TYPES and info.size > MAX_EXTENDED:
+            raise tarfile.HeaderError(f"an extended tar header claims {info.size:,} bytes")
+        return info
+
+
 class BundleArchive:
     """A bundle opened for reading: member headers checked, nothing extracted."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._tar = tarfile.open(path, mode="r:")  # noqa: SIM115 (closed by close())
+            self._tar = tarfile.open(path, mode="r:", tarinfo=_CheckedInfo)  # noqa: SIM115
         except FileNotFoundError:
             raise BundleError(f"{path} does not exist") from None
         except (tarfile.TarError, OSError) as exc:
@@ -131,6 +150,8 @@ class BundleArchive:
             raise self._refuse(name, f"is a link (to {info.linkname})")
         if not info.isreg():
             raise self._refuse(name, "is not a plain file (a device, folder or FIFO)")
+        if info.size < 0:  # a PAX size: tarfile would seek before the file for the next one
+            raise self._refuse(name, "has a negative size")
         if not name.startswith((METADATA, TARGETS)) or name in (METADATA, TARGETS):
             raise self._refuse(name, "is outside the bundle's metadata and targets")
 
