@@ -117,6 +117,8 @@ def test_a_custom_pattern_that_matches_nothing_somewhere_finds_nothing_there() -
         ("negative-size.bundle", "negative size"),  # was OSError: tarfile seeked before 0
         ("pax-header-negative-size.bundle", "negative size"),  # was OverflowError in tarfile
         ("pax-header-32-tib.bundle", "extended tar header claims"),  # was MemoryError
+        ("sparse-member.bundle", "is a sparse file"),  # was IndexError in tarfile
+        ("pax-sparse-map.bundle", "invalid literal"),  # was ValueError in tarfile
     ],
 )
 def test_tar_headers_that_crashed_the_bundle_reader(name: str, fragment: str) -> None:

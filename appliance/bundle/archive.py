@@ -31,6 +31,9 @@ CHUNK = 1 << 20
 EXTENDED_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                   tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)  # fmt: skip
 MAX_EXTENDED = 64 << 10
+# tarfile reports most damage as TarError, but some (GNU sparse maps, numbers out
+# of range, seeks before the file) as these: on a bundle, each means "damaged".
+TAR_FAILURES = (tarfile.TarError, OSError, ValueError, IndexError, OverflowError)
 
 Progress = Callable[[int, int], None]
 
@@ -84,9 +87,10 @@ class _Counter:
 
 
 class _CheckedInfo(tarfile.TarInfo):
-    """A member header checked as tarfile reads it, before tarfile acts on its size:
-    it seeks by a member's size (a negative one lands before the file) and reads an
-    extended header's size whole (an enormous one fails or fills memory)."""
+    """A member header checked as tarfile reads it, before tarfile acts on it: it
+    seeks by a member's size (a negative one lands before the file), reads an
+    extended header's size whole (an enormous one fills memory), and follows the
+    maps of sparse files, which a bundle never holds."""
 
     @classmethod
     def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
@@ -95,6 +99,8 @@ class _CheckedInfo(tarfile.TarInfo):
             raise tarfile.HeaderError(f"the member '{info.name}' has a negative size")
         if info.type in EXTENDED_TYPES and info.size > MAX_EXTENDED:
             raise tarfile.HeaderError(f"an extended tar header claims {info.size:,} bytes")
+        if info.type == tarfile.GNUTYPE_SPARSE:
+            raise tarfile.HeaderError(f"the member '{info.name}' is a sparse file")
         return info
 
 
@@ -107,7 +113,7 @@ class BundleArchive:
             self._tar = tarfile.open(path, mode="r:", tarinfo=_CheckedInfo)  # noqa: SIM115
         except FileNotFoundError:
             raise BundleError(f"{path} does not exist") from None
-        except (tarfile.TarError, OSError) as exc:
+        except TAR_FAILURES as exc:
             raise BundleError(f"{path} is not a bundle: {exc}") from None
         try:
             self.members = self._check_members()
@@ -126,19 +132,28 @@ class BundleArchive:
 
     def _check_members(self) -> dict[str, tarfile.TarInfo]:
         members: dict[str, tarfile.TarInfo] = {}
-        try:
-            for count, info in enumerate(self._tar, start=1):
-                if count > MAX_MEMBERS:
-                    raise self._refuse(info.name, f"more than {MAX_MEMBERS} members")
-                self._check(info)
-                if info.name in members:
-                    raise self._refuse(info.name, "appears twice")
-                members[info.name] = info
-        except tarfile.TarError as exc:
-            raise BundleError(f"{self.path} is damaged: {exc}") from None
+        for count, info in enumerate(self._headers(), start=1):
+            if count > MAX_MEMBERS:
+                raise self._refuse(info.name, f"more than {MAX_MEMBERS} members")
+            self._check(info)
+            if info.name in members:
+                raise self._refuse(info.name, "appears twice")
+            members[info.name] = info
         if not any(name.startswith(METADATA) for name in members):
             raise BundleError(f"{self.path} is not a bundle: it has no metadata")
         return members
+
+    def _headers(self) -> Iterator[tarfile.TarInfo]:
+        """Each member header as tarfile reads it, its failures reported as ours."""
+        headers = iter(self._tar)
+        while True:
+            try:
+                info = next(headers)
+            except StopIteration:
+                return
+            except TAR_FAILURES as exc:
+                raise BundleError(f"{self.path} is damaged: {exc}") from None
+            yield info
 
     def _check(self, info: tarfile.TarInfo) -> None:
         name = info.name
