@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 ByteProgress = Callable[[int, int], None]
 
@@ -15,11 +16,9 @@ def byte_progress(description: str) -> Iterator[ByteProgress | None]:
     if not sys.stderr.isatty():
         yield None
         return
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
-        Progress,
         TextColumn,
         TimeRemainingColumn,
         TransferSpeedColumn,
@@ -32,12 +31,7 @@ def byte_progress(description: str) -> Iterator[ByteProgress | None]:
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
+    with _bar(description, columns) as update:
         yield update
 
 
@@ -47,11 +41,9 @@ def step_progress(description: str) -> Iterator[ByteProgress | None]:
     if not sys.stderr.isatty():
         yield None
         return
-    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeRemainingColumn,
     )
@@ -62,6 +54,16 @@ def step_progress(description: str) -> Iterator[ByteProgress | None]:
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
+    with _bar(description, columns) as update:
+        yield update
+
+
+@contextlib.contextmanager
+def _bar(description: str, columns: tuple[Any, ...]) -> Iterator[ByteProgress]:
+    """A transient bar on stderr with `columns`; yields the update callback."""
+    from rich.console import Console
+    from rich.progress import Progress
+
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(description, total=None)
 

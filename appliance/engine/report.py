@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from appliance.errors import ModelFormatError
+from appliance.fsutil import atomic_writer
 
 KIND = "appliance.model-report"
 SCHEMA = 1
@@ -159,9 +159,9 @@ def sidecar(model: Path) -> Path:
 
 def write_report(report: Report, path: Path) -> None:
     """Write atomically: a half-written report is never read."""
-    staged = path.with_name(f".{path.name}.partial")
-    staged.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
-    os.replace(staged, path)
+    text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    with atomic_writer(path, mode=0o644) as sink:
+        sink.write(text.encode())
 
 
 def read_report(path: Path) -> Report:
