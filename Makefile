@@ -85,6 +85,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/dlp.py
 	$(BIN)/python bench/signin.py
+	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/tui.py
 	$(BIN)/python bench/bundle.py
 	$(BIN)/python bench/quantize.py

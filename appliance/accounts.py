@@ -23,6 +23,7 @@ from pathlib import Path
 
 from appliance.audit import Actor, AuditLog, Event
 from appliance.errors import PermissionDeniedError, UsageError
+from appliance.homestate import record_state
 from appliance.identity import Account, Principal, Request, Users, check_account
 from appliance.policy import Policy
 from appliance.seal import Identity
@@ -67,7 +68,8 @@ class AccountAdmin:
         with Users(self.home) as users:
             users.add(name, role, level, password, self.policy.min_password_length)
         details = {"role": role, "clearance": level}
-        self.log.record(Event(self.actor, "user_add", name, details=details), checkpoint=True)
+        self.log.record(Event(self.actor, "user_add", name, details=details))
+        record_state(self.home, self.log, self.actor, "user_add")
         return level
 
     def request_officer(self, name: str, clearance: str | None) -> Request:
@@ -97,7 +99,8 @@ class AccountAdmin:
             "clearance": request.clearance,
             "requested_by": request.requested_by,
         }
-        self.log.record(Event(self.actor, "user_approve", name, details=details), checkpoint=True)
+        self.log.record(Event(self.actor, "user_approve", name, details=details))
+        record_state(self.home, self.log, self.actor, "user_approve")
         return request
 
     def authorize_password(self, name: str) -> None:
@@ -112,16 +115,16 @@ class AccountAdmin:
         with Users(self.home) as users:
             users.set_password(name, password, self.policy.min_password_length, must_change=not own)
         details = {"reset": not own}
-        self.log.record(
-            Event(self.actor, "password_change", name, details=details), checkpoint=True
-        )
+        self.log.record(Event(self.actor, "password_change", name, details=details))
+        record_state(self.home, self.log, self.actor, "password_change")
 
     def set_locked(self, name: str, *, locked: bool) -> None:
         self.authorize(self._permission_over(name))
         with Users(self.home) as users:
             (users.lock if locked else users.unlock)(name)
         action = "user_lock" if locked else "user_unlock"
-        self.log.record(Event(self.actor, action, name), checkpoint=True)
+        self.log.record(Event(self.actor, action, name))
+        record_state(self.home, self.log, self.actor, action)
 
     def _permission_over(self, name: str) -> str:
         """Officer accounts belong to officers; every other account to admins."""
@@ -189,4 +192,5 @@ def recover_officer(
             users.set_password(name, password, policy.min_password_length, must_change=False)
             users.unlock(name)
     details = {"created": account is None}
-    log.record(Event(actor, "officer_recovery", name, details=details), checkpoint=True)
+    log.record(Event(actor, "officer_recovery", name, details=details))
+    record_state(home, log, actor, "officer_recovery")

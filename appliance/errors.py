@@ -16,9 +16,13 @@ class ApplianceError(Exception):
     exit_code: ClassVar[int] = 1
     summary: ClassVar[str] = "internal error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, code: str | None = None, **params: object) -> None:
         super().__init__(message)
         self.message = message
+        # A stable message id and its parameters, so that a client in another
+        # language can say the same in its own words (docs/formats/protocol.md).
+        self.code = code or type(self).__name__.removesuffix("Error").lower()
+        self.params = params
 
     def __str__(self) -> str:
         return self.message
@@ -134,6 +138,20 @@ class CheckFailedError(ApplianceError):
     summary = "a health check failed"
 
 
+class BusyError(ApplianceError):
+    """The service has no room for the request now: too many sessions or queued answers."""
+
+    exit_code = 18
+    summary = "the appliance is busy"
+
+
+class ServiceError(ApplianceError):
+    """The appliance service cannot be reached, or broke the protocol."""
+
+    exit_code = 19
+    summary = "the appliance service is unavailable"
+
+
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
@@ -154,4 +172,6 @@ ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
     PermissionDeniedError,
     BundleError,
     CheckFailedError,
+    BusyError,
+    ServiceError,
 )

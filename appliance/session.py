@@ -28,9 +28,10 @@ from appliance.audit import Actor, AuditLog, Event
 from appliance.config import GenerationParams
 from appliance.engine import Engine, Generation, GenerationStats, Message
 from appliance.errors import ApplianceError, AuthenticationError, BlockedError
+from appliance.homestate import record_state
 from appliance.identity import DEV_ROLE, Principal, Users, check_account, has_users
 from appliance.policy import Checked, Level, OutputGuard, Policy, check_input
-from appliance.policy.override import airgap_verdict
+from appliance.policy.override import Override, airgap_verdict, check_grant, grant
 
 SETUP_HINT = (
     "an admin and an officer create the first accounts with "
@@ -86,6 +87,27 @@ def authenticate(home: Path, policy: Policy, log: AuditLog, user: str, password:
     return principal
 
 
+def session_level(
+    policy: Policy, principal: Principal, declared: str | None, log: AuditLog
+) -> Level:
+    """The level a session works at: the one declared (else the policy's default),
+    never above the user's clearance (a refusal is audited)."""
+    level = policy.level(declared or policy.default_level)
+    clearance = policy.level(principal.clearance)
+    if level.rank > clearance.rank:
+        actor = Actor(principal.user, principal.role)
+        details = {"level": level.id, "clearance": clearance.id}
+        log.record(Event(actor, "policy_block", "appliance", "denied", level.id, details))
+        raise BlockedError(
+            f"{principal.user} is cleared to {clearance.name(policy.language)}, "
+            f"not {level.name(policy.language)}",
+            code="level_above_clearance",
+            level=level.id,
+            clearance=clearance.id,
+        )
+    return level
+
+
 def check_airgap(home: Path, policy: Policy, actor: Actor, log: AuditLog) -> str:
     """'air-gapped', or why not; refuses (audited) where the policy requires the gap."""
     verdict = airgap_verdict(home, policy.require_airgap, policy.airgap_override_max_minutes)
@@ -97,6 +119,24 @@ def check_airgap(home: Path, policy: Policy, actor: Actor, log: AuditLog) -> str
         f"policy {policy.describe()} requires an air gap, but {verdict.detail}; "
         "run the appliance under its systemd unit (no network) or disconnect the host"
     )
+
+
+def grant_airgap_override(
+    home: Path, policy: Policy, log: AuditLog, principal: Principal, minutes: int, reason: str
+) -> Override:
+    """An officer lets the appliance serve off the air gap for a while: audited first,
+    bounded by the policy, and signed into the home's state."""
+    actor = Actor(principal.user, principal.role)
+    if not principal.may("airgap.override"):  # a refusal is audited, as every other
+        refused = {"permission": "airgap.override"}
+        log.record(Event(actor, "policy_block", "airgap override", "denied", details=refused))
+        principal.require("airgap.override")
+    check_grant(minutes, reason, policy.airgap_override_max_minutes, policy.describe())
+    details = {"minutes": minutes, "reason": reason}
+    log.record(Event(actor, "config_change", "airgap override", details=details), checkpoint=True)
+    override = grant(home, actor.user, minutes, reason)
+    record_state(home, log, actor, "airgap override")
+    return override
 
 
 @dataclass
@@ -123,6 +163,7 @@ class Session:
     principal: Principal
     model: str  # what the audit log names as the object: a content id or file name
     level: Level  # the level the user declared for this session
+    origin: dict[str, Any] = field(default_factory=dict)  # the client's OS identity, audited
     last_active: float = field(default_factory=time.monotonic)
 
     @property
@@ -138,14 +179,18 @@ class Session:
         """Whether the user is cleared to the policy's highest level (nothing to withhold)."""
         return self.clearance.rank >= self.policy.levels[-1].rank
 
-    def check_still_allowed(self) -> None:
-        """Before every action: idle timeout, the account unchanged, the role, the air gap."""
+    def check_active(self) -> None:
+        """Before every action: the idle timeout, the account unchanged since sign-in."""
         self._check_idle()
         try:
             check_account(self.home, self.principal)
-        except AuthenticationError:
+        except AuthenticationError as exc:
             self.sign_out("account changed")
-            raise
+            raise AuthenticationError(exc.message, code="account_changed") from None
+
+    def check_still_allowed(self) -> None:
+        """Before every question: active, the role may ask, the air gap holds."""
+        self.check_active()
         self.principal.require("ask")
         check_airgap(self.home, self.policy, self.actor, self.audit)
 
@@ -192,6 +237,7 @@ class Session:
             "temperature": params.temperature,
             "seed": params.seed,
             "redacted": redacted,
+            **self.origin,
         }
         event = Event(self.actor, "ask", self.model, label=label.id, details=details)
         ask_seq = self.audit.record(event, content)
@@ -216,7 +262,9 @@ class Session:
             self.sign_out("idle")
             raise AuthenticationError(
                 f"the session was idle for more than {self.policy.idle_timeout_minutes} "
-                "minutes; sign in again"
+                "minutes; sign in again",
+                code="idle",
+                minutes=self.policy.idle_timeout_minutes,
             )
         self.last_active = time.monotonic()
 

@@ -2,7 +2,7 @@
 # Install a signed offline bundle of the appliance on a host with no network.
 #
 #   install.sh NAME.bundle [--prefix DIR] [--trust root.json] [--identity FILE]
-#              [--expect-sha256 HEX]
+#              [--expect-sha256 HEX] [--service-user NAME|UID:GID] [--no-service]
 #
 # Needs Python 3.11 or newer and nothing else. On a host where the appliance
 # is installed, the installed release verifies the new bundle and upgrades.
@@ -13,6 +13,13 @@
 # --expect-sha256 (the sha256 the build station printed) so that the verifier
 # itself is the one that was signed. pip and the verifier run isolated: no
 # PIP_* or PYTHON* variable and no pip.conf can add other wheels or code.
+#
+# Run as root, it also sets up the service: it creates the system user and
+# group (--service-user, default appliance) if missing, has the install give
+# PREFIX/home to that user and write PREFIX/appliance.service and
+# /etc/appliance/service.toml, then (where systemd runs) copies the unit to
+# /etc/systemd/system/ and enables it; after an upgrade it restarts a running
+# service. --no-service skips all of that.
 set -eu
 
 PYTHON=""
@@ -55,7 +62,59 @@ parser.add_argument("--prefix", type=Path, default=Path(os.environ.get("APPLIANC
 parser.add_argument("--trust", type=Path)
 parser.add_argument("--identity", type=Path)
 parser.add_argument("--expect-sha256")
+parser.add_argument("--service-user", default="appliance")
+parser.add_argument("--service-marker", type=Path)  # elsewhere than /etc/appliance (tests)
+parser.add_argument("--no-service", action="store_true")
 args = parser.parse_args()
+SERVICE = os.geteuid() == 0 and not args.no_service
+UNIT = Path("/etc/systemd/system/appliance.service")
+
+
+def service_user() -> list[str]:
+    """As root: the system user the service runs as, created if missing."""
+    if not SERVICE:
+        return []
+    name = args.service_user
+    if not name.partition(":")[0].isdigit():  # numeric UID:GID needs no passwd entry
+        import pwd
+
+        try:
+            pwd.getpwnam(name.partition(":")[0])
+        except KeyError:
+            shell = next((s for s in ("/usr/sbin/nologin", "/sbin/nologin") if os.path.exists(s)),
+                         "/bin/false")
+            made = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                                   "--home-dir", str(args.prefix / "home"), "--shell", shell,
+                                   "--comment", "Sovereign AI appliance service",
+                                   name.partition(":")[0]])
+            if made.returncode != 0:
+                fail(f"cannot create the service user {name}", 2)
+            print(f"install.sh: created the system user {name}", file=sys.stderr)
+    marker = ["--service-marker", str(args.service_marker)] if args.service_marker else []
+    return ["--service-user", name, *marker]
+
+
+def enable_service(upgrade: bool) -> None:
+    """Where systemd runs: install the unit the installer rendered, enable it."""
+    if not SERVICE:
+        return
+    rendered = args.prefix / "appliance.service"
+    if not os.path.isdir("/run/systemd/system"):
+        print(f"install.sh: systemd is not running; install {rendered} yourself",
+              file=sys.stderr)
+        return
+    staged = UNIT.with_name(f".{UNIT.name}.new")
+    shutil.copyfile(rendered, staged)
+    os.chmod(staged, 0o644)
+    os.replace(staged, UNIT)
+    for command in (["daemon-reload"], ["enable", UNIT.name]) + (
+            (["try-restart", UNIT.name],) if upgrade else ()):
+        if subprocess.run(["systemctl", *command]).returncode != 0:
+            fail(f"'systemctl {' '.join(command)}' failed", 2)
+    if not upgrade:
+        print(f"install.sh: {UNIT} is enabled; start it with 'systemctl start {UNIT.name}'",
+              file=sys.stderr)
+
 
 if not args.bundle.is_file():
     fail(f"{args.bundle} does not exist", 2)
@@ -69,8 +128,12 @@ if args.expect_sha256 and not hmac.compare_digest(digest.hexdigest(), args.expec
 
 installed = args.prefix / "bin" / "appliance"
 if installed.exists():  # the installed, already trusted release verifies the new one
-    command = [str(installed), "upgrade", str(args.bundle), "--prefix", str(args.prefix)]
-    os.execv(command[0], command)
+    command = [str(installed), "upgrade", str(args.bundle), "--prefix", str(args.prefix),
+               *service_user()]
+    code = subprocess.run(command).returncode
+    if code == 0:
+        enable_service(upgrade=True)
+    sys.exit(128 - code if code < 0 else code)  # killed by a signal: as a shell says it
 
 if args.trust is None or args.identity is None:
     fail("a first install needs --trust root.json and --identity FILE", 2)
@@ -109,6 +172,9 @@ with tempfile.TemporaryDirectory(prefix="appliance-bootstrap-") as temp:
         fail("the bundle's wheels do not install on this host (see docs/formats/bundle.md)", 2)
     command = [python, "-I", "-m", "appliance", "install", str(args.bundle),
                "--prefix", str(args.prefix), "--trust", str(args.trust),
-               "--identity", str(args.identity)]
-    sys.exit(subprocess.run(command).returncode)
+               "--identity", str(args.identity), *service_user()]
+    code = subprocess.run(command).returncode
+if code == 0:
+    enable_service(upgrade=False)
+sys.exit(128 - code if code < 0 else code)
 BOOTSTRAP

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from appliance.audit import AuditLog
+from appliance.audit import Actor, AuditLog, audit_dir
+from appliance.homestate import record_state
 from appliance.identity import Users
 from appliance.policy import load_policy, shipped_policy
 from appliance.seal import Identity
@@ -32,6 +33,8 @@ def settle(home: Path, *names: str) -> None:
     with Users(home) as users:
         for name in names:
             users.set_password(name, PASSWORDS[name], 8, must_change=False)
+    with AuditLog(audit_dir(home)) as log:  # as `users passwd` would
+        record_state(home, log, Actor(names[0], "test"), "password_change")
 
 
 def setup_args(tmp_path: Path) -> list[str]:

@@ -24,6 +24,7 @@ from appliance.bundle import repository
 from appliance.bundle.archive import write_bundle
 from appliance.bundle.host import Host, install_wheels
 from appliance.errors import BundleError, ConfigError
+from appliance.seal import Identity, write_identity
 from tests.conftest import assert_one_line_error, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,11 +121,14 @@ def manifest(release: str = "2.0.0", **model: object) -> dict[str, object]:
 
 
 def install(prefix: Path, bundle: Path, keys: Path) -> None:
+    identity = keys / "site.key"  # a private file, copied into the home; never unsealed with
+    if not identity.exists():
+        write_identity(identity, Identity.generate(), None)
     Host(prefix, Actor("it", "installer")).install(
         bundle,
         upgrade=False,
         trust_root=keys / "root.json",
-        identity=keys / "root.json",  # any file: the stand-in never unseals
+        identity=identity,
         stage=lambda _description: contextlib.nullcontext(),
     )
 
@@ -198,6 +202,7 @@ def test_the_bootstrap_installs_only_the_bundles_wheels(
             str(bundle),
             *("--prefix", str(tmp_path / "prefix")),
             *("--trust", str(keys / "root.json"), "--identity", str(keys / "root.json")),
+            "--no-service",  # as root it would create a system user and enable a unit here
         ],
         capture_output=True,
         text=True,

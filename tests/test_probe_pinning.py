@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from appliance import catalog, seal
+from appliance.policy import HOME_POLICY, shipped_policy
 from tests.conftest import assert_one_line_error
 from tests.test_probe_hardening import UNLISTED, probe_children
 
@@ -41,9 +42,12 @@ def sealed(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
 
 def home_for(tmp_path: Path, sealed: dict[str, Path], model: str, sha256: str | None) -> Path:
-    """A home whose config names a sealed model, its key and (if any) a release manifest."""
+    """A home whose config names a sealed model, its key and (if any) a release manifest,
+    with the shipped default policy as its policy.toml (the installer links one in; a home
+    with an installed release has to have one)."""
     home = tmp_path / "home"
     home.mkdir()
+    (home / HOME_POLICY).write_bytes(shipped_policy("default").read_bytes())
     lines = ["[model]", f"path = {json.dumps(str(sealed['base'] / model))}"]
     if sha256 is not None:
         manifest = {

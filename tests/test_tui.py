@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, Markdown, OptionList, Select, Static
 
-from appliance.audit import AuditLog
+from appliance.audit import AuditLog, audit_dir
 from appliance.engine import GenerationStats
 from appliance.identity import Users
 from appliance.policy import load_policy, shipped_policy
@@ -114,8 +114,16 @@ def answer_of(app: ApplianceApp) -> str:
     return app.screen.query(Markdown).last().source
 
 
+def begin_log(home: Path) -> Path:
+    """Begin the home's audit log before any account is made, as `appliance setup` does (a
+    new log is begun only in a home without accounts); return the home."""
+    AuditLog(audit_dir(home)).close()
+    return home
+
+
 @pytest.fixture
 def accounts(tmp_path: Path) -> Path:
+    begin_log(tmp_path)
     with Users(tmp_path) as users:
         users.add("kim", "operator", "restricted", "operator-pass-1", 10, must_change=False)
     return tmp_path
@@ -143,7 +151,7 @@ def test_sign_in_then_a_streamed_answer_under_banners(accounts: Path) -> None:
         banners = [str(b.render()) for b in app.screen.query("Banner")]
         assert banners == ["공개 · UNCLASSIFIED"] * 2
         status = str(app.screen.query_one("#status", Static).render())
-        assert status.startswith("kim (operator) · default v2 · air-gapped")
+        assert status.startswith("kim (operator) · default v3 · air-gapped")
 
     run(app, scenario)
     assert engine.prompts == ["What is the capital of France?"]
@@ -302,7 +310,7 @@ def test_help_lists_the_keys_of_the_screen_and_status_shows_the_checks(accounts:
         assert isinstance(app.screen, ChatScreen)
         await pilot.press("f4")
         body = str(app.screen.query_one("#body", Static).render())
-        assert "policy    default v2" in body
+        assert "policy    default v3" in body
         assert "audit     verified" in body
         await pilot.press("escape")
         assert isinstance(app.screen, ChatScreen)

@@ -16,7 +16,7 @@ from appliance.tui.audit import AuditScreen
 from appliance.tui.chat import ChatScreen
 from appliance.tui.login import LoginScreen
 from appliance.tui.users import AccountForm, PasswordForm, UsersScreen
-from tests.test_tui import ScriptedEngine, ask, make_app, run, sign_in, until
+from tests.test_tui import ScriptedEngine, ask, begin_log, make_app, run, sign_in, until
 
 
 def _logouts(home: Path) -> list[dict]:
@@ -25,6 +25,7 @@ def _logouts(home: Path) -> list[dict]:
 
 
 def test_the_admin_and_officer_screens_time_out_too(tmp_path: Path) -> None:
+    begin_log(tmp_path)
     with Users(tmp_path) as users:
         users.add("park", "admin", "public", "admin-pass-123", 10, must_change=False)
         users.add("lee", "officer", "public", "officer-pass-1", 10, must_change=False)
@@ -50,6 +51,7 @@ def test_the_admin_and_officer_screens_time_out_too(tmp_path: Path) -> None:
 
 
 def test_locking_an_account_ends_its_open_session(tmp_path: Path) -> None:
+    begin_log(tmp_path)
     with Users(tmp_path) as users:
         users.add("lee", "officer", "public", "officer-pass-1", 10, must_change=False)
     app = make_app(tmp_path, ScriptedEngine([]))
@@ -69,6 +71,7 @@ def test_locking_an_account_ends_its_open_session(tmp_path: Path) -> None:
 
 
 def test_a_reset_password_is_replaced_before_the_chat_opens(tmp_path: Path) -> None:
+    begin_log(tmp_path)
     with Users(tmp_path) as users:
         users.add("kim", "operator", "public", "set-by-admin-1", 10)  # must change
     app = make_app(tmp_path, ScriptedEngine(["ok"]))
@@ -93,6 +96,7 @@ def test_a_reset_password_is_replaced_before_the_chat_opens(tmp_path: Path) -> N
 
 
 def test_an_admin_adding_an_officer_files_a_request(tmp_path: Path) -> None:
+    begin_log(tmp_path)
     with Users(tmp_path) as users:
         users.add("park", "admin", "public", "admin-pass-123", 10, must_change=False)
     app = make_app(tmp_path, ScriptedEngine([]))
@@ -119,6 +123,7 @@ def test_an_admin_adding_an_officer_files_a_request(tmp_path: Path) -> None:
 
 
 def test_an_answer_whose_label_rises_above_the_clearance_is_withdrawn(tmp_path: Path) -> None:
+    begin_log(tmp_path)
     with Users(tmp_path) as users:
         users.add("kim", "operator", "restricted", "operator-pass-1", 10, must_change=False)
     engine = ScriptedEngine(["The plan ", "is as follows. ", "Ⅱ급비밀"], delay=0.05)
@@ -139,6 +144,7 @@ def test_an_answer_whose_label_rises_above_the_clearance_is_withdrawn(tmp_path: 
 
 
 def test_user_text_in_messages_is_never_markup(tmp_path: Path) -> None:
+    begin_log(tmp_path)
     with Users(tmp_path) as users:
         users.add("kim", "operator", "public", "operator-pass-1", 10, must_change=False)
     app = make_app(tmp_path, ScriptedEngine([]))

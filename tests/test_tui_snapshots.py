@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from appliance.identity import Users
-from tests.test_tui import ScriptedEngine, answered, make_app, sign_in, until
+from tests.test_tui import ScriptedEngine, answered, begin_log, make_app, sign_in, until
 
 
 def _home(tmp_path: Path) -> Path:
+    begin_log(tmp_path)
     with Users(tmp_path) as users:
         users.add("kim", "operator", "restricted", "operator-pass-1", 10, must_change=False)
     return tmp_path

@@ -16,17 +16,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from appliance.audit.anchor import ANCHOR_FILE, advance_anchor, check_anchor, read_anchor
 from appliance.audit.content import ContentOpener, ContentSealer, read_officers, write_officers
 from appliance.audit.keys import Checkpoint, DeviceKey, PublicKey
 from appliance.audit.record import ACTIONS, Actor, Event
 from appliance.audit.store import Pending, Store
 from appliance.audit.verify import Report, TamperError, Verifier
 from appliance.config import ensure_dir
-from appliance.errors import AuditError
+from appliance.errors import ApplianceError, AuditError
+from appliance.identity import has_users
 from appliance.seal import Opener, Recipient
 
 __all__ = [
     "ACTIONS",
+    "ANCHOR_FILE",
     "Actor",
     "AuditLog",
     "Checkpoint",
@@ -36,6 +39,7 @@ __all__ = [
     "Report",
     "TamperError",
     "audit_dir",
+    "read_officers",
 ]
 
 HEARTBEAT_SECONDS = 60.0  # well inside the 5-minute bound on silent tail loss
@@ -92,7 +96,12 @@ class AuditLog:
                 "recorded; an officer runs 'appliance audit officer --identity FILE'"
             )
         self.key = DeviceKey.load_or_create(directory / "device.key")
-        self._store = Store(directory / "log.db", self.key, lock_timeout=lock_timeout)
+        self._store = Store(
+            directory / "log.db",
+            self.key,
+            lock_timeout=lock_timeout,
+            before_genesis=self._before_genesis,
+        )
         self._checkpoint_seconds = checkpoint_seconds
         self._last_checkpoint = 0.0
         # Group commit: callers queue tickets; whoever finds the writer free
@@ -109,6 +118,22 @@ class AuditLog:
         self._sealer: ContentSealer | None = None  # made at the first content
         self._heartbeat: threading.Thread | None = None
         self._stop = threading.Event()
+
+    def _before_genesis(self) -> None:
+        """A new chain is begun only where no log was ever kept: never over an anchor,
+        never in a home that has accounts (the log was deleted or replaced)."""
+        path = self.directory / "log.db"
+        anchor = read_anchor(self.directory)
+        if anchor is not None:
+            raise AuditError(
+                f"the audit log {path} is missing or empty, but audit/{ANCHOR_FILE} shows it "
+                f"reached seq {anchor.seq}; restore it (no new log is begun over it)"
+            )
+        if has_users(self.directory.parent):
+            raise AuditError(
+                f"the audit log {path} is missing or empty, but the home has accounts; restore "
+                "it (a new log is begun only in a home without accounts)"
+            )
 
     @property
     def log_id(self) -> str:
@@ -187,6 +212,7 @@ class AuditLog:
             self.commits += 1
             if made is not None:
                 self._last_checkpoint = time.monotonic()
+                self._advance_anchor(made)
             seq -= len(batch)
             for ticket in group:
                 seq += len(ticket.batch)
@@ -233,7 +259,38 @@ class AuditLog:
         with self._writer() as store:
             made = store.checkpoint()
             self._last_checkpoint = time.monotonic()
+            latest = made or store.latest_checkpoint()
+            if latest is not None:
+                try:
+                    advance_anchor(self.directory, latest)
+                except ApplianceError as exc:
+                    raise AuditError(f"cannot update the audit anchor: {exc}") from None
             return made
+
+    def _advance_anchor(self, made: Checkpoint) -> None:
+        """Anchor a checkpoint just committed; a failure is retried at the next one or at
+        close (the events are durable, and the anchor only ever lags behind the log)."""
+        with contextlib.suppress(ApplianceError):
+            advance_anchor(self.directory, made)
+
+    def check_anchor(self) -> Checkpoint | None:
+        """The anchored checkpoint, once the log is proved to extend it; None if no anchor.
+
+        IntegrityError says how the log falls short: its tail is gone, it was
+        replaced, or another key signs it.
+        """
+        anchor = read_anchor(self.directory)
+        if anchor is not None:
+            self.check_extends(anchor, f"audit/{ANCHOR_FILE}")
+        return anchor
+
+    def check_extends(self, checkpoint: Checkpoint, where: str) -> None:
+        """The stored log reaches `checkpoint` and agrees with it there (O(1): the stored
+        chain is taken as is; `verify` proves it)."""
+        store = self._store
+        head = store.head_seq()
+        chain = store.chain_at(checkpoint.seq)
+        check_anchor(checkpoint, self.log_id, self.key.public, head, chain, where)
 
     def set_officers(self, recipients: Sequence[Recipient], actor: Actor) -> None:
         details = {"officers": [str(recipient) for recipient in recipients]}
@@ -246,7 +303,11 @@ class AuditLog:
     def prune(self, before_us: int, actor: Actor, details: dict[str, Any]) -> tuple[int, int]:
         """Drop sealed content older than `before_us`; (through_seq, contents dropped)."""
         with self._writer() as store:
-            return store.prune(before_us, actor, details)
+            pruned = store.prune(before_us, actor, details)
+            latest = store.latest_checkpoint()
+        if latest is not None:
+            self._advance_anchor(latest)
+        return pruned
 
     # -- heartbeat ---------------------------------------------------------------
 
@@ -315,13 +376,16 @@ class AuditLog:
         term: str | None = None,
         limit: int | None = None,
         newest_first: bool = False,
+        after_seq: int | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Stored events as {"seq", "leaf", "content"} rows, oldest first by default.
 
-        `term` matches any of user, role, action, label and outcome exactly.
+        `term` matches any of user, role, action, label and outcome exactly;
+        `after_seq` pages through them.
         """
         clauses, params = [], []
         filters = (
+            ("seq > ?", after_seq),
             ("time_us >= ?", since_us),
             ("user = ?", user),
             ("action = ?", action),

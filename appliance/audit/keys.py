@@ -184,7 +184,13 @@ class Checkpoint:
 
     @classmethod
     def read_file(cls, path: Path) -> Checkpoint:
-        data = read_limited(path, MAX_CHECKPOINT_FILE, "the checkpoint")
+        return cls.parse_file(read_limited(path, MAX_CHECKPOINT_FILE, "the checkpoint"), str(path))
+
+    @classmethod
+    def parse_file(cls, data: bytes, name: str) -> Checkpoint:
+        """A trusted-checkpoint file's bytes (as `to_file_bytes` writes them)."""
+        if len(data) > MAX_CHECKPOINT_FILE:
+            raise InputError(f"{name} is not an audit checkpoint file")
         try:
             record: Any = json.loads(data)
             if record.get("format") != CHECKPOINT_FORMAT:
@@ -192,8 +198,8 @@ class Checkpoint:
             body = record["checkpoint"].encode()
             signature = base64.b64decode(record["signature"], validate=True)
         except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
-            raise InputError(f"{path} is not an audit checkpoint file") from None
-        return cls.from_parts(body, signature, str(path))
+            raise InputError(f"{name} is not an audit checkpoint file") from None
+        return cls.from_parts(body, signature, name)
 
     def describe(self) -> str:
         return f"seq {self.seq}, chain {self.chain.hex()[:16]}…"

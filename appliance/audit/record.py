@@ -59,6 +59,7 @@ ACTIONS = frozenset(
         "user_approve",
         "officer_escrow",
         "officer_recovery",
+        "state",
     }
 )
 OUTCOMES = frozenset({"ok", "denied", "failed", "cancelled"})

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import urllib.parse
 import uuid
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,10 +132,19 @@ class Store:
     """The log database: a writer connection (the caller serialises its use)
     and a read-only one that sees only committed events, for any thread."""
 
-    def __init__(self, path: Path, key: DeviceKey, *, lock_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: DeviceKey,
+        *,
+        lock_timeout: float = 10.0,
+        before_genesis: Callable[[], None] | None = None,
+    ) -> None:
         self.path = path
         self.key = key
         self.lock_timeout = lock_timeout
+        # Called before a brand new chain is begun; it raises AuditError to refuse one.
+        self._before_genesis = before_genesis
         _create_private(path)
         self._head_cache: tuple[int, bytes] | None = None  # (seq, chain) this handle wrote last
         try:
@@ -151,9 +160,12 @@ class Store:
             raise self._failure(exc) from None
 
     def close(self) -> None:
-        self.conn.close()
+        # The writer closes last: the last connection to close checkpoints the WAL into
+        # the database and removes it, which a read-only one cannot. Otherwise the WAL
+        # holds every event until SQLite's auto-checkpoint, and losing it loses them.
         if hasattr(self, "reader"):
             self.reader.close()
+        self.conn.close()
 
     # -- writing ---------------------------------------------------------------
 
@@ -293,6 +305,15 @@ class Store:
         row = self.reader.execute("SELECT max(seq) FROM events").fetchone()
         return int(row[0] or 0)
 
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint with the highest seq (its signature is checked by the caller)."""
+        row = self.reader.execute(
+            "SELECT seq, body, signature FROM checkpoints ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return Checkpoint.from_parts(row[1], row[2], f"checkpoint at seq {row[0]}")
+
     # -- internals ---------------------------------------------------------------
 
     def _initialise(self) -> str:
@@ -309,6 +330,8 @@ class Store:
                         "restore the original key"
                     )
                 return str(meta["log"])
+            if self._before_genesis is not None:
+                self._before_genesis()  # refusing leaves the database as it was (rolled back)
             log_id = uuid.uuid4().hex
             db.table("meta").insert_all(
                 [

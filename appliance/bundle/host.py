@@ -7,6 +7,13 @@
                                 into current), audit/, identity/
     PREFIX/trust/               the TUF metadata this host trusts (root pinned at first install)
     PREFIX/state.json           releases in the order they were made current
+    PREFIX/appliance.service    (with a service user) the systemd unit, rendered for PREFIX
+
+PREFIX, releases/ and every release are root's, 0755 folders and 0644 (or
+0755) files: a service user may run a release but never change it. With a
+service user (`--service-user`, as root) the home is that user's, 0700, after
+every install, upgrade, rollback and uninstall, and the root-owned marker
+/etc/appliance/service.toml tells clients where the service's socket is.
 
 A bundle is verified in full before anything is written under PREFIX; the
 release is built in its own folder; only then do `current` and the trusted
@@ -26,8 +33,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import grp
 import json
 import os
+import pwd
 import re
 import shutil
 import stat
@@ -46,12 +55,19 @@ from appliance.bundle.verify import VerifiedBundle, commit_trust, trusted_versio
 from appliance.config import CONFIG_FILE, ensure_dir
 from appliance.engine import sha256_file
 from appliance.errors import BundleError, CheckFailedError, ConfigError, UsageError
-from appliance.fsutil import atomic_writer, fsync_directory, read_limited
+from appliance.fsutil import atomic_writer, fsync_directory, read_limited, read_private
+from appliance.homestate import record_state
 from appliance.policy import HOME_POLICY
 
 COMPLETE = ".complete"
 _ENSUREPIP = {"pip", "setuptools"}  # what `python -m venv` installs from the host's Python
 MODEL_LINK = "model.sealed"  # in each release, to its model/<name>.sealed
+SITE_KEY = "site.key"  # HOME/keys/site.key: the site identity, the service user's copy
+SERVICE_MARKER = Path("/etc/appliance/service.toml")  # read by appliance.service.endpoint
+UNIT = "appliance.service"  # PREFIX/appliance.service, rendered from the release's template
+UNIT_TEMPLATE = "installer/appliance.service"  # in each release, written for TEMPLATE_PREFIX
+TEMPLATE_PREFIX = "/opt/appliance"
+_UNIT_PATH = re.compile(r"/[A-Za-z0-9._+/-]*")  # what a unit takes unquoted and unescaped
 Stage = Callable[[str], contextlib.AbstractContextManager[Callable[[int, int], None] | None]]
 
 
@@ -63,10 +79,55 @@ class Outcome:
     doctor: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class ServiceUser:
+    """The system user the service runs as: it owns the home and nothing else."""
+
+    user: str  # as the unit's User= says it: a name, or the numeric uid
+    group: str  # as Group= says it
+    uid: int
+    gid: int
+
+    @classmethod
+    def parse(cls, spec: str) -> ServiceUser:
+        """NAME, NAME:GROUP or UID:GID (numbers need no passwd entry)."""
+        name, _, group = spec.partition(":")
+        try:
+            if name.isdigit():
+                uid, gid = int(name), None
+            else:
+                entry = pwd.getpwnam(name)
+                uid, gid = entry.pw_uid, entry.pw_gid
+            if group.isdigit():
+                gid = int(group)
+            elif group:
+                gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise UsageError(
+                f"the service user '{spec}' does not exist (create it, or give UID:GID)"
+            ) from None
+        if gid is None:
+            raise UsageError(f"give the service user's group too: '{spec}:GID'")
+        if uid == 0 or gid == 0:
+            raise UsageError("the service must not run as root or in root's group")
+        return cls(name, group or _group_name(gid), uid, gid)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
 class Host:
-    def __init__(self, prefix: Path, actor: Actor) -> None:
+    def __init__(
+        self, prefix: Path, actor: Actor, *, service_marker: Path = SERVICE_MARKER
+    ) -> None:
         self.prefix = prefix.resolve()
         self.actor = actor
+        self.service_marker = service_marker
+        self.unit = self.prefix / UNIT
         self.releases = self.prefix / "releases"
         self.current = self.prefix / "current"
         self.home = self.prefix / "home"
@@ -115,8 +176,31 @@ class Host:
         trust_root: Path | None,
         identity: Path | None,
         stage: Stage,
+        service_user: ServiceUser | None = None,
     ) -> Outcome:
-        """Verify `bundle`, lay out its release, switch to it, run the doctor, audit it."""
+        """Verify `bundle`, lay out its release, switch to it, run the doctor, audit it.
+
+        With `service_user` (root only), the home is handed to that user and the
+        unit (PREFIX/appliance.service) and the service marker are written, even
+        when the doctor fails: the release is current either way.
+        """
+        if service_user is not None and os.geteuid() != 0:
+            raise UsageError("--service-user needs root: it gives the home to that user")
+        try:
+            return self._install(bundle, upgrade, trust_root, identity, stage)
+        finally:
+            self._hand_over(service_user)
+            if service_user is not None and self.current_release() is not None:
+                self._write_service(service_user)
+
+    def _install(
+        self,
+        bundle: Path,
+        upgrade: bool,
+        trust_root: Path | None,
+        identity: Path | None,
+        stage: Stage,
+    ) -> Outcome:
         with self._locked():
             previous = self.current_release()
             if upgrade and previous is None:
@@ -143,7 +227,9 @@ class Host:
                 self._switch(release)
                 commit_trust(verified, self.trust)
                 self._write_launcher()
+                self._open_prefix()
                 action = "upgrade" if upgrade else "install"
+                self._sign_state(action)  # before the doctor, which checks it
                 details = {
                     "previous": previous,
                     "bundle_sha256": sha256_file(bundle),
@@ -163,6 +249,12 @@ class Host:
 
     def rollback(self) -> Outcome:
         """Make the release that was current before this one current again."""
+        try:
+            return self._rollback()
+        finally:
+            self._hand_over(None)
+
+    def _rollback(self) -> Outcome:
         with self._locked():
             current = self.current_release()
             if current is None:
@@ -172,11 +264,19 @@ class Host:
                 raise UsageError(f"there is no earlier release than {current} to return to")
             release = earlier[-1]
             self._switch(release)
+            self._sign_state("rollback")
         self._record("rollback", release, "ok", {"from": current})
+        self._restart_service()
         return Outcome("rollback", release, current, {})
 
     def uninstall(self, release: str) -> None:
         """Remove a release that is not current."""
+        try:
+            self._uninstall(release)
+        finally:
+            self._hand_over(None)
+
+    def _uninstall(self, release: str) -> None:
         with self._locked():
             if release == self.current_release():
                 raise UsageError(f"{release} is current; roll back or upgrade first")
@@ -238,7 +338,9 @@ class Host:
         with stage("Creating the Python environment (no index)"):
             install_wheels(target / "venv", target / "wheels", verified.wheel_hashes)
         (target / MODEL_LINK).symlink_to(verified.model_file)
+        readable_by_all(target)
         with atomic_writer(target / COMPLETE, mode=0o644) as sink:
+            os.fchmod(sink.fileno(), 0o644)  # whatever the umask, like the rest of the release
             sink.write(json.dumps({"release": verified.release}).encode())
         fsync_directory(target)
 
@@ -248,12 +350,17 @@ class Host:
         ensure_dir(self.home)
         config_path = self.home / CONFIG_FILE
         if identity is not None:
+            # The service reads the site identity as its own user: a private copy in
+            # the home (0600, handed over with the home), never root's original.
+            key = ensure_dir(self.home / "keys") / SITE_KEY
+            with atomic_writer(key, mode=0o600) as sink:
+                sink.write(read_private(identity, 64 << 10, "the site identity"))
             text = (
                 "# Written by the appliance installer.\n"
                 "[model]\n"
                 f"path = {json.dumps(str(self.current / MODEL_LINK))}\n"
                 f"manifest = {json.dumps(str(self.current / MANIFEST))}\n"  # pins its sha256
-                f"identity = {json.dumps([str(identity.resolve())])}\n"
+                f"identity = {json.dumps([f'keys/{SITE_KEY}'])}\n"
             )
             with atomic_writer(config_path, mode=0o644) as sink:
                 sink.write(text.encode())
@@ -295,6 +402,60 @@ class Host:
         with atomic_writer(self.launcher, mode=0o755) as sink:
             sink.write(script.encode())
 
+    def _open_prefix(self) -> None:
+        """PREFIX, releases/ and bin/ may be entered by the service user, not changed."""
+        for folder in (self.prefix, self.releases, self.launcher.parent):
+            os.chmod(folder, 0o755)
+
+    def _hand_over(self, service_user: ServiceUser | None) -> None:
+        """Give the home tree to the service user: the one given, else (as root) the
+        home's owner when it is not root, so that what root wrote in it (the audit
+        events of this run, a new config.toml) stays the service's."""
+        if os.geteuid() != 0:
+            return
+        try:
+            info = os.lstat(self.home)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISDIR(info.st_mode):
+            return
+        if service_user is not None:
+            uid, gid = service_user.uid, service_user.gid
+        elif info.st_uid != 0:
+            uid, gid = info.st_uid, info.st_gid
+        else:
+            return
+        chown_tree(self.home, uid, gid)
+        os.chmod(self.home, 0o700)  # PREFIX is root's: the home cannot have become a link
+
+    def _write_service(self, service_user: ServiceUser) -> None:
+        """The unit rendered for this prefix and user, and the marker clients read."""
+        template = self.current / UNIT_TEMPLATE
+        try:
+            text = template.read_text(encoding="utf-8")
+        except OSError as exc:
+            why = exc.strerror
+            raise ConfigError(f"cannot read the release's unit {template}: {why}") from None
+        unit = render_unit(text, self.prefix, service_user)
+        with atomic_writer(self.unit, mode=0o644) as sink:
+            os.fchmod(sink.fileno(), 0o644)  # whatever the umask
+            sink.write(unit.encode())
+        marker = (
+            "# Written by the appliance installer: where the service listens, and its home.\n"
+            f"socket = {json.dumps(str(unit_socket(unit)))}\n"
+            f"home = {json.dumps(str(self.home))}\n"
+        )
+        folder = self.service_marker.parent
+        if not folder.is_dir():
+            folder.mkdir(mode=0o755, parents=True)
+            os.chmod(folder, 0o755)
+        elif os.stat(folder).st_mode & 0o011 != 0o011:  # clients must reach the marker
+            os.chmod(folder, os.stat(folder).st_mode | 0o011)
+        with atomic_writer(self.service_marker, mode=0o644) as sink:
+            os.fchmod(sink.fileno(), 0o644)
+            os.fchown(sink.fileno(), 0, 0)  # root's alone, or clients refuse it
+            sink.write(marker.encode())
+
     def _doctor(self) -> dict[str, Any]:
         env = {**os.environ, "APPLIANCE_HOME": str(self.home)}
         result = subprocess.run(
@@ -311,10 +472,94 @@ class Host:
             return {"ok": False, "checks": [{"name": "doctor", "ok": False, "detail": last}]}
         return report
 
+    def _restart_service(self) -> None:
+        """The release changed under a running service: systemd stops it (it drains: the
+        running answer finishes, audited) and starts it on the new release. (An upgrade
+        by install.sh restarts it once the new release's unit is in place.)"""
+        if os.geteuid() != 0 or not Path("/run/systemd/system").is_dir():
+            return
+        subprocess.run(["systemctl", "try-restart", UNIT], check=False, capture_output=True)
+
+    def _sign_state(self, reason: str) -> None:
+        """The home's config and policy link changed: sign what they are now."""
+        with AuditLog(audit_dir(self.home)) as log:
+            record_state(self.home, log, self.actor, reason)
+
     def _record(self, action: str, release: str, outcome: str, details: dict[str, Any]) -> None:
         with AuditLog(audit_dir(self.home)) as log:
             event = Event(self.actor, action, f"release {release}", outcome, details=details)
             log.record(event, checkpoint=True)
+
+
+def render_unit(template: str, prefix: Path, service_user: ServiceUser) -> str:
+    """The unit template (written for /opt/appliance) for `prefix` and `service_user`:
+    in every setting, /opt/appliance becomes the prefix; User= and Group= the user's."""
+    if not _UNIT_PATH.fullmatch(str(prefix)):
+        raise UsageError(
+            f"the prefix {prefix} cannot be named in a systemd unit as it is; "
+            "use letters, digits and . _ + - / only"
+        )
+    lines = []
+    for line in template.splitlines():
+        key, equals, value = line.partition("=")
+        if equals and not line.startswith(("#", ";", "[")):
+            if key == "User":
+                value = service_user.user
+            elif key == "Group":
+                value = service_user.group
+            else:
+                value = re.sub(rf"{re.escape(TEMPLATE_PREFIX)}(?=/|\s|$)", str(prefix), value)
+            line = f"{key}={value}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def unit_settings(unit: str) -> dict[str, list[str]]:
+    """Every `Key=value` of a unit, values in order (comments and sections left out)."""
+    found: dict[str, list[str]] = {}
+    for line in unit.splitlines():
+        key, equals, value = line.partition("=")
+        if equals and not line.startswith(("#", ";", "[")):
+            found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
+def unit_socket(unit: str) -> Path:
+    """The path the unit's ExecStart gives to `serve --socket`."""
+    words = " ".join(unit_settings(unit).get("ExecStart", [])).split()
+    if "--socket" not in words[:-1]:
+        raise ConfigError("the release's unit names no --socket for the service")
+    return Path(words[words.index("--socket") + 1])
+
+
+def readable_by_all(tree: Path) -> None:
+    """Folders 0755, files 0644 (0755 if their owner may run them), whatever the umask
+    and pip did: anyone may read and run a release; only its owner may change it."""
+    for _folder, _folders, files, fd in os.fwalk(tree):
+        os.chmod(fd, 0o755)
+        for name in files:
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode):  # links keep theirs (they have none of their own)
+                os.chmod(name, 0o755 if info.st_mode & stat.S_IXUSR else 0o644, dir_fd=fd)
+
+
+def chown_tree(tree: Path, uid: int, gid: int) -> None:
+    """Give `tree` and everything in it to uid:gid, links themselves included.
+
+    Walked through folder descriptors, never through a link: the tree belongs to
+    a less privileged user, who could swap a folder for a link at any moment. A
+    file with other hard links is left alone: it could be one of root's files.
+    """
+    os.chown(tree, uid, gid, follow_symlinks=False)
+    for _folder, folders, files, fd in os.fwalk(tree):
+        for name in (*folders, *files):
+            with contextlib.suppress(FileNotFoundError):
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if (info.st_uid, info.st_gid) == (uid, gid):
+                    continue
+                if not stat.S_ISDIR(info.st_mode) and info.st_nlink > 1:
+                    continue
+                os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
 
 
 def _failures(doctor: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from appliance.cli import (
     models,
     policy,
     seal,
+    serve,
     ui,
     users,
 )
@@ -64,6 +65,7 @@ def build_parser() -> Parser:
     bundle.register(commands)
     host.register(commands)
     doctor.register(commands)
+    serve.register(commands)
     return parser
 
 

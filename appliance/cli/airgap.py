@@ -6,13 +6,13 @@ import argparse
 import json
 from typing import Any
 
-from appliance.audit import Event
-from appliance.cli.audit import signed_in
-from appliance.cli.auth import add_auth_options
+from appliance.cli.audit import open_log, remote
+from appliance.cli.auth import add_auth_options, sign_in
 from appliance.config import appliance_home
 from appliance.policy import active_policy
 from appliance.policy.airgap import attest
-from appliance.policy.override import check_grant, current, grant
+from appliance.policy.override import check_grant, current
+from appliance.session import grant_airgap_override
 
 
 def register(commands: Any) -> None:
@@ -20,6 +20,7 @@ def register(commands: Any) -> None:
     sub = airgap.add_subparsers(dest="airgap_command", metavar="ACTION", required=True)
     status = sub.add_parser("status", help="interfaces and routes off the host")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    add_auth_options(status)  # on a service host: the service's view, for a signed-in user
     status.set_defaults(run=run_status)
     override = sub.add_parser(
         "override", help="let the appliance serve off the air gap for a while (officers)"
@@ -31,32 +32,41 @@ def register(commands: Any) -> None:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    result = attest()
-    home = appliance_home()
-    active = current(home, active_policy(home).airgap_override_max_minutes)
+    with remote(args) as client:
+        if client is not None:  # the service's view: its namespace and the host's
+            found = client.call("airgap", call="status")
+            attested, override = found["attestation"], found["override"]
+        else:
+            home = appliance_home()
+            attested = attest().as_json()
+            active = current(home, active_policy(home).airgap_override_max_minutes)
+            override = active.describe() if active else None
     if args.json:
-        override = active.describe() if active else None
-        print(json.dumps({**result.as_json(), "override": override}))
+        print(json.dumps({**attested, "override": override}))
         return 0
-    print("air-gapped" if result.airgapped else "NOT air-gapped")
-    if active:
-        print(f"  air-gap requirement {active.describe()}")
-    for interface in result.interfaces:
-        state = "up" if interface.up else "down"
-        kind = " (loopback)" if interface.loopback else ""
-        print(f"  interface {interface.name}: {state}{kind}")
-    for reason in result.reasons:
+    print("air-gapped" if attested["airgapped"] else "NOT air-gapped")
+    if override:
+        print(f"  air-gap requirement {override}")
+    for interface in attested["interfaces"]:
+        state = "up" if interface["up"] else "down"
+        kind = " (loopback)" if interface["loopback"] else ""
+        print(f"  interface {interface['name']}: {state}{kind}")
+    for reason in attested["reasons"]:
         print(f"  - {reason}")
     return 0
 
 
 def run_override(args: argparse.Namespace) -> int:
-    policy = active_policy(appliance_home())
+    with remote(args) as client:
+        if client is not None:
+            found = client.call("airgap", call="override", minutes=args.minutes, reason=args.reason)
+            print(f"Air-gap requirement {found['override']}.")
+            return 0
+    home = appliance_home()
+    policy = active_policy(home)
     check_grant(args.minutes, args.reason, policy.airgap_override_max_minutes, policy.describe())
-    with signed_in(args, "airgap.override", existing=False) as (log, actor):
-        details = {"minutes": args.minutes, "reason": args.reason}
-        event = Event(actor, "config_change", "airgap override", details=details)
-        log.record(event, checkpoint=True)  # audited before it takes effect
-        override = grant(appliance_home(), actor.user, args.minutes, args.reason)
+    with open_log() as log:
+        principal = sign_in(args, home, policy, log)
+        override = grant_airgap_override(home, policy, log, principal, args.minutes, args.reason)
     print(f"Air-gap requirement {override.describe()}.")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import sys
@@ -11,16 +12,29 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from appliance.audit import Actor, AuditLog, Checkpoint, Event, PublicKey, TamperError, audit_dir
+from appliance.audit import (
+    Actor,
+    AuditLog,
+    Checkpoint,
+    ContentOpener,
+    Event,
+    PublicKey,
+    TamperError,
+    audit_dir,
+)
 from appliance.audit.export import FORMATS, verify_export, write_export
 from appliance.cli.auth import add_auth_options, sign_in
+from appliance.cli.client import signed_in_client
 from appliance.cli.passphrase import add_passphrase_option, openers, passphrase_source
 from appliance.cli.progress import byte_progress
 from appliance.config import appliance_home
 from appliance.errors import InputError, UsageError
 from appliance.fsutil import atomic_writer
+from appliance.homestate import accept_state, record_state, verify_state
 from appliance.policy import active_policy
-from appliance.seal import read_identity
+from appliance.seal import Identity, open_bytes, read_identity
+from appliance.service import Client, find_service
+from appliance.service.auditing import CHALLENGE_ID
 from appliance.textsafe import json_line, printable
 
 
@@ -78,6 +92,19 @@ def register(commands: Any) -> None:
     prune.add_argument("--before", required=True, metavar="DATE", help="ISO date or time (UTC)")
     add_auth_options(prune)
     prune.set_defaults(run=run_prune)
+
+    state = sub.add_parser(
+        "state",
+        help="check the home against its last signed state; --accept signs it as it is (officers)",
+    )
+    state.add_argument(
+        "--accept",
+        action="store_true",
+        help="sign the home's config and policy as they are now (after a reviewed hand edit)",
+    )
+    state.add_argument("--reason", metavar="TEXT", help="why (required with --accept)")
+    add_auth_options(state)
+    state.set_defaults(run=run_state)
 
     officer = sub.add_parser("officer", help="show or set the officer keys content is sealed to")
     officer.add_argument(
@@ -145,32 +172,51 @@ def warn_if_metadata_only(log: AuditLog) -> None:
 
 
 def run_key(args: argparse.Namespace) -> int:
-    with signed_in(args, "audit.read", existing=False) as (log, _):
-        key = log.key.public
-        print(f"Audit log:        {log.log_id}")
-        print(f"Device key:       {key.fingerprint}")
-        print("Public key (for 'appliance audit verify-export --pubkey'):")
-        print(key)
+    with remote(args) as client:
+        if client is not None:
+            found = client.call("audit", call="key")
+            log_id, fingerprint, public = found["log_id"], found["fingerprint"], found["public"]
+        else:
+            with signed_in(args, "audit.read", existing=False) as (log, _):
+                key = log.key.public
+                log_id, fingerprint, public = log.log_id, key.fingerprint, str(key)
+    print(f"Audit log:        {log_id}")
+    print(f"Device key:       {fingerprint}")
+    print("Public key (for 'appliance audit verify-export --pubkey'):")
+    print(public)
     return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
     key = PublicKey.parse(args.pubkey) if args.pubkey else None
     trusted = _read_checkpoint(args.trusted_checkpoint)
-    with signed_in(args, "audit.read") as (log, _):
-        try:
-            report = log.verify(key, trusted)
-        except TamperError as exc:
-            _print_failure(args.json, exc)
-            raise
+    with remote(args) as client:
+        if client is not None:
+            found = client.call(
+                "audit",
+                call="verify",
+                pubkey=args.pubkey,
+                trusted=trusted.to_file_bytes().decode() if trusted else None,
+            )
+            summary, recoveries = found["report"], found["officer_recoveries"]
+            unsigned = found["unsigned_tail"]
+        else:
+            with signed_in(args, "audit.read") as (log, _):
+                try:
+                    report = log.verify(key, trusted)
+                except TamperError as exc:
+                    _print_failure(args.json, exc)
+                    raise
+            summary, recoveries = report.as_json(), report.officer_recoveries
+            unsigned = report.unsigned_tail
     if args.json:
-        print(json.dumps(report.as_json()))
+        print(json.dumps(summary))
         return 0
-    print(f"Audit log verified: {_summary(report.as_json())}.")
-    for seq in report.officer_recoveries:
+    print(f"Audit log verified: {_summary(summary)}.")
+    for seq in recoveries:
         print(f"An officer account was recovered with the escrow identity at seq {seq}.")
-    if report.unsigned_tail:
-        print(f"{report.unsigned_tail} events after the last checkpoint are not signed yet.")
+    if unsigned:
+        print(f"{unsigned} events after the last checkpoint are not signed yet.")
     return 0
 
 
@@ -179,15 +225,32 @@ def run_export(args: argparse.Namespace) -> int:
     if out.exists() or out.is_symlink():
         raise UsageError(f"{out} already exists; refusing to overwrite it")
     since = _parse_since(args.since)
-    with (
-        signed_in(args, "audit.read") as (log, actor),
-        byte_progress("Exporting") as progress,
-        atomic_writer(out, mode=0o600) as sink,
-    ):
-        result = write_export(log, sink, actor, fmt=args.format, since=since, progress=progress)
+    with remote(args) as client:
+        if client is not None:
+            with atomic_writer(out, mode=0o600) as sink:  # the client writes what it asked for
+                found = client.call(
+                    "audit",
+                    on_data=lambda text: sink.write(text.encode("utf-8")),
+                    call="export",
+                    format=args.format,
+                    since_seq=since if isinstance(since, int) else None,
+                    since_checkpoint=(
+                        since.to_file_bytes().decode() if isinstance(since, Checkpoint) else None
+                    ),
+                )
+            events, first, last = found["events"], found["first"], found["last"]
+        else:
+            with (
+                signed_in(args, "audit.read") as (log, actor),
+                byte_progress("Exporting") as progress,
+                atomic_writer(out, mode=0o600) as sink,
+            ):
+                result = write_export(
+                    log, sink, actor, fmt=args.format, since=since, progress=progress
+                )
+            events, first, last = result.events, result.first_seq, result.last_seq
     print(
-        f"Exported {result.events} events (seq {result.first_seq}-{result.last_seq}) to {out}; "
-        f"signed checkpoint at seq {result.last_seq}."
+        f"Exported {events} events (seq {first}-{last}) to {out}; signed checkpoint at seq {last}."
     )
     return 0
 
@@ -227,6 +290,10 @@ def run_show(args: argparse.Namespace) -> int:
         raise UsageError("--limit must be at least 1")
     since = _parse_time(args.since) if args.since else None
     permission = "audit.content" if args.decrypt else "audit.read"
+    with remote(args) as client:
+        if client is not None:
+            _show_remote(client, args, since)
+            return 0
     with signed_in(args, permission) as (log, _):
         keys = openers(args.identity, args.passphrase_file) if args.decrypt else []
         opener = log.content_opener(keys) if keys else None
@@ -240,14 +307,84 @@ def run_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_remote(client: Client, args: argparse.Namespace, since: int | None) -> None:
+    """Page through the service's events; sealed content is opened here, never there."""
+    keys = openers(args.identity, args.passphrase_file) if args.decrypt else []
+    opener: ContentOpener | None = None
+    after, left = 0, args.limit
+    while True:
+        page = client.call(
+            "audit",
+            call="show",
+            since_us=since,
+            user=args.actor,
+            action=args.action,
+            limit=min(left, 500) if left else None,
+            after=after,
+            decrypt=args.decrypt or None,
+        )
+        if args.decrypt and opener is None:
+            sealed = {_unb64(k): _unb64(v) for k, v in page.get("keys", {}).items()}
+            opener = ContentOpener(sealed, keys)
+        for row in page["events"]:
+            event = json.loads(row["leaf"])
+            seq = row["seq"]
+            blob = _unb64(row["content"]) if row.get("content") else None
+            pruned = "content_sha256" in event
+            state = "sealed" if row.get("sealed") else "pruned" if pruned else "-"
+            content = opener.open(blob, seq) if opener and blob is not None else None
+            _print_event(seq, event, state, content, args.json)
+            after = seq
+            if left is not None:
+                left -= 1
+        if not page["more"] or left == 0:
+            return
+
+
 def run_prune(args: argparse.Namespace) -> int:
     before = _parse_time(args.before)
-    with signed_in(args, "audit.prune") as (log, actor):
-        through, dropped = log.prune(before, actor, {"before": args.before})
+    with remote(args) as client:
+        if client is not None:
+            found = client.call("audit", call="prune", before_us=before, before=args.before)
+            through, dropped = found["through"], found["dropped"]
+        else:
+            with signed_in(args, "audit.prune") as (log, actor):
+                through, dropped = log.prune(before, actor, {"before": args.before})
     print(
         f"Dropped the sealed content of {dropped} events up to seq {through}; their metadata "
         "and hashes stay, and the prune is logged."
     )
+    return 0
+
+
+def run_state(args: argparse.Namespace) -> int:
+    """Check the home's state, or (an officer) accept a reviewed hand edit of its
+    config or policy. Accounts and officer keys change only through the appliance's
+    own commands, so a difference there is never accepted: the database is restored."""
+    if args.accept and not (args.reason or "").strip():
+        raise UsageError("give the --reason for accepting the home's state")
+    home = appliance_home()
+    permission = "audit.officer-keys" if args.accept else "audit.read"
+    with remote(args) as client:
+        if client is not None:
+            found = client.call(
+                "audit", call="state", accept=args.accept or None, reason=args.reason
+            )
+            if not args.accept:
+                print(f"Home state: {found['state']}.")
+                return 0
+            seq, changed = found["seq"], found["changed"]
+            print(
+                f"Signed the home's state at seq {seq} ({', '.join(changed) or 'no difference'})."
+            )
+            return 0
+    with signed_in(args, permission) as (log, actor):
+        if not args.accept:
+            print(f"Home state: {verify_state(home, log)}.")
+            return 0
+        seq, changed = accept_state(home, log, actor, args.reason.strip())
+    what = ", ".join(changed) if changed else "no difference"
+    print(f"Signed the home's state at seq {seq} ({what}).")
     return 0
 
 
@@ -259,20 +396,57 @@ def run_officer(args: argparse.Namespace) -> int:
     sealed to; only its public half is kept.
     """
     permission = "audit.officer-keys" if args.identity else "audit.read"
+    identities = [
+        read_identity(path, passphrase_source(args.passphrase_file, f"Passphrase for {path}"))
+        for path in args.identity or []
+    ]
+    with remote(args) as client:
+        if client is not None:
+            return _officer_remote(client, identities)
     with signed_in(args, permission, existing=False) as (log, actor):
         if args.identity:
-            recipients = [
-                read_identity(
-                    path, passphrase_source(args.passphrase_file, f"Passphrase for {path}")
-                ).recipient
-                for path in args.identity
-            ]
+            recipients = [identity.recipient for identity in identities]
             log.set_officers(recipients, actor)
+            record_state(appliance_home(), log, actor, "key_rotate")
             print(f"Audit content is now sealed to {len(recipients)} officer key(s).")
             return 0
         for recipient in log.officers:
             print(recipient)
     return 0
+
+
+def _officer_remote(client: Client, identities: list[Identity]) -> int:
+    """The service seals a secret to each new key; opening them here proves possession."""
+    if not identities:
+        for recipient in client.call("audit", call="officers")["recipients"]:
+            print(recipient)
+        return 0
+    recipients = [str(identity.recipient) for identity in identities]
+    sealed = client.call("audit", call="officer_challenge", recipients=recipients)
+    answers = [
+        base64.b64encode(
+            open_bytes(_unb64(blob), [identity], "the challenge", expect_content_id=CHALLENGE_ID)
+        ).decode()
+        for blob, identity in zip(sealed["challenges"], identities, strict=True)
+    ]
+    client.call("audit", call="officer_set", answers=answers)
+    print(f"Audit content is now sealed to {len(identities)} officer key(s).")
+    return 0
+
+
+@contextlib.contextmanager
+def remote(args: argparse.Namespace) -> Iterator[Client | None]:
+    """A signed-in client of the home's service, or None where the command runs here."""
+    service = find_service(appliance_home())
+    if service is None:
+        yield None
+        return
+    with signed_in_client(args, service) as client:
+        yield client
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text, validate=True)
 
 
 # -- helpers ---------------------------------------------------------------------

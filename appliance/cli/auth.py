@@ -51,12 +51,13 @@ def sign_in(args: argparse.Namespace, home: Path, policy: Policy, log: AuditLog)
         return principal
     password = read_secret(args.password_file, f"Password for {args.user}")
     principal = authenticate(home, policy, log, args.user, password)
-    if principal.must_change and not _changing_own_password(args):
+    if principal.must_change and not changing_own_password(args):
         principal = _replace_password(args, home, policy, log, principal)
     return principal
 
 
-def _changing_own_password(args: argparse.Namespace) -> bool:
+def changing_own_password(args: argparse.Namespace) -> bool:
+    """`users passwd NAME --user NAME`: what a must-change sign-in may go on to do."""
     return getattr(args, "users_command", None) == "passwd" and args.name == args.user
 
 

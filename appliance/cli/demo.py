@@ -23,6 +23,7 @@ from appliance.cli.progress import byte_progress
 from appliance.config import CONFIG_FILE, appliance_home, load_home_config
 from appliance.errors import ConfigError, UsageError
 from appliance.fsutil import atomic_writer, fsync_directory
+from appliance.homestate import record_state
 from appliance.identity import Users
 from appliance.policy import HOME_POLICY, load_policy, shipped_policy
 
@@ -125,6 +126,8 @@ def _build(home: Path) -> list[str]:
     )
     with atomic_writer(home / CONFIG_FILE, mode=0o644) as sink:
         sink.write(config.encode())
+    with AuditLog(audit_dir(home)) as log:
+        record_state(home, log, setup, "demo")
     return passwords
 
 

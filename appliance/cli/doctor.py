@@ -1,4 +1,5 @@
-"""`appliance doctor`: is this appliance fit to serve? Air gap, policy, model, audit log."""
+"""`appliance doctor`: is this appliance fit to serve? Air gap, policy, model, audit log,
+and the home's state against the last signed one (appliance/homestate.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from appliance.audit import AuditLog, audit_dir
+from appliance.audit import AuditLog, Checkpoint, audit_dir
 from appliance.cli.generate import add_model_options, open_engine
 from appliance.config import GenerationParams, appliance_home, load_home_config
 from appliance.engine import Message, sha256_file
 from appliance.engine.report import Report, read_report, report_for
 from appliance.errors import ApplianceError, CheckFailedError
 from appliance.fsutil import read_limited
+from appliance.homestate import verify_state
 from appliance.policy import Policy, active_policy, active_policy_path
 from appliance.policy.override import airgap_verdict
 from appliance.textsafe import json_line, printable
@@ -23,11 +25,19 @@ def register(commands: Any) -> None:
     doctor = commands.add_parser("doctor", help="check air gap, policy, model and audit log")
     add_model_options(doctor)
     doctor.add_argument("--json", action="store_true", help="machine-readable output")
+    doctor.add_argument(
+        "--trusted-checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="an officer's checkpoint kept off the host: the log must extend it (rules out "
+        "a rollback of the whole home)",
+    )
     doctor.set_defaults(run=run_doctor)
 
 
 def run_doctor(args: argparse.Namespace) -> int:
     home = appliance_home()
+    trusted = Checkpoint.read_file(args.trusted_checkpoint) if args.trusted_checkpoint else None
     policy: Policy | None
     try:
         policy = active_policy(home)
@@ -35,7 +45,8 @@ def run_doctor(args: argparse.Namespace) -> int:
     except ApplianceError as exc:
         policy = None  # the other checks assume the strictest policy: fail closed
         checks = [_check("policy", False, str(exc))]
-    checks += [_airgap(home, policy), _model(args), _audit(home, policy)]
+    checks += [_airgap(home, policy), _model(args), _audit(home, policy, trusted)]
+    checks.append(_state(home, trusted))
     ok = all(check["ok"] is not False for check in checks)
     if args.json:
         print(json_line({"ok": ok, "checks": checks}, indent=2))
@@ -106,12 +117,12 @@ def _model_report(args: argparse.Namespace) -> Report | None:
     return None
 
 
-def _audit(home: Path, policy: Policy | None) -> dict[str, Any]:
+def _audit(home: Path, policy: Policy | None, trusted: Checkpoint | None) -> dict[str, Any]:
     """The chain verifies, and content can be recorded where the policy demands it."""
     required = policy is None or policy.require_content
     try:
         with AuditLog(audit_dir(home), require_content=required) as log:
-            report = log.verify()
+            report = log.verify(trusted=trusted)
             officers = len(log.officers)
     except ApplianceError as exc:
         return _check("audit", False, str(exc))
@@ -121,3 +132,12 @@ def _audit(home: Path, policy: Policy | None) -> dict[str, Any]:
         True,
         f"verified, {report.events} events, {report.checkpoints} checkpoints; {content}",
     )
+
+
+def _state(home: Path, trusted: Checkpoint | None) -> dict[str, Any]:
+    """The log reaches its anchor, and the home is as its last signed `state` event says."""
+    try:
+        with AuditLog(audit_dir(home)) as log:
+            return _check("state", True, verify_state(home, log, trusted))
+    except ApplianceError as exc:
+        return _check("state", False, str(exc))

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from appliance import catalog, seal
 from appliance.audit import Actor, AuditLog, Event, audit_dir
 from appliance.bundle.manifest import model_pin
+from appliance.cli import client
 from appliance.cli.audit import warn_if_metadata_only
 from appliance.cli.auth import add_auth_options, sign_in
 from appliance.cli.passphrase import openers
@@ -22,13 +23,13 @@ from appliance.cli.seal import add_open_options
 from appliance.config import EngineSettings, GenerationParams, appliance_home, load_home_config
 from appliance.engine import Engine
 from appliance.errors import BlockedError, ContextOverflowError, IntegrityError, UsageError
-from appliance.identity import Principal
-from appliance.policy import Level, Policy, active_policy
+from appliance.policy import active_policy
 from appliance.policy.egress import report_to
-from appliance.session import Conversation, Session, Turn, check_airgap
+from appliance.service import find_service
+from appliance.session import Conversation, Session, Turn, check_airgap, session_level
 from appliance.textsafe import printable
 
-CHAT_HELP = "Commands: /reset forgets the conversation, /exit quits (or Ctrl-D)."
+CHAT_HELP = client.CHAT_HELP
 
 
 def register(commands: Any) -> None:
@@ -78,6 +79,9 @@ def run_ask(args: argparse.Namespace) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     if not prompt.strip():
         raise UsageError("the prompt is empty")
+    service = find_service(appliance_home())
+    if service is not None:
+        return client.ask(args, service, prompt)
     params = _params(args)
     with open_session(args) as session:
         turn = session.turn(Conversation(args.system), prompt, params)
@@ -94,8 +98,11 @@ def run_ask(args: argparse.Namespace) -> int:
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    params = _params(args)
     interactive = sys.stdin.isatty()
+    service = find_service(appliance_home())
+    if service is not None:
+        return client.chat(args, service, _read_lines(interactive), interactive)
+    params = _params(args)
     with open_session(args) as session:
         if interactive:
             info = session.engine.info
@@ -144,7 +151,7 @@ def open_session(args: argparse.Namespace) -> Iterator[Session]:
         report_to(lambda event, target: _record_egress(log, event, target))
         principal = sign_in(args, home, policy, log)
         actor = Actor(principal.user, principal.role)
-        level = _session_level(args, policy, principal, log)
+        level = session_level(policy, principal, args.level, log)
         airgap = check_airgap(home, policy, actor, log)
         details = {"policy": policy.name, "version": policy.version, "sha256": policy.sha256}
         log.record(Event(actor, "start", "appliance", details={**details, "airgap": airgap}))
@@ -152,22 +159,6 @@ def open_session(args: argparse.Namespace) -> Iterator[Session]:
         engine, model = stack.enter_context(open_engine(args))
         warn_if_metadata_only(log)  # once the model loaded: a failure stays one line
         yield Session(home, engine, log, policy, principal, model, level)
-
-
-def _session_level(
-    args: argparse.Namespace, policy: Policy, principal: Principal, log: AuditLog
-) -> Level:
-    level = policy.level(args.level or policy.default_level)
-    clearance = policy.level(principal.clearance)
-    if level.rank > clearance.rank:
-        actor = Actor(principal.user, principal.role)
-        details = {"level": level.id, "clearance": clearance.id}
-        log.record(Event(actor, "policy_block", "appliance", "denied", level.id, details))
-        raise BlockedError(
-            f"{principal.user} is cleared to {clearance.name(policy.language)}, "
-            f"not {level.name(policy.language)}"
-        )
-    return level
 
 
 def _record_egress(log: AuditLog, event: str, target: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.audit import Actor
-from appliance.bundle.host import Host
+from appliance.bundle.host import SERVICE_MARKER, Host, ServiceUser
 from appliance.cli.auth import local_account
 from appliance.cli.progress import byte_progress
 
@@ -30,6 +30,19 @@ def register(commands: Any) -> None:
             type=Path,
             metavar="FILE",
             help="the site identity that unseals the model (first install)",
+        )
+        parser.add_argument(
+            "--service-user",
+            metavar="NAME|UID:GID",
+            help="(root) give the home to this system user, write PREFIX/appliance.service "
+            "and the service marker",
+        )
+        parser.add_argument(
+            "--service-marker",
+            type=Path,
+            default=SERVICE_MARKER,
+            metavar="FILE",
+            help=f"where clients find the service (default {SERVICE_MARKER})",
         )
     install.set_defaults(run=run_install, upgrade=False)
     upgrade.set_defaults(run=run_install, upgrade=True)
@@ -61,19 +74,28 @@ def _prefix(parser: argparse.ArgumentParser) -> None:
 
 
 def _host(args: argparse.Namespace) -> Host:
-    return Host(args.prefix, Actor(local_account(), "installer"))
+    marker = getattr(args, "service_marker", SERVICE_MARKER)
+    return Host(args.prefix, Actor(local_account(), "installer"), service_marker=marker)
 
 
 def run_install(args: argparse.Namespace) -> int:
+    service_user = ServiceUser.parse(args.service_user) if args.service_user else None
     outcome = _host(args).install(
         args.bundle,
         upgrade=args.upgrade,
         trust_root=args.trust,
         identity=args.identity,
         stage=byte_progress,
+        service_user=service_user,
     )
     was = f" (was {outcome.previous})" if outcome.previous else ""
     print(f"{outcome.action}: release {outcome.release} is current{was}; doctor passed.")
+    if service_user is not None:
+        host = _host(args)
+        print(
+            f"service: {host.home} belongs to {service_user.user}:{service_user.group}; "
+            f"unit {host.unit}, marker {host.service_marker}."
+        )
     return 0
 
 

@@ -11,7 +11,9 @@ from appliance.audit import Actor, AuditLog, audit_dir
 from appliance.cli.auth import local_account
 from appliance.cli.generate import add_model_options, open_engine
 from appliance.config import appliance_home, load_home_config
+from appliance.errors import ServiceError
 from appliance.policy import active_policy
+from appliance.service import find_service
 from appliance.session import check_airgap
 
 if TYPE_CHECKING:
@@ -26,6 +28,13 @@ def register(commands: Any) -> None:
 
 def run_ui(args: argparse.Namespace) -> int:
     from appliance.tui import ApplianceApp  # Textual only when the UI runs
+
+    service = find_service(appliance_home())
+    if service is not None:  # never a second copy of the home's model, or around its service
+        raise ServiceError(
+            f"the appliance service at {service} owns this home, and the terminal UI does "
+            "not run as its client yet; use 'appliance chat' there"
+        )
 
     with open_context(args) as context:
         ApplianceApp(context).run()

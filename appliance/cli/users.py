@@ -18,12 +18,17 @@ from typing import Any
 from appliance.accounts import AccountAdmin, recover_officer
 from appliance.audit import Actor, AuditLog, Event, audit_dir
 from appliance.cli.auth import add_auth_options, local_account, sign_in
+from appliance.cli.client import signed_in_client
 from appliance.cli.passphrase import add_passphrase_option, passphrase_source, read_secret
 from appliance.config import appliance_home
 from appliance.errors import UsageError
+from appliance.fsutil import atomic_writer
+from appliance.homestate import record_state
 from appliance.identity import REQUEST_HOURS, ROLES, Users
-from appliance.policy import active_policy
+from appliance.policy import HOME_POLICY, active_policy, active_policy_path
 from appliance.seal import Recipient, read_identity
+from appliance.service import find_service
+from appliance.service.accounts import RemoteAccounts
 
 
 def register(commands: Any) -> None:
@@ -119,6 +124,7 @@ def run_setup(args: argparse.Namespace) -> int:
             args.officer_password_file, f"First password for {args.officer}", confirm=True
         )
         actor = Actor(local_account(), "setup")
+        _pin_policy(home)
         for name, role, password in (
             (args.admin, "admin", admin_password),
             (args.officer, "officer", officer_password),
@@ -128,7 +134,7 @@ def run_setup(args: argparse.Namespace) -> int:
             log.record(Event(actor, "user_add", name, details=details))
         if escrow is not None:
             log.record(Event(actor, "officer_escrow", "officers", details={"escrow": str(escrow)}))
-        log.checkpoint()
+        record_state(home, log, actor, "setup")
     print(
         f"Created the admin {args.admin} and the security officer {args.officer}; each sets "
         "their own password at the first sign-in. Development mode is now off for this home."
@@ -141,9 +147,26 @@ def run_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pin_policy(home: Path) -> None:
+    """A home with accounts never falls back to a default: keep the policy in force
+    (the shipped default, in a home that has none) as the home's own policy.toml."""
+    path = home / HOME_POLICY
+    if path.exists() or path.is_symlink():
+        return
+    text = active_policy_path(home).read_bytes()
+    with atomic_writer(path, mode=0o644) as sink:
+        sink.write(text)
+
+
 @contextlib.contextmanager
-def _admin(args: argparse.Namespace) -> Iterator[AccountAdmin]:
+def _admin(args: argparse.Namespace) -> Iterator[AccountAdmin | RemoteAccounts]:
+    """The account rules as the signed-in user: the service's where one runs."""
     home = appliance_home()
+    service = find_service(home)
+    if service is not None:
+        with signed_in_client(args, service) as client:
+            yield RemoteAccounts(client)
+        return
     policy = active_policy(home)
     with AuditLog(audit_dir(home)) as log:
         yield AccountAdmin(home, policy, log, sign_in(args, home, policy, log))

@@ -17,6 +17,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "airgap.override": frozenset({"officer"}),
     "users.manage": frozenset({"admin"}),  # operator and admin accounts
     "officers.manage": frozenset({"officer"}),  # officer accounts, approving new officers
+    "service.status": frozenset({"officer", "admin"}),  # sessions and queue of the service
 }
 
 

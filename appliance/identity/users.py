@@ -198,6 +198,18 @@ class Users:
     def accounts(self) -> list[Account]:
         return [self._account(row) for row in self.conn.execute(f"{_ACCOUNT} ORDER BY name")]
 
+    def security_state(self) -> list[tuple[str, str, str, bool, int]]:
+        """(name, role, clearance, locked by an admin, generation) of every account, by name.
+
+        What the appliance signs as the accounts' state (appliance/homestate.py):
+        not password hashes or sign-in throttling, which change without an
+        admin's action.
+        """
+        rows = self.conn.execute(
+            "SELECT name, role, clearance, disabled, generation FROM users ORDER BY name"
+        )
+        return [(str(n), str(r), str(c), bool(d), int(g)) for n, r, c, d, g in rows]
+
     def _account(self, row: tuple[Any, ...]) -> Account:
         """Locked when an admin locked it or its name is waiting after failures."""
         name, role, clearance, disabled, must_change = row

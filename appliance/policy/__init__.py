@@ -9,9 +9,13 @@ import only this.
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
+from appliance.config import load_home_config
+from appliance.errors import ConfigError
+from appliance.identity import has_users
 from appliance.policy.dlp import (
     Checked,
     Finding,
@@ -51,9 +55,36 @@ def shipped_policy(name: str) -> Path:
 
 
 def active_policy_path(home: Path) -> Path:
-    """The home's policy (installed by IT staff), else the shipped default."""
+    """The home's policy (installed by IT staff), else the shipped default.
+
+    The default stands in only for a development home: a link that leads
+    nowhere, or no policy at all in a home with accounts or an installed
+    release, is refused (ConfigError) rather than silently relaxed.
+    """
     installed = home / HOME_POLICY
-    return installed if installed.exists() else shipped_policy("default")
+    if installed.exists():
+        return installed
+    if installed.is_symlink():
+        raise ConfigError(
+            f"the home's policy link {installed} leads to {os.readlink(installed)}, which does "
+            "not exist; reinstall or roll back the release (the default policy is not used)"
+        )
+    why = _installed_home(home)
+    if why:
+        raise ConfigError(
+            f"the home {home} has {why} but no policy ({installed} is missing); restore it "
+            "or reinstall (the default policy is not used)"
+        )
+    return shipped_policy("default")
+
+
+def _installed_home(home: Path) -> str | None:
+    """Why `home` is not a development home (accounts, an installed release), or None."""
+    if load_home_config(home).manifest is not None:  # a damaged config says so (fails closed)
+        return "an installed release"
+    if has_users(home):
+        return "accounts"
+    return None
 
 
 def active_policy(home: Path) -> Policy:

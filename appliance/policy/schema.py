@@ -73,6 +73,16 @@ class CustomDetector:
 
 
 @dataclass(frozen=True)
+class ServiceLimits:
+    """What one appliance service takes on at once (docs/formats/policy.md, [service])."""
+
+    max_sessions: int = 16  # signed-in or signing-in connections
+    max_queued: int = 16  # answers waiting for the engine
+    max_per_user: int = 1  # answers one user may have waiting or running
+    answer_seconds: int = 300  # an answer running longer is stopped
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
     version: int
@@ -86,6 +96,7 @@ class Policy:
     require_content: bool
     require_airgap: bool
     airgap_override_max_minutes: int
+    service: ServiceLimits
     levels: tuple[Level, ...]
     default_level: str
     holdback: int
@@ -166,8 +177,8 @@ class _Reader:
         return str(text)
 
     def policy(self, raw: dict[str, Any], digest: str) -> Policy:
-        sections = {"policy", "identity", "audit", "network", "classification", "dlp"}
-        top = self.table(raw, "", sections, sections - {"dlp"})
+        sections = {"policy", "identity", "audit", "network", "classification", "dlp", "service"}
+        top = self.table(raw, "", sections, sections - {"dlp", "service"})
         meta = self.table(
             top["policy"], "policy", {"name", "version", "language", "description"},
             {"name", "version", "language"},
@@ -222,6 +233,7 @@ class _Reader:
                 0,
                 MAX_OVERRIDE_MINUTES,
             ),
+            service=self.service(top.get("service", {})),
             levels=levels,
             default_level=default,
             holdback=holdback,
@@ -230,6 +242,20 @@ class _Reader:
             sha256=digest,
             source=self.source,
         )
+
+    def service(self, raw: Any) -> ServiceLimits:
+        """Optional; each absent key takes the small default of ServiceLimits."""
+        ranges = {
+            "max_sessions": (1, 4096),
+            "max_queued": (0, 4096),
+            "max_per_user": (1, 64),
+            "answer_seconds": (10, 3600),
+        }
+        table = self.table(raw, "service", set(ranges), set())
+        values = {
+            key: self.number(value, f"service.{key}", *ranges[key]) for key, value in table.items()
+        }
+        return ServiceLimits(**values)
 
     def classification(self, raw: Any) -> tuple[tuple[Level, ...], str]:
         table = self.table(raw, "classification", {"default", "levels"}, {"default", "levels"})

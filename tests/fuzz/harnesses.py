@@ -22,6 +22,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,6 +52,7 @@ from appliance.errors import (
     IntegrityError,
     ModelFormatError,
     PolicyError,
+    UsageError,
 )
 from appliance.policy import (
     Finding,
@@ -67,6 +69,7 @@ from appliance.policy.dlp.normalize import fold, normalise
 from appliance.policy.schema import DETECTORS, Rule
 from appliance.seal import Identity, open_bytes
 from appliance.seal.header import parse_header
+from appliance.service.protocol import OPS, LineReader, ProtocolError, decode, parse_request
 from tests.fuzz.targets import INSTRUMENT
 
 FUZZ_DIR = Path(__file__).resolve().parent
@@ -381,6 +384,24 @@ def _check_redaction(text: str, redacted: str, findings: list[Finding], actions:
             assert not any(part.isalnum() for char in masked if char != "*" for part in fold(char))
 
 
+# -- service: the wire protocol a hostile client speaks -------------------------------
+
+
+def fuzz_protocol(data: bytes) -> None:
+    """Framing (at most 64 KiB a line here), JSON, then the request's fields."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.sendall(data[: 256 << 10])
+        theirs.shutdown(socket.SHUT_WR)
+        reader = LineReader(ours, max_line=64 << 10)
+        with refusals(ProtocolError):
+            while (line := reader.read()) is not None:
+                with refusals(ProtocolError, UsageError):
+                    request = parse_request(decode(line))
+                    assert request.op in OPS
+                    assert set(request.args) <= set(OPS[request.op])
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "gguf": fuzz_gguf,
     "sealed": fuzz_sealed,
@@ -392,5 +413,6 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "audit_export": fuzz_audit_export,
     "dlp": fuzz_dlp,
     "dlp_stream": fuzz_dlp_stream,
+    "protocol": fuzz_protocol,
 }
 assert TARGETS.keys() == INSTRUMENT.keys()

@@ -19,4 +19,5 @@ INSTRUMENT: dict[str, tuple[str, ...]] = {
     "audit_export": ("appliance.audit",),
     "dlp": ("appliance.policy.dlp",),
     "dlp_stream": ("appliance.policy.dlp",),
+    "protocol": ("appliance.service.protocol", "json"),
 }

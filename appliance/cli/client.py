@@ -1,0 +1,150 @@
+"""Commands as clients of the appliance service: sign-in, `ask` and `chat` over its socket.
+
+The service decides everything (policy, DLP, labels, audit); the client reads
+what the user types and writes what the service sends. It never holds more
+than the user is allowed to see: the service sends an answer piece by piece
+only where no later marking can take it back, else whole at its end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+from appliance.cli.auth import changing_own_password
+from appliance.errors import AuthenticationError, BlockedError, ContextOverflowError, UsageError
+from appliance.service import Answer, Client
+from appliance.textsafe import printable
+
+CHAT_HELP = "Commands: /reset forgets the conversation, /exit quits (or Ctrl-D)."
+_LOCAL_ONLY = ("model", "identity", "content_id", "passphrase_file", "threads")
+
+
+def refuse_local_options(args: argparse.Namespace) -> None:
+    """Model options choose what an in-process command loads; the service has its model."""
+    for name in _LOCAL_ONLY:
+        if getattr(args, name, None):
+            option = "--" + name.replace("_", "-")
+            raise UsageError(
+                f"{option} applies to a command that runs in-process; the appliance "
+                "service serves its own model"
+            )
+
+
+@contextlib.contextmanager
+def signed_in_client(args: argparse.Namespace, path: Path) -> Iterator[Client]:
+    """A connection to the service, signed in as --user (or in development mode)."""
+    from appliance.cli.passphrase import read_secret
+
+    with Client(path) as client:
+        user = getattr(args, "user", None)
+        password = read_secret(args.password_file, f"Password for {user}") if user else None
+        result = client.sign_in(user, password, getattr(args, "level", None))
+        if result.get("development") and sys.stderr.isatty():
+            print(
+                f"DEVELOPMENT MODE: no users exist; the service runs this as "
+                f"{printable(str(result.get('user')))} with every role",
+                file=sys.stderr,
+            )
+        if result.get("must_change") and not changing_own_password(args):
+            _replace_password(client, str(user), password or "", args)
+        yield client
+
+
+def _replace_password(client: Client, user: str, old: str, args: argparse.Namespace) -> None:
+    from appliance.cli.passphrase import read_secret
+
+    if not sys.stdin.isatty():
+        raise AuthenticationError(
+            f"the password of {user} was set by someone else; set your own first "
+            f"with 'appliance users passwd {user} --user {user}'"
+        )
+    print(f"The password of {user} was set by someone else: choose your own.", file=sys.stderr)
+    new = read_secret(None, f"New password for {user}", confirm=True)
+    client.passwd(new)
+    client.sign_in(user, new, getattr(args, "level", None))
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "system": args.system,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "seed": args.seed,
+    }
+
+
+def ask(args: argparse.Namespace, path: Path, prompt: str) -> int:
+    refuse_local_options(args)
+    with signed_in_client(args, path) as client:
+        answer = client.ask(prompt, **_options(args))
+        result = stream(answer, sys.stdout)
+        sys.stdout.write("\n")
+        if args.stats:
+            print(
+                f"[{result.get('prompt_tokens')} prompt tokens, "
+                f"{result.get('completion_tokens')} generated at "
+                f"{result.get('tokens_per_second', 0):.1f} tokens/s, "
+                f"finish: {result.get('finish')}]",
+                file=sys.stderr,
+            )
+    return 0
+
+
+def chat(args: argparse.Namespace, path: Path, lines: Iterator[str], interactive: bool) -> int:
+    refuse_local_options(args)
+    with signed_in_client(args, path) as client:
+        if interactive:
+            hello = client.hello()
+            model = printable(str(hello.get("model")))
+            print(f"{model}, served by the appliance service. {CHAT_HELP}", file=sys.stderr)
+        conversation = "chat"
+        for line in lines:
+            if line in ("/exit", "/quit"):
+                break
+            if line == "/reset":
+                client.call("reset", conversation=conversation)
+                continue
+            if line == "/help":
+                print(CHAT_HELP, file=sys.stderr)
+                continue
+            answer = client.ask(line, conversation=conversation, **_options(args))
+            try:
+                result = stream(answer, sys.stdout)
+            except (ContextOverflowError, BlockedError, KeyboardInterrupt) as exc:
+                if not interactive:
+                    raise
+                print(f"\n[{printable(str(exc)) or 'cancelled'}]", file=sys.stderr)
+                continue
+            sys.stdout.write("\n\n" if interactive else "\n")
+            sys.stdout.flush()
+            dropped = result.get("dropped_messages")
+            if dropped:
+                print(f"[{dropped} older messages left out to fit the context]", file=sys.stderr)
+    return 0
+
+
+def stream(answer: Answer, out: TextIO) -> dict[str, Any]:
+    """Write the answer as it arrives; Ctrl-C asks the service to stop it."""
+    if sys.stderr.isatty():
+        answer.on_queued = lambda ahead: print(
+            f"[the appliance is busy: {ahead} answer(s) ahead]", file=sys.stderr
+        )
+    try:
+        for piece in answer:
+            out.write(piece)
+            out.flush()
+    except KeyboardInterrupt:
+        answer.cancel()
+        for _ in answer:  # what the service sends until it confirms the cancel
+            pass
+        raise
+    assert answer.result is not None
+    if answer.result.get("outcome") == "cancelled":
+        reason = "it ran too long" if answer.result.get("timed_out") else "it was cancelled"
+        print(f"\n[the answer was stopped: {reason}]", file=sys.stderr)
+    return answer.result

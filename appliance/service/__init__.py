@@ -1,0 +1,26 @@
+"""The appliance service: one process that owns the home and serves every user.
+
+`server` runs the session pipeline for each connection, `client` is what the
+commands use to reach it, `protocol` is the wire format
+(docs/formats/protocol.md) and `endpoint` says where the service listens and
+whether a command must use it. Public API; other modules import only this.
+"""
+
+from __future__ import annotations
+
+from appliance.service.client import Answer, Client
+from appliance.service.endpoint import MARKER, claim, find_service, home_socket, listen, read_marker
+from appliance.service.server import Server, recover_unanswered
+
+__all__ = [
+    "MARKER",
+    "Answer",
+    "Client",
+    "Server",
+    "claim",
+    "find_service",
+    "home_socket",
+    "listen",
+    "read_marker",
+    "recover_unanswered",
+]

@@ -1,0 +1,560 @@
+"""One client's connection: its sign-in, its conversations, its answers.
+
+The session belongs to the connection that signed in: the session id a
+client must send with every request is compared (in constant time) with this
+connection's own, so a session id read elsewhere is worth nothing here. What
+a client sends is checked by `protocol` before anything acts on it, and what
+it is sent goes through an outbox of bounded size: a client that stops
+reading loses its connection, the engine never waits for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import pwd
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from appliance.accounts import AccountAdmin
+from appliance.audit import Event
+from appliance.config import GenerationParams
+from appliance.errors import (
+    ApplianceError,
+    AuthenticationError,
+    BusyError,
+    UsageError,
+)
+from appliance.policy.airgap import attest
+from appliance.policy.override import current
+from appliance.service import accounts
+from appliance.service.auditing import AuditCalls
+from appliance.service.endpoint import Peer
+from appliance.service.protocol import (
+    VERSION,
+    LineReader,
+    ProtocolError,
+    Request,
+    decode,
+    encode,
+    error_body,
+    parse_request,
+)
+from appliance.service.queue import Job
+from appliance.session import (
+    Conversation,
+    Session,
+    authenticate,
+    development_mode,
+    grant_airgap_override,
+    session_level,
+)
+
+if TYPE_CHECKING:
+    from appliance.service.server import Server
+
+log = logging.getLogger("appliance.service")
+
+SIGN_IN_SECONDS = 60.0  # a connection that has not signed in by then is closed
+SEND_SECONDS = 30.0  # a client that takes longer to accept a message is dropped
+OUTBOX_BYTES = 4 << 20  # what may wait for a slow reader before it is dropped
+MAX_CONVERSATIONS = 16  # per connection
+TEXT_CHUNK = 64 << 10  # characters per message when a whole answer is sent at once
+PASSWORD_CALLS = ("authorize_password", "set_password")
+SESSION_ENDED = ("idle", "account_changed")  # Session's own refusals: it signed itself out
+
+
+@dataclass(frozen=True)
+class Question:
+    """An `ask` as the engine's thread takes it up."""
+
+    request_id: int
+    session: Session
+    conversation: Conversation
+    prompt: str
+    params: GenerationParams
+
+
+class Outbox:
+    """Messages for one client, written by their own thread within SEND_SECONDS each."""
+
+    def __init__(self, sock: socket.socket, on_failure: Callable[[], None]) -> None:
+        self._sock = sock.dup()  # its own timeout, apart from the reader's
+        self._sock.settimeout(SEND_SECONDS)
+        self._items: deque[bytes] = deque()
+        self._size = 0
+        self._changed = threading.Condition()
+        self._closed = False
+        self._on_failure = on_failure
+        self._thread = threading.Thread(target=self._write, name="outbox", daemon=True)
+        self._thread.start()
+
+    def put(self, message: dict[str, Any], *, wait: float | None = None) -> bool:
+        """Queue a message; False if the client is gone or not reading.
+
+        With `wait`, a producer that can pause (an export) waits up to that
+        long for room instead of giving the client up at once.
+        """
+        data = encode(message)
+        with self._changed:
+            if wait is not None:
+                deadline = time.monotonic() + wait
+                while (
+                    not self._closed
+                    and self._size + len(data) > OUTBOX_BYTES // 2
+                    and time.monotonic() < deadline
+                ):
+                    self._changed.wait(deadline - time.monotonic())
+            if self._closed:
+                return False
+            if self._size + len(data) > OUTBOX_BYTES:
+                self._closed = True  # the client is not reading: give up on it
+                self._changed.notify_all()
+                overflow = True
+            else:
+                self._items.append(data)
+                self._size += len(data)
+                self._changed.notify_all()
+                overflow = False
+        if overflow:
+            self._on_failure()
+        return not overflow
+
+    def close(self, flush_seconds: float = 2.0) -> None:
+        """Send what is queued (briefly), then stop."""
+        deadline = time.monotonic() + flush_seconds
+        with self._changed:
+            while self._items and not self._closed and time.monotonic() < deadline:
+                self._changed.wait(deadline - time.monotonic())
+            self._closed = True
+            self._changed.notify_all()
+        self._thread.join(timeout=SEND_SECONDS + 1)
+        self._sock.close()
+
+    def _write(self) -> None:
+        while True:
+            with self._changed:
+                while not self._items and not self._closed:
+                    self._changed.wait()
+                if self._closed and not self._items:
+                    return
+                if self._closed:
+                    return  # overflowed or closing: what is left is dropped
+                data = self._items.popleft()
+                self._size -= len(data)
+                self._changed.notify_all()
+            try:
+                self._sock.sendall(data)
+            except OSError:  # gone, or too slow for SEND_SECONDS
+                with self._changed:
+                    self._closed = True
+                    self._changed.notify_all()
+                self._on_failure()
+                return
+
+
+class Connection:
+    def __init__(self, server: Server, sock: socket.socket, peer: Peer) -> None:
+        self.server = server
+        self.sock = sock
+        self.peer = peer
+        self.opened = time.time()
+        self.session: Session | None = None
+        self._session_id = ""
+        self._must_change = False
+        self._conversations: dict[str, Conversation] = {}
+        self._pending: dict[int, Job] = {}  # at most one answer at a time
+        self._audit: AuditCalls | None = None
+        self._closing = threading.Event()
+        self._close_lock = threading.Lock()
+        self._closed = False
+        self.outbox = Outbox(sock, self._broken)
+
+    # -- the reader ---------------------------------------------------------------
+
+    def run(self) -> None:
+        reader = LineReader(self.sock)
+        reason = "disconnected"
+        try:
+            while not self._closing.is_set():
+                self.sock.settimeout(self._read_seconds())
+                try:
+                    line = reader.read()
+                except TimeoutError:
+                    if self._pending:
+                        continue  # waiting for its answer is not idling
+                    reason = "idle" if self.session else "no_sign_in"
+                    self._tell(0, AuthenticationError(_IDLE[reason], code=reason))
+                    break
+                if line is None:
+                    break
+                self._handle(line)
+        except ProtocolError as exc:
+            reason = "protocol error"
+            self._tell(0, exc)
+        except OSError:
+            pass
+        finally:
+            self.close(reason)
+
+    def _read_seconds(self) -> float:
+        if self.session is None:
+            return SIGN_IN_SECONDS
+        return self.server.policy.idle_timeout_minutes * 60.0
+
+    def _handle(self, line: bytes) -> None:
+        message = decode(line)
+        raw_id = message.get("id")
+        reply_to = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else 0
+        try:
+            request = parse_request(message)
+            if request.op not in ("hello", "sign_in"):
+                self._require_session(request)
+            result = getattr(self, f"_op_{request.op}")(request)
+        except ProtocolError:
+            raise
+        except ApplianceError as exc:
+            if isinstance(exc, AuthenticationError):
+                self._session_ended(exc)
+            self._tell(reply_to, exc)
+            return
+        except Exception:  # a bug: the client hears one line, the service goes on
+            log.exception("request failed")
+            self._tell(reply_to, ApplianceError("the service failed; see its log"))
+            return
+        if result is not None:
+            self.outbox.put({"id": request.id, "ok": result})
+
+    def _require_session(self, request: Request) -> None:
+        given = request.args["session"].encode("utf-8")
+        if self.session is None or not hmac.compare_digest(given, self._session_id.encode()):
+            raise AuthenticationError(
+                "this connection is not signed in with that session; sign in first",
+                code="no_session",
+            )
+        if self._must_change and not self._changing_own_password(request):
+            raise AuthenticationError(
+                f"the password of {self.session.principal.user} was set by someone else; "
+                "set your own first",
+                code="must_change",
+            )
+        if request.op != "ask":  # a question runs the full check on the engine's thread
+            self.session.check_active()
+
+    def _changing_own_password(self, request: Request) -> bool:
+        """All a user whose password someone else set may do: set their own."""
+        if request.op in ("passwd", "sign_out"):
+            return True
+        args = request.args
+        own = self.session is not None and args.get("name") == self.session.principal.user
+        return request.op == "users" and own and args["call"] in PASSWORD_CALLS
+
+    # -- operations ---------------------------------------------------------------
+
+    def _op_hello(self, request: Request) -> dict[str, Any]:
+        server = self.server
+        return {
+            "protocol": VERSION,
+            "appliance": server.version,
+            "policy": server.policy.describe(),
+            "language": server.policy.language,
+            "model": server.model,
+        }
+
+    def _op_sign_in(self, request: Request) -> dict[str, Any]:
+        if self.session is not None:
+            raise UsageError("this connection is already signed in", code="signed_in")
+        server, args = self.server, request.args
+        if "user" in args:
+            principal = authenticate(
+                server.home, server.policy, server.log, args["user"], args.get("password", "")
+            )
+        else:
+            dev = development_mode(server.home, server.policy, self._os_user())
+            if dev is None:
+                raise AuthenticationError("sign in with a user name and password", code="needed")
+            principal = dev
+        level = session_level(server.policy, principal, args.get("level"), server.log)
+        origin = {"peer_uid": self.peer.uid, "peer_pid": self.peer.pid}
+        session = Session(
+            server.home,
+            server.engine,
+            server.log,
+            server.policy,
+            principal,
+            server.model,
+            level,
+            origin=origin,
+        )
+        details = {**origin, "peer_gid": self.peer.gid, "level": level.id}
+        server.log.record(Event(session.actor, "start", "service", details=details))
+        self.session, self._session_id = session, secrets.token_urlsafe(32)
+        self._must_change = principal.must_change
+        return {
+            "session": self._session_id,
+            "user": principal.user,
+            "role": principal.role,
+            "clearance": principal.clearance,
+            "level": level.id,
+            "must_change": principal.must_change,
+            "development": principal.dev,
+            # Whether answers arrive as they are written: only where no later
+            # marking can take back what was shown (docs/formats/protocol.md).
+            "streaming": session.top_cleared,
+        }
+
+    def _op_passwd(self, request: Request) -> dict[str, Any]:
+        session = self._signed_in()
+        principal = session.principal
+        admin = AccountAdmin(self.server.home, self.server.policy, self.server.log, principal)
+        admin.set_password(principal.user, request.args["password"])
+        self._end_session("password changed")
+        return {"signed_out": True}
+
+    def _op_ask(self, request: Request) -> None:
+        session, args = self._signed_in(), request.args
+        if self._pending:
+            raise UsageError(
+                "one answer at a time on a connection: wait for it or cancel it",
+                code="one_at_a_time",
+            )
+        conversation = self._conversation(args.get("conversation"), args.get("system"))
+        defaults = GenerationParams()
+        params = GenerationParams(
+            max_tokens=args.get("max_tokens", defaults.max_tokens),
+            temperature=args.get("temperature", defaults.temperature),
+            seed=args["seed"] if "seed" in args else secrets.randbits(32),
+        )
+        question = Question(request.id, session, conversation, args["prompt"], params)
+
+        def execute(job: Job) -> None:
+            self._answer(job, question)
+
+        job = Job(session.principal.user, execute)
+        self._pending[request.id] = job
+        try:
+            ahead = self.server.queue.submit(job)
+        except BusyError:
+            del self._pending[request.id]
+            raise
+        if ahead:
+            self.outbox.put({"id": request.id, "queued": {"ahead": ahead}})
+        return None  # the answer replies when it ends
+
+    def _op_reset(self, request: Request) -> dict[str, Any]:
+        self._signed_in()
+        self._conversations.pop(request.args["conversation"], None)
+        return {}
+
+    def _op_cancel(self, request: Request) -> dict[str, Any]:
+        self._signed_in()
+        target = request.args["request"]
+        job = self._pending.get(target)
+        if job is None:
+            return {"cancelled": False}
+        if self.server.queue.withdraw(job):  # never started: nothing was asked or recorded
+            self._pending.pop(target, None)
+            self.outbox.put({"id": target, "ok": {"outcome": "cancelled"}})
+        else:
+            job.cancel()
+        return {"cancelled": True}
+
+    def _op_status(self, request: Request) -> dict[str, Any]:
+        self._signed_in().principal.require("service.status")
+        return self.server.status()
+
+    def _op_users(self, request: Request) -> dict[str, Any]:
+        session = self._signed_in()
+        server = self.server
+        admin = AccountAdmin(server.home, server.policy, server.log, session.principal)
+        return accounts.serve(admin, request.args)
+
+    def _op_airgap(self, request: Request) -> dict[str, Any]:
+        """The air gap as the service sees it (its namespace and the host's), or an
+        officer's override of the requirement."""
+        session, args, server = self._signed_in(), request.args, self.server
+        if args["call"] == "override":
+            override = grant_airgap_override(
+                server.home,
+                server.policy,
+                server.log,
+                session.principal,
+                args.get("minutes", 0),
+                args.get("reason", ""),
+            )
+            return {"override": override.describe()}
+        if args["call"] != "status":
+            raise UsageError(f"airgap: no call {args['call'][:40]!r}", code="unknown_op")
+        active = current(server.home, server.policy.airgap_override_max_minutes)
+        return {
+            "attestation": attest().as_json(),
+            "override": active.describe() if active else None,
+        }
+
+    def _op_audit(self, request: Request) -> dict[str, Any]:
+        session = self._signed_in()
+        if self._audit is None or self._audit.principal is not session.principal:
+            self._audit = AuditCalls(self.server.home, self.server.log, session.principal)
+
+        def send(text: str) -> bool:
+            return self.outbox.put({"id": request.id, "data": text}, wait=SEND_SECONDS)
+
+        return self._audit.call(request.args, send)
+
+    def _op_sign_out(self, request: Request) -> dict[str, Any]:
+        self._signed_in()
+        self._end_session("signed out")
+        self._closing.set()  # the reply goes out, then the connection closes
+        return {}
+
+    # -- answering (on the engine's thread) -----------------------------------------
+
+    def _answer(self, job: Job, question: Question) -> None:
+        request_id = question.request_id
+        try:
+            if job.cancelled.is_set() or self._closing.is_set():
+                self.outbox.put({"id": request_id, "ok": {"outcome": "cancelled"}})
+                return
+            self.outbox.put({"id": request_id, "started": {}})
+            result = self._run_turn(job, question)
+            self.outbox.put({"id": request_id, "ok": result})
+        except ApplianceError as exc:
+            if isinstance(exc, AuthenticationError):
+                self._session_ended(exc)
+            self._tell(request_id, exc)
+        except Exception:  # a bug: the client hears one line, the service goes on
+            log.exception("answer failed")
+            self._tell(request_id, ApplianceError("the service failed to answer; see its log"))
+        finally:
+            self._pending.pop(request_id, None)
+
+    def _run_turn(self, job: Job, question: Question) -> dict[str, Any]:
+        request_id, session = question.request_id, question.session
+        turn = session.turn(question.conversation, question.prompt, question.params)
+        job.on_cancel = turn.cancel
+        if job.cancelled.is_set():
+            turn.cancel()
+        streaming = session.top_cleared
+        deadline = time.monotonic() + self.server.policy.service.answer_seconds
+        timed_out = False
+        try:
+            for piece in turn:
+                if streaming and not self.outbox.put({"id": request_id, "text": piece}):
+                    turn.cancel()
+                if not timed_out and time.monotonic() > deadline:
+                    timed_out = True
+                    turn.cancel()
+        finally:
+            turn.close()  # records the answer, however it ended
+        if not streaming and turn.outcome == "ok":
+            text = turn.text
+            for start in range(0, len(text), TEXT_CHUNK):
+                self.outbox.put({"id": request_id, "text": text[start : start + TEXT_CHUNK]})
+        stats = turn.stats
+        policy = session.policy
+        return {
+            "outcome": turn.outcome,
+            "timed_out": timed_out,
+            "label": turn.label.id,
+            "label_name": turn.label.name(policy.language),
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "tokens_per_second": round(stats.tokens_per_second, 2),
+            "first_token_seconds": stats.time_to_first_token,
+            "finish": stats.finish_reason,
+            "dropped_messages": stats.dropped_messages,
+        }
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _signed_in(self) -> Session:
+        assert self.session is not None  # _require_session ran
+        return self.session
+
+    def _conversation(self, name: str | None, system: str | None) -> Conversation:
+        if name is None:
+            return Conversation(system)
+        kept = self._conversations.get(name)
+        if kept is None:
+            if len(self._conversations) >= MAX_CONVERSATIONS:
+                raise UsageError(
+                    f"a connection keeps at most {MAX_CONVERSATIONS} conversations; reset one",
+                    code="too_many_conversations",
+                )
+            kept = self._conversations[name] = Conversation(system)
+        elif system is not None and system != kept.system:
+            raise UsageError(
+                "a conversation keeps the system prompt it started with; reset it to change it",
+                code="system_changed",
+            )
+        return kept
+
+    def _os_user(self) -> str:
+        try:
+            return pwd.getpwuid(self.peer.uid).pw_name
+        except KeyError:
+            return f"uid{self.peer.uid}"
+
+    def _tell(self, request_id: int, exc: ApplianceError) -> None:
+        self.outbox.put({"id": request_id, "error": error_body(exc)})
+
+    def _session_ended(self, exc: AuthenticationError) -> None:
+        """The session ended itself (idle, account changed): its logout is recorded."""
+        if exc.code in SESSION_ENDED:
+            self.session, self._session_id, self._must_change = None, "", False
+            self._conversations.clear()
+
+    def _end_session(self, reason: str) -> None:
+        session, self.session = self.session, None
+        self._session_id, self._must_change = "", False
+        self._conversations.clear()
+        for job in list(self._pending.values()):
+            if not self.server.queue.withdraw(job):
+                job.cancel()
+        if session is not None:
+            with contextlib.suppress(ApplianceError):
+                session.sign_out(reason)
+
+    def _broken(self) -> None:
+        """The client stopped reading or went away: stop its work, end the connection."""
+        self._closing.set()
+        for job in list(self._pending.values()):
+            job.cancel()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self, reason: str) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._closing.set()
+        self._end_session(reason)
+        self.outbox.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        self.server.forget(self)
+
+    def describe(self) -> dict[str, Any]:
+        session = self.session
+        return {
+            "user": session.principal.user if session else None,
+            "role": session.principal.role if session else None,
+            "peer_uid": self.peer.uid,
+            "peer_pid": self.peer.pid,
+            "since": round(self.opened),
+            "answering": bool(self._pending),
+        }
+
+
+_IDLE = {
+    "idle": "the session was idle too long; sign in again",
+    "no_sign_in": "no sign-in came in time; connect again",
+}

@@ -1,0 +1,174 @@
+"""The appliance service: one process per host that owns the home and serves every user.
+
+It alone opens the home (accounts, audit log, policy, sealed model) and runs
+the whole session pipeline for each connection: sign-in, roles, idle
+timeout, DLP in and out, labels against clearance, audit before and after.
+One engine serves every client from one copy of the model; answers take
+turns through `AnswerQueue`. A connection is served by its own thread and
+its own writer (`connection`), so no client can stall another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__
+from appliance.audit import Actor, AuditLog, Event
+from appliance.engine import Engine
+from appliance.errors import ApplianceError, BusyError, ServiceError
+from appliance.policy import Policy
+from appliance.service.connection import Connection
+from appliance.service.endpoint import peer_of
+from appliance.service.protocol import encode, error_body
+from appliance.service.queue import AnswerQueue
+
+log = logging.getLogger("appliance.service")
+
+SYSTEM = Actor("appliance", "system")
+DRAIN_SECONDS = 30.0  # a running answer may finish this long when the service stops
+
+
+class Server:
+    def __init__(
+        self,
+        home: Path,
+        policy: Policy,
+        audit: AuditLog,
+        engine: Engine,
+        model: str,
+        listener: socket.socket,
+    ) -> None:
+        self.home = home
+        self.policy = policy
+        self.log = audit
+        self.engine = engine
+        self.model = model
+        self.version = __version__
+        self.listener = listener
+        limits = policy.service
+        self.queue = AnswerQueue(limits.max_queued, limits.max_per_user)
+        self._connections: set[Connection] = set()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._stopped = False
+        self.started = time.time()
+
+    def serve(self) -> None:
+        """Accept clients until `stop()`."""
+        self.listener.settimeout(0.5)
+        while not self._stopping.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stopping.is_set():
+                    break
+                raise
+            self._admit(sock)
+
+    def _admit(self, sock: socket.socket) -> None:
+        sock.settimeout(None)
+        with self._lock:
+            full = len(self._connections) >= self.policy.service.max_sessions
+        if full:
+            busy = BusyError(
+                f"the appliance has {self.policy.service.max_sessions} sessions open, the most "
+                "its policy allows; try again shortly",
+                code="sessions_full",
+            )
+            with contextlib.suppress(OSError):
+                sock.settimeout(2.0)
+                sock.sendall(encode({"id": 0, "error": error_body(busy)}))
+            sock.close()
+            return
+        connection = Connection(self, sock, peer_of(sock))
+        with self._lock:
+            self._connections.add(connection)
+        threading.Thread(target=connection.run, name="client", daemon=True).start()
+
+    def forget(self, connection: Connection) -> None:
+        with self._lock:
+            self._connections.discard(connection)
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            sessions = [connection.describe() for connection in self._connections]
+        info = self.engine.info
+        return {
+            "appliance": self.version,
+            "pid": os.getpid(),
+            "since": round(self.started),
+            "policy": self.policy.describe(),
+            "model": self.model,
+            "engine": {
+                "name": info.name,
+                "quantization": info.quantization,
+                "context": self.engine.context_length,
+                "gpu_offload": self.engine.gpu_offload,
+                "backend": "in-process",
+            },
+            "limits": {
+                "max_sessions": self.policy.service.max_sessions,
+                "max_queued": self.policy.service.max_queued,
+                "max_per_user": self.policy.service.max_per_user,
+            },
+            "sessions": sessions,
+            "queue": self.queue.snapshot(),
+        }
+
+    def close_listener(self) -> None:
+        """No new clients: `serve()` returns (safe from any thread)."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self.listener.close()
+
+    def stop(self, reason: str) -> None:
+        """Drain: no new clients or answers; the running answer may finish, then all end."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self.close_listener()
+        for job in self.queue.close(DRAIN_SECONDS):
+            job.cancel()  # never ran: its client hears the service stopped
+        with self._lock:
+            connections = list(self._connections)
+        ending = ServiceError("the appliance service stopped", code="stopped")
+        for connection in connections:
+            connection.outbox.put({"id": 0, "error": error_body(ending)})
+            connection.close("service stopped")
+        details = {"reason": reason, "answered": self.queue.answered}
+        with contextlib.suppress(ApplianceError):
+            self.log.record(Event(SYSTEM, "shutdown", "service", details=details))
+
+
+def recover_unanswered(audit: AuditLog) -> int:
+    """Record a failed `answer` for every `ask` left open by a crash; return how many.
+
+    Runs at start, before any client: every question in the log then has
+    exactly one outcome, whatever happened to the process that took it.
+    """
+    answered: set[int] = set()
+    asks: dict[int, dict[str, Any]] = {}
+    for row in audit.events(action="answer"):
+        ask_seq = json.loads(row["leaf"]).get("details", {}).get("ask_seq")
+        if isinstance(ask_seq, int):
+            answered.add(ask_seq)
+    for row in audit.events(action="ask"):
+        if row["seq"] not in answered:
+            asks[row["seq"]] = json.loads(row["leaf"])
+    for seq, leaf in sorted(asks.items()):
+        actor = Actor(str(leaf.get("user")), str(leaf.get("role")))
+        details = {"ask_seq": seq, "chars": 0, "error": "the service stopped before answering"}
+        event = Event(actor, "answer", leaf.get("object"), "failed", leaf.get("label"), details)
+        audit.record(event)
+    return len(asks)
