@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,8 +18,11 @@ import pytest
 from appliance.audit import AuditLog, audit_dir
 from tests.conftest import in_private_mounts
 from tests.servicing import serving
+from tests.staff import password_file
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces need root")
+
+SERVICE_UID = 61234  # the service user of an installed host (no passwd entry needed)
 
 
 def with_marker(socket: Path, home: Path, command: str, *, owner: str = "0") -> str:
@@ -68,3 +74,49 @@ def test_a_marked_host_asks_the_service_whatever_the_home(tmp_path: Path, model_
     assert not (tmp_path / "private").exists()
     with AuditLog(audit_dir(home)) as log:  # the service's home recorded it
         assert [row["seq"] for row in log.events(action="ask")]
+
+
+def test_root_sets_up_an_installed_home_as_its_owner(tmp_path: Path) -> None:
+    """Files root makes in the service's home would be unreadable to the service."""
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # a folder the service uid may enter
+    try:
+        base.chmod(0o755)
+        home = base / "home"
+        home.mkdir(mode=0o700)
+        os.chown(home, SERVICE_UID, SERVICE_UID)
+        first = password_file(tmp_path, "root1")  # root's own files: read before the switch
+        officer = password_file(tmp_path, "lee")
+        setup = _appliance(
+            *("setup", "--admin", "root1", "--officer", "lee", "--new-password-file", first),
+            *("--officer-password-file", officer),
+        )
+        script = with_marker(base / "none.sock", home, f"{_python_for_all(base)} {setup}")
+        result = in_private_mounts(script, home)
+        assert result.returncode == 0, result.stderr
+        made = [home / "identity" / "users.db", home / "audit" / "log.db", home / "policy.toml"]
+        assert {path.stat().st_uid for path in made} == {SERVICE_UID}
+        with AuditLog(audit_dir(home)) as log:  # and root is named as who ran it
+            added = [json.loads(row["leaf"]) for row in log.events(action="user_add")]
+        assert {event["user"] for event in added} == {"uid0"}  # no /etc/passwd in there
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _python_for_all(base: Path) -> str:
+    """Shell commands that let any uid run this Python, as on an installed host.
+
+    Where the interpreter lives in a folder others may not enter (a root-only
+    home), the namespace covers that folder with an open tmpfs and mounts the
+    interpreter's tree back inside it.
+    """
+    prefix = Path(sys.base_prefix)
+    closed = next((p for p in reversed(prefix.parents) if not os.stat(p).st_mode & 0o001), None)
+    if closed is None:
+        return ""
+    child = closed / prefix.relative_to(closed).parts[0]
+    aside = base / "python"
+    return (
+        f"mkdir -p {aside} && mount --bind {child} {aside} && "
+        f"mount -t tmpfs -o mode=0755 tmpfs {closed} && mkdir {child} && "
+        f"mount --bind {aside} {child} &&"
+    )

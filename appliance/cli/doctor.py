@@ -18,6 +18,7 @@ from appliance.fsutil import read_limited
 from appliance.homestate import verify_state
 from appliance.policy import Policy, active_policy, active_policy_path
 from appliance.policy.override import airgap_verdict
+from appliance.service import as_home_owner
 from appliance.textsafe import json_line, printable
 
 
@@ -38,6 +39,7 @@ def register(commands: Any) -> None:
 def run_doctor(args: argparse.Namespace) -> int:
     home = appliance_home()
     trusted = Checkpoint.read_file(args.trusted_checkpoint) if args.trusted_checkpoint else None
+    as_home_owner(home)  # root on an installed host: as the service user, from here on
     policy: Policy | None
     try:
         policy = active_policy(home)

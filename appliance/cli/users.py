@@ -27,7 +27,7 @@ from appliance.homestate import record_state
 from appliance.identity import REQUEST_HOURS, ROLES, Users
 from appliance.policy import HOME_POLICY, active_policy, active_policy_path
 from appliance.seal import Recipient, read_identity
-from appliance.service import find_service
+from appliance.service import as_home_owner, find_service
 from appliance.service.accounts import RemoteAccounts
 
 
@@ -112,18 +112,19 @@ def run_setup(args: argparse.Namespace) -> int:
     Both passwords are temporary: each user sets their own at the first sign-in.
     """
     home = appliance_home()
-    policy = active_policy(home)
     if args.admin == args.officer:
         raise UsageError("the admin and the officer must be two accounts")
     escrow = Recipient.parse(args.escrow) if args.escrow else None
+    admin_password = _new_password(args, args.admin)
+    officer_password = read_secret(
+        args.officer_password_file, f"First password for {args.officer}", confirm=True
+    )
+    actor = Actor(local_account(), "setup")  # who ran it, before acting as the home's owner
+    as_home_owner(home)  # root on an installed host: the service's files stay its own
+    policy = active_policy(home)
     with Users(home) as users, AuditLog(audit_dir(home)) as log:
         if not users.empty():
             raise UsageError("accounts exist already; admins add more with 'appliance users add'")
-        admin_password = _new_password(args, args.admin)
-        officer_password = read_secret(
-            args.officer_password_file, f"First password for {args.officer}", confirm=True
-        )
-        actor = Actor(local_account(), "setup")
         _pin_policy(home)
         for name, role, password in (
             (args.admin, "admin", admin_password),
@@ -231,13 +232,14 @@ def run_passwd(args: argparse.Namespace) -> int:
 def run_recover(args: argparse.Namespace) -> int:
     """No sign-in: holding the escrow identity is the authority, and it is audited."""
     home = appliance_home()
-    policy = active_policy(home)
     escrow = read_identity(
         args.escrow_identity, passphrase_source(args.passphrase_file, "Escrow passphrase")
     )
+    password = _new_password(args, args.name)
+    actor = Actor(local_account(), "escrow")
+    as_home_owner(home)  # root on an installed host: the service's files stay its own
+    policy = active_policy(home)
     with AuditLog(audit_dir(home)) as log:
-        actor = Actor(local_account(), "escrow")
-        password = _new_password(args, args.name)
         recover_officer(home, policy, log, args.name, password, escrow, actor)
     print(f"Recovered the officer account {args.name}; 'appliance audit verify' reports it.")
     return 0

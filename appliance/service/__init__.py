@@ -9,7 +9,15 @@ whether a command must use it. Public API; other modules import only this.
 from __future__ import annotations
 
 from appliance.service.client import Answer, Client
-from appliance.service.endpoint import MARKER, claim, find_service, home_socket, listen, read_marker
+from appliance.service.endpoint import (
+    MARKER,
+    as_home_owner,
+    claim,
+    find_service,
+    home_socket,
+    listen,
+    read_marker,
+)
 from appliance.service.server import Server, recover_unanswered
 
 __all__ = [
@@ -17,6 +25,7 @@ __all__ = [
     "Answer",
     "Client",
     "Server",
+    "as_home_owner",
     "claim",
     "find_service",
     "home_socket",

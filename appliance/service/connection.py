@@ -418,22 +418,23 @@ class Connection:
 
     def _answer(self, job: Job, question: Question) -> None:
         request_id = question.request_id
+        final: dict[str, Any]
         try:
             if job.cancelled.is_set() or self._closing.is_set():
-                self.outbox.put({"id": request_id, "ok": {"outcome": "cancelled"}})
-                return
-            self.outbox.put({"id": request_id, "started": {}})
-            result = self._run_turn(job, question)
-            self.outbox.put({"id": request_id, "ok": result})
+                final = {"ok": {"outcome": "cancelled"}}
+            else:
+                self.outbox.put({"id": request_id, "started": {}})
+                final = {"ok": self._run_turn(job, question)}
         except ApplianceError as exc:
             if isinstance(exc, AuthenticationError):
                 self._session_ended(exc)
-            self._tell(request_id, exc)
+            final = {"error": error_body(exc)}
         except Exception:  # a bug: the client hears one line, the service goes on
             log.exception("answer failed")
-            self._tell(request_id, ApplianceError("the service failed to answer; see its log"))
-        finally:
-            self._pending.pop(request_id, None)
+            final = {"error": error_body(ApplianceError("the service failed to answer"))}
+        # Free the connection for its next question before telling it this one ended.
+        self._pending.pop(request_id, None)
+        self.outbox.put({"id": request_id, **final})
 
     def _run_turn(self, job: Job, question: Question) -> dict[str, Any]:
         request_id, session = question.request_id, question.session

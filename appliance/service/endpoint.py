@@ -71,6 +71,30 @@ def read_marker(path: Path = MARKER) -> Marker | None:
     return marker
 
 
+def as_home_owner(home: Path, marker: Path = MARKER) -> None:
+    """On an installed host, root works on the service's home as the service user.
+
+    Commands that still open the home in their own process (`setup`, `doctor`,
+    `models prepare`) would otherwise leave files only root can read (a new
+    user database, the audit anchor, a WAL) in a home the service must own.
+    Elsewhere, and for any other user, nothing changes.
+    """
+    installed = read_marker(marker)
+    if installed is None or os.geteuid() != 0:
+        return
+    if home.resolve() != installed.home.resolve():
+        raise ConfigError(f"this host's appliance service serves {installed.home}, not {home}")
+    owner = os.stat(installed.home)
+    if owner.st_uid == 0:
+        return  # not handed over yet: the installer's own run
+    try:
+        os.setgroups([])
+        os.setresgid(owner.st_gid, owner.st_gid, owner.st_gid)
+        os.setresuid(owner.st_uid, owner.st_uid, owner.st_uid)
+    except OSError as exc:
+        raise ConfigError(f"cannot act as the owner of {home}: {exc.strerror}") from None
+
+
 def home_socket(home: Path) -> Path:
     return home / SOCKET_NAME
 
