@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -102,30 +102,47 @@ def chat(args: argparse.Namespace, path: Path, lines: Iterator[str], interactive
             hello = client.hello()
             model = printable(str(hello.get("model")))
             print(f"{model}, served by the appliance service. {CHAT_HELP}", file=sys.stderr)
-        conversation = "chat"
-        for line in lines:
-            if line in ("/exit", "/quit"):
-                break
-            if line == "/reset":
-                client.call("reset", conversation=conversation)
-                continue
-            if line == "/help":
-                print(CHAT_HELP, file=sys.stderr)
-                continue
-            answer = client.ask(line, conversation=conversation, **_options(args))
-            try:
-                result = stream(answer, sys.stdout)
-            except (ContextOverflowError, BlockedError, KeyboardInterrupt) as exc:
-                if not interactive:
-                    raise
-                print(f"\n[{printable(str(exc)) or 'cancelled'}]", file=sys.stderr)
-                continue
-            sys.stdout.write("\n\n" if interactive else "\n")
-            sys.stdout.flush()
-            dropped = result.get("dropped_messages")
-            if dropped:
-                print(f"[{dropped} older messages left out to fit the context]", file=sys.stderr)
+
+        def answer(line: str) -> int:
+            result = stream(client.ask(line, conversation="chat", **_options(args)), sys.stdout)
+            return int(result.get("dropped_messages") or 0)
+
+        chat_loop(lines, interactive, lambda: client.call("reset", conversation="chat"), answer)
     return 0
+
+
+def chat_loop(
+    lines: Iterator[str],
+    interactive: bool,
+    reset: Callable[[], object],
+    answer: Callable[[str], int],
+) -> None:
+    """The chat's commands and turns, in-process or through the service alike.
+
+    `answer` writes the answer to a line and returns how many older messages
+    were left out to fit the context. On a terminal a refused or interrupted
+    question is reported and the chat goes on; in a script it ends the command.
+    """
+    for line in lines:
+        if line in ("/exit", "/quit"):
+            break
+        if line == "/reset":
+            reset()
+            continue
+        if line == "/help":
+            print(CHAT_HELP, file=sys.stderr)
+            continue
+        try:
+            dropped = answer(line)
+        except (ContextOverflowError, BlockedError, KeyboardInterrupt) as exc:
+            if not interactive:
+                raise
+            print(f"\n[{printable(str(exc)) or 'cancelled'}]", file=sys.stderr)
+            continue
+        sys.stdout.write("\n\n" if interactive else "\n")
+        sys.stdout.flush()
+        if dropped:
+            print(f"[{dropped} older messages left out to fit the context]", file=sys.stderr)
 
 
 def stream(answer: Answer, out: TextIO) -> dict[str, Any]:

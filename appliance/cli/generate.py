@@ -22,7 +22,7 @@ from appliance.cli.progress import byte_progress
 from appliance.cli.seal import add_open_options
 from appliance.config import EngineSettings, GenerationParams, appliance_home, load_home_config
 from appliance.engine import Engine
-from appliance.errors import BlockedError, ContextOverflowError, IntegrityError, UsageError
+from appliance.errors import IntegrityError, UsageError
 from appliance.policy import active_policy
 from appliance.policy.egress import report_to
 from appliance.service import find_service
@@ -109,35 +109,13 @@ def run_chat(args: argparse.Namespace) -> int:
             name = printable(info.name)  # from the model file
             print(f"{name} ({info.quantization}), local. {CHAT_HELP}", file=sys.stderr)
         conversation = Conversation(args.system)
-        for line in _read_lines(interactive):
-            if line in ("/exit", "/quit"):
-                break
-            if line == "/reset":
-                conversation.reset()
-                continue
-            if line == "/help":
-                print(CHAT_HELP, file=sys.stderr)
-                continue
-            try:
-                turn = session.turn(conversation, line, params)
-            except (ContextOverflowError, BlockedError) as exc:
-                if not interactive:
-                    raise
-                # the chat goes on; that question is dropped
-                print(f"[{printable(str(exc))}]", file=sys.stderr)
-                continue
-            try:
-                stream_to(turn, sys.stdout)
-            except (KeyboardInterrupt, BlockedError) as exc:
-                if not interactive:
-                    raise
-                print(f"\n[{printable(str(exc)) or 'cancelled'}]", file=sys.stderr)
-                continue
-            sys.stdout.write("\n\n" if interactive else "\n")
-            sys.stdout.flush()
-            dropped = turn.stats.dropped_messages
-            if dropped:
-                print(f"[{dropped} older messages left out to fit the context]", file=sys.stderr)
+
+        def answer(line: str) -> int:
+            turn = session.turn(conversation, line, params)
+            stream_to(turn, sys.stdout)
+            return turn.stats.dropped_messages
+
+        client.chat_loop(_read_lines(interactive), interactive, conversation.reset, answer)
     return 0
 
 
