@@ -344,3 +344,8 @@ def test_a_locked_account_loses_its_open_session_once(
         assert after.value.code == "no_session"  # sign in again: the session is over
     logouts = [e for e in events(staff, tmp_path, "--actor", "han") if e["action"] == "logout"]
     assert [e["details"]["reason"] for e in logouts] == ["account changed"]
+
+
+def test_the_ui_does_not_open_a_home_its_service_owns(service: Service, staff: Path) -> None:
+    opened = run_cli("ui", home=staff)
+    assert_one_line_error(opened, 19, "the terminal UI does not run as its client yet")
