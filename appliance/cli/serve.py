@@ -6,20 +6,20 @@ import argparse
 import contextlib
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from appliance.audit import Actor, AuditLog, Event, audit_dir
+from appliance.audit import AuditLog, Event, audit_dir
 from appliance.cli.auth import add_auth_options
 from appliance.cli.generate import add_model_options, open_engine
 from appliance.config import appliance_home, ensure_dir
-from appliance.errors import ConfigError, ServiceError
+from appliance.errors import ServiceError
 from appliance.homestate import check_state
 from appliance.policy import active_policy
 from appliance.service import (
+    SYSTEM,
     Server,
     claim,
     find_service,
@@ -27,10 +27,9 @@ from appliance.service import (
     listen,
     read_marker,
     recover_unanswered,
+    require_home,
 )
 from appliance.textsafe import json_line, printable
-
-SYSTEM = Actor("appliance", "system")
 
 
 def register(commands: Any) -> None:
@@ -57,17 +56,12 @@ def register(commands: Any) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     home = appliance_home()
     marker = read_marker()
-    if marker is not None and marker.home.resolve() != home.resolve():
-        raise ConfigError(f"this host's appliance service serves {marker.home}, not {home}")
+    if marker is not None:
+        require_home(marker, home)
     path = args.socket or (marker.socket if marker else home_socket(home))
     policy = active_policy(home)
     claim(ensure_dir(home))
-    stopping = threading.Event()
     reason = ["stopped"]
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        reason[0] = signal.Signals(signum).name
-        stopping.set()
 
     with contextlib.ExitStack() as stack:
         log = stack.enter_context(AuditLog(audit_dir(home), require_content=policy.require_content))
@@ -86,19 +80,17 @@ def run_serve(args: argparse.Namespace) -> int:
         }
         log.record(Event(SYSTEM, "start", "service", details=details))
         log.start_heartbeat(SYSTEM)
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            reason[0] = signal.Signals(signum).name
+            server.close_listener()  # serve() returns within its accept timeout
+
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        watcher = threading.Thread(target=_stop_when, args=(stopping, server), daemon=True)
-        watcher.start()
         print(f"appliance: serving {printable(model)} on {printable(str(path))}", file=sys.stderr)
         server.serve()
         server.stop(reason[0])
     return 0
-
-
-def _stop_when(stopping: threading.Event, server: Server) -> None:
-    stopping.wait()
-    server.close_listener()
 
 
 def _remove(path: Path) -> None:

@@ -17,11 +17,13 @@ from appliance.service.endpoint import (
     home_socket,
     listen,
     read_marker,
+    require_home,
 )
-from appliance.service.server import Server, recover_unanswered
+from appliance.service.server import SYSTEM, Server, recover_unanswered
 
 __all__ = [
     "MARKER",
+    "SYSTEM",
     "Answer",
     "Client",
     "Server",
@@ -32,4 +34,5 @@ __all__ = [
     "listen",
     "read_marker",
     "recover_unanswered",
+    "require_home",
 ]

@@ -71,6 +71,12 @@ def read_marker(path: Path = MARKER) -> Marker | None:
     return marker
 
 
+def require_home(installed: Marker, home: Path) -> None:
+    """On an installed host the service's home is the only one."""
+    if home.resolve() != installed.home.resolve():
+        raise ConfigError(f"this host's appliance service serves {installed.home}, not {home}")
+
+
 def as_home_owner(home: Path, marker: Path = MARKER) -> None:
     """On an installed host, root works on the service's home as the service user.
 
@@ -82,8 +88,7 @@ def as_home_owner(home: Path, marker: Path = MARKER) -> None:
     installed = read_marker(marker)
     if installed is None or os.geteuid() != 0:
         return
-    if home.resolve() != installed.home.resolve():
-        raise ConfigError(f"this host's appliance service serves {installed.home}, not {home}")
+    require_home(installed, home)
     owner = os.stat(installed.home)
     if owner.st_uid == 0:
         return  # not handed over yet: the installer's own run
