@@ -14,6 +14,7 @@ import codecs
 import hmac
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from appliance.audit import Actor, AuditLog, Checkpoint, Event, PublicKey
@@ -30,7 +31,7 @@ CHALLENGE_ID = "appliance-officer-challenge"
 class AuditCalls:
     """One connection's audit requests, as its signed-in principal."""
 
-    def __init__(self, home: Any, log: AuditLog, principal: Principal) -> None:
+    def __init__(self, home: Path, log: AuditLog, principal: Principal) -> None:
         self.home = home
         self.log = log
         self.principal = principal

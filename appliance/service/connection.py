@@ -143,8 +143,6 @@ class Outbox:
             with self._changed:
                 while not self._items and not self._closed:
                     self._changed.wait()
-                if self._closed and not self._items:
-                    return
                 if self._closed:
                     return  # overflowed or closing: what is left is dropped
                 data = self._items.popleft()
