@@ -16,7 +16,7 @@ DEMO_HOME := .demo
 # docs/formats/bundle.md). Made from pip's cache after the first install.
 WHEELHOUSE := .wheelhouse
 
-.PHONY: setup tools run demo-reset wheelhouse test lint bench fuzz clean
+.PHONY: setup tools run stop demo-reset wheelhouse test lint bench fuzz clean
 
 setup: $(STAMP) $(WHEELHOUSE)/.ready tools
 	$(BIN)/appliance models prepare
@@ -45,12 +45,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --progress-bar off -e '.[dev]'
 	touch $(STAMP)
 
-# The UI on a demonstration home: sealed default model, defense-kr, demo accounts.
+# The UI on a demonstration home (sealed default model, defense-kr, demo accounts),
+# a client of `appliance serve` on that home, started in the background when none
+# runs (its log: .demo/serve.log); `make stop` ends it.
 run: setup
 	$(BIN)/appliance demo --home $(DEMO_HOME)
+	APPLIANCE_HOME=$(DEMO_HOME) $(BIN)/appliance serve --background
 	APPLIANCE_HOME=$(DEMO_HOME) $(BIN)/appliance ui
 
+stop:
+	APPLIANCE_HOME=$(DEMO_HOME) $(BIN)/appliance service stop
+
 demo-reset:
+	-APPLIANCE_HOME=$(DEMO_HOME) $(BIN)/appliance service stop 2>/dev/null
 	rm -rf $(DEMO_HOME)
 
 # Test files are spread over two workers (a file's tests stay together).

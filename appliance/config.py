@@ -6,6 +6,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 from appliance.errors import ConfigError, UsageError
 
@@ -69,11 +70,21 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
+Backend = Literal["local", "llama-server"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+MAX_SLOTS = 64  # llama-server's parallel sequences; beyond this the KV cache is the limit
+
+
 @dataclass(frozen=True)
 class EngineSettings:
-    """How llama.cpp runs a model. The same settings serve every request."""
+    """How llama.cpp runs a model. The same settings serve every request.
 
-    context_length: int = 4096
+    `backend` "local" runs llama.cpp in this process, one answer at a time;
+    "llama-server" runs it in a supervised child process that answers `slots`
+    requests at once, each with a context window of `context_length` tokens.
+    """
+
+    context_length: int = 4096  # per answer (per slot)
     threads: int | None = None  # None: one per physical core this process may use
     gpu_layers: int | None = None  # None: all layers when a GPU backend is built in
     batch_size: int = 512
@@ -82,8 +93,18 @@ class EngineSettings:
     # greedy answers can differ in the last bits. Off: every answer is computed
     # from scratch and reproducible at temperature 0.
     reuse_prompt_cache: bool = False
+    backend: Backend = "local"
+    slots: int = 1  # answers generated at once
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise UsageError(f"engine backend must be one of {', '.join(BACKENDS)}")
+        if not 1 <= self.slots <= MAX_SLOTS:
+            raise UsageError(f"slots must be between 1 and {MAX_SLOTS}")
+        if self.backend == "local" and self.slots != 1:
+            raise UsageError(
+                'the local engine answers one at a time: slots > 1 needs "llama-server"'
+            )
         if self.context_length < 64:
             raise UsageError("context length must be at least 64 tokens")
         if self.threads is not None and self.threads < 1:
@@ -105,6 +126,9 @@ class GenerationParams:
     min_p: float = 0.0
     repeat_penalty: float = 1.0
     seed: int = 0
+    # Never end at an end-of-generation token (benchmarks and tests that need a
+    # fixed number of tokens); stop strings and max_tokens still apply.
+    ignore_eos: bool = False
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -131,8 +155,11 @@ class HomeConfig:
     site identity files that unseal it, manifest = the installed release's
     signed bundle.json, whose model sha256 the sealed model must decrypt to;
     [ui] language = "en" or "ko" (default: the policy's), demo = true for a
-    demonstration home; [keys] binding id = keys, to remap the UI. Command-line
-    options override it.
+    demonstration home; [keys] binding id = keys, to remap the UI;
+    [engine] backend = "local" (in-process, the default) or "llama-server"
+    (a supervised child answering several requests at once), slots = answers
+    at once (llama-server only), context = tokens per answer, threads = CPU
+    threads. Command-line options override it.
     """
 
     model: Path | None = None
@@ -141,6 +168,22 @@ class HomeConfig:
     language: str | None = None
     demo: bool = False  # made by `appliance demo`: every screen says so
     keymap: dict[str, str] = field(default_factory=dict)  # UI binding id -> keys
+    backend: Backend = "local"
+    slots: int = 1
+    context: int | None = None  # tokens per answer; None: EngineSettings' default
+    threads: int | None = None
+
+    def engine_settings(
+        self, *, context_length: int | None = None, threads: int | None = None
+    ) -> EngineSettings:
+        """The engine settings this home asks for; command-line values win."""
+        context = context_length or self.context or EngineSettings.context_length
+        return EngineSettings(
+            context_length=context,
+            threads=threads or self.threads,
+            backend=self.backend,
+            slots=self.slots,
+        )
 
 
 def load_home_config(home: Path) -> HomeConfig:
@@ -158,7 +201,11 @@ def load_home_config(home: Path) -> HomeConfig:
     def fail(key: str, problem: str) -> ConfigError:
         return ConfigError(f"{path}: {key}: {problem}")
 
-    allowed = {"model": {"path", "identity", "manifest"}, "ui": {"language", "demo"}}
+    allowed = {
+        "model": {"path", "identity", "manifest"},
+        "ui": {"language", "demo"},
+        "engine": {"backend", "slots", "context", "threads"},
+    }
     for section, table in raw.items():
         if section not in (*allowed, "keys") or not isinstance(table, dict):
             raise fail(section, "unknown section")
@@ -187,6 +234,24 @@ def load_home_config(home: Path) -> HomeConfig:
     language = raw.get("ui", {}).get("language")
     if language is not None and language not in LANGUAGES:
         raise fail("ui.language", f"must be one of {', '.join(LANGUAGES)}")
+    engine = raw.get("engine", {})
+    backend = engine.get("backend", "local")
+    if backend not in BACKENDS:
+        raise fail("engine.backend", f"must be one of {', '.join(BACKENDS)}")
+
+    def whole(key: str, low: int, high: int | None = None) -> int | None:
+        value = engine.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise fail(f"engine.{key}", f"must be a whole number of at least {low}")
+        if high is not None and value > high:
+            raise fail(f"engine.{key}", f"must be at most {high}")
+        return value
+
+    slots = whole("slots", 1, MAX_SLOTS) or 1
+    if backend == "local" and slots != 1:
+        raise fail("engine.slots", 'the local engine answers one at a time; use "llama-server"')
     return HomeConfig(
         model=home / path_text if path_text else None,
         manifest=home / manifest_text if manifest_text else None,
@@ -194,4 +259,8 @@ def load_home_config(home: Path) -> HomeConfig:
         language=language,
         demo=demo,
         keymap=keymap,
+        backend=backend,
+        slots=slots,
+        context=whole("context", 64),
+        threads=whole("threads", 1),
     )

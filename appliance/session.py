@@ -26,7 +26,7 @@ from typing import Any
 
 from appliance.audit import Actor, AuditLog, Event
 from appliance.config import GenerationParams
-from appliance.engine import Engine, Generation, GenerationStats, Message
+from appliance.engine import ChatEngine, Generation, GenerationStats, Message
 from appliance.errors import ApplianceError, AuthenticationError, BlockedError
 from appliance.homestate import record_state
 from appliance.identity import DEV_ROLE, Principal, Users, check_account, has_users
@@ -157,7 +157,7 @@ class Session:
     """One signed-in user's conversations with one model."""
 
     home: Path
-    engine: Engine
+    engine: ChatEngine
     audit: AuditLog
     policy: Policy
     principal: Principal

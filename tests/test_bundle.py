@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import tarfile
 import time
@@ -17,9 +18,10 @@ from appliance import catalog, seal
 from appliance.audit import AuditLog
 from appliance.cli.generate import sealed_is_pinned
 from appliance.cli.passphrase import openers
-from appliance.engine import read_gguf
+from appliance.engine import read_gguf, sha256_file
 from appliance.engine.info import quantization_of
 from appliance.engine.quantize import quantize
+from appliance.engine.tools import SHIPPED_FILES, tools_dir
 from tests.conftest import AIR_GAPPED, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,7 +152,12 @@ def test_a_quantized_bundle_installs_serves_upgrades_and_rolls_back(station) -> 
         "model": True,
         "audit": True,
         "state": True,
+        "binaries": True,
     }
+    libexec = prefix / "releases" / "1.0.0" / "libexec"  # the release runs its own binaries
+    for name in SHIPPED_FILES:
+        assert stat.S_IMODE((libexec / name).lstat().st_mode) == 0o755
+        assert sha256_file(libexec / name) == sha256_file(tools_dir() / name)
     served = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}["model"]
     assert served["report"]["quantized"]["sha256"] == manifest["model"]["sha256"]
     assert served["report"]["texts"][0]["name"] == "en-admin"

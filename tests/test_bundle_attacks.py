@@ -37,7 +37,10 @@ def release_bundle(
     now: datetime | None = None,
     key: Path | None = None,
     payload: bytes | None = None,
+    extra: dict[str, bytes] | None = None,
+    binaries: object = None,
 ) -> Path:
+    """`extra`: more signed files (target path -> bytes); `binaries`: the manifest's."""
     files_dir = out.with_suffix(".files")
     files_dir.mkdir()
     weights = payload or f"weights of {release} ".encode() * 500
@@ -46,9 +49,15 @@ def release_bundle(
         "content_id": "m@1",
         "sha256": hashlib.sha256(weights).hexdigest(),
     }
-    (files_dir / "bundle.json").write_text(json.dumps({"release": release, "model": model}))
+    document: dict[str, object] = {"release": release, "model": model}
+    if binaries is not None:
+        document["binaries"] = binaries
+    (files_dir / "bundle.json").write_text(json.dumps(document))
     (files_dir / "m.sealed").write_bytes(weights)
     files = {"bundle.json": files_dir / "bundle.json", "model/m.sealed": files_dir / "m.sealed"}
+    for number, (path, data) in enumerate((extra or {}).items()):
+        files[path] = files_dir / f"extra-{number}"
+        files[path].write_bytes(data)
     signed = repository.sign_release(keys, PASS, files, timestamp_days=30, now=now, key=key)
     write_bundle(out, signed.members(), files)
     return out
@@ -292,6 +301,45 @@ def test_a_refused_upgrade_changes_nothing(tmp_path: Path, keys: Path, host: Pat
     assert (prefix / "current").readlink() == Path("releases/1.0.0")
     assert sorted(p.name for p in (prefix / "releases").iterdir()) == ["1.0.0"]
     shutil.rmtree(prefix / "releases")
+
+
+TOOL = b"#!/bin/sh\necho a stand-in for llama-server\n"
+
+
+def listed(name: str, data: bytes) -> dict[str, object]:
+    """The manifest's `binaries` naming one file."""
+    entry = {"file": f"libexec/{name}", "sha256": hashlib.sha256(data).hexdigest()}
+    return {"files": {name: entry | {"bytes": len(data)}}}
+
+
+@pytest.mark.parametrize(
+    ("signed", "binaries", "why"),
+    [
+        ({"libexec/llama-server": TOOL}, listed("llama-server", TOOL), None),
+        ({"libexec/llama-server": TOOL}, None, "disagree on the binary 'libexec/llama-server'"),
+        ({}, listed("llama-server", TOOL), "disagree on the binary 'libexec/llama-server'"),
+        (
+            {"libexec/llama-server": TOOL},
+            listed("llama-server", b"other bytes"),
+            "disagree on the binary 'libexec/llama-server'",
+        ),
+        ({"libexec/llama-server": TOOL}, listed("..", TOOL), r"'\.\.' is not a plain file"),
+        ({"libexec/a/b": TOOL}, listed("a/b", TOOL), "'a/b' is not a plain file name"),
+        ({"bin/llama-server": TOOL}, listed("llama-server", TOOL), "disagree on the binary"),
+        ({}, {"files": ["llama-server"]}, "its binaries list no files"),
+    ],
+)
+def test_the_manifest_names_exactly_the_signed_binaries(
+    tmp_path: Path, keys: Path, host: Path, signed: dict[str, bytes], binaries: object, why: str
+) -> None:
+    """A release's binaries land in libexec/ and doctor checks them against the manifest's
+    sha256: the manifest must name every signed libexec/ file, with its signed hash."""
+    bundle = release_bundle(keys, tmp_path / "r2.bundle", "2.0.0", extra=signed, binaries=binaries)
+    if why is None:
+        with verify_bundle(bundle, host, None) as verified:
+            assert verified.binaries == ["libexec/llama-server"]
+    else:
+        refused(bundle, host, None, why)
 
 
 def _quiet(_description: str) -> contextlib.nullcontext[None]:

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
 
+from appliance.engine import sha256_file
+from appliance.engine.tools import (
+    CMAKE_FLAGS,
+    NODUMP_PRELOAD,
+    SHIPPED_FILES,
+    TOOLS,
+    llama_cpp_version,
+    tools_dir,
+)
 from tests.conftest import assert_one_line_error, run_cli
 from tests.ggufs import small_gguf
 from tests.test_bundle_attacks import PASS, release_bundle
@@ -88,11 +99,28 @@ def test_a_wrong_passphrase_fails_before_any_work(tmp_path: Path, keys: Path) ->
     assert not (tmp_path / "out.bundle").exists()
 
 
-def test_a_built_bundle_verifies_against_its_root(tmp_path: Path, keys: Path) -> None:
-    args = build_args(tmp_path, keys, small_gguf(tmp_path / "tiny.gguf"), tmp_path / "pass")
-    built = run_cli(*args, home=tmp_path)
-    assert built.returncode == 0, built.stderr
-    bundle = tmp_path / "out.bundle"
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One bundle built by the CLI, once for the module: a tiny model, a stand-in wheel, and
+    the binaries `make setup` built (SHIPPED_FILES, from the cache: tools_dir()). Its
+    folder holds `out.bundle`, `keys/` and `pass`."""
+    base = tmp_path_factory.mktemp("built")
+    (base / "pass").write_text(PASS + "\n")
+    (base / "pass").chmod(0o600)
+    made = run_cli(
+        *("bundle", "init", "--out", str(base / "keys")),
+        *("--passphrase-file", str(base / "pass")),
+        home=base,
+    )
+    assert made.returncode == 0, made.stderr
+    args = build_args(base, base / "keys", small_gguf(base / "tiny.gguf"), base / "pass")
+    result = run_cli(*args, home=base)
+    assert result.returncode == 0, result.stderr
+    return base
+
+
+def test_a_built_bundle_verifies_against_its_root(tmp_path: Path, built: Path) -> None:
+    bundle, keys = built / "out.bundle", built / "keys"
     result = run_cli(
         "bundle", "verify", str(bundle), "--trust", str(keys / "root.json"), "--json", home=tmp_path
     )
@@ -100,7 +128,10 @@ def test_a_built_bundle_verifies_against_its_root(tmp_path: Path, keys: Path) ->
     report = json.loads(result.stdout)
     assert report["release"] == "1.0.0"
     assert report["metadata_version"] == 1
-    assert report["files"] >= 10  # model, wheel, policy, installer, docs, SBOM, manifest
+    # model, wheel, policy, installer, docs, SBOM, manifest, the shipped binaries
+    assert report["files"] >= 10 + len(SHIPPED_FILES)
+    (tmp_path / "pass").write_text(PASS + "\n")
+    (tmp_path / "pass").chmod(0o600)
     other = tmp_path / "other"
     run_cli(
         "bundle",
@@ -174,3 +205,80 @@ def test_a_missing_site_identity_is_reported_before_any_work(tmp_path: Path, key
     )
     assert_one_line_error(result, 2, "no.key does not exist")
     assert sorted(p.name for p in prefix.iterdir()) == [".lock"]
+
+
+def test_the_bundle_ships_the_built_binaries_signed_and_in_its_sbom(built: Path) -> None:
+    with tarfile.open(built / "out.bundle") as tar:
+        sizes = {member.name: member.size for member in tar}
+
+        def read(name: str) -> dict:  # type: ignore[type-arg]
+            return json.loads(tar.extractfile(name).read())  # type: ignore[union-attr]
+
+        targets = read("metadata/targets.json")["signed"]["targets"]
+        manifest = read("targets/bundle.json")["binaries"]
+        sbom = {c["bom-ref"]: c for c in read("targets/sbom.cdx.json")["components"]}
+    assert manifest["llama_cpp_python"] == llama_cpp_version()
+    assert manifest["cmake_flags"] == list(CMAKE_FLAGS)
+    assert sorted(manifest["files"]) == sorted(SHIPPED_FILES)
+    assert sorted(p for p in targets if p.startswith("libexec/")) == sorted(
+        f"libexec/{name}" for name in SHIPPED_FILES
+    )
+    for name in SHIPPED_FILES:
+        built_file = tools_dir() / name
+        path, digest, size = f"libexec/{name}", sha256_file(built_file), built_file.stat().st_size
+        assert targets[path] == {"length": size, "hashes": {"sha256": digest}}  # signed
+        assert sizes[f"targets/{path}"] == size
+        assert manifest["files"][name] == {"file": path, "sha256": digest, "bytes": size}
+        component = sbom[path]
+        assert component["name"] == name
+        assert component["version"] == llama_cpp_version()
+        assert component["type"] == ("application" if name in TOOLS else "library")
+        assert component["hashes"] == [{"alg": "SHA-256", "content": digest}]
+        properties = {p["name"]: p["value"] for p in component.get("properties", [])}
+        assert properties["appliance:installed_as"] == f"releases/V/libexec/{name}"
+        if name in TOOLS:
+            assert properties["appliance:cmake_flags"] == " ".join(CMAKE_FLAGS)
+
+
+def test_a_tampered_binary_is_refused_at_verify_and_install(tmp_path: Path, built: Path) -> None:
+    """One byte of llama-server changed in the bundle: refused before anything is written."""
+    tampered = tmp_path / "tampered.bundle"
+    shutil.copyfile(built / "out.bundle", tampered)
+    with tarfile.open(tampered) as tar:
+        offset = tar.getmember("targets/libexec/llama-server").offset_data
+    with tampered.open("r+b") as sink:
+        sink.seek(offset + 4096)
+        byte = sink.read(1)
+        sink.seek(offset + 4096)
+        sink.write(bytes([byte[0] ^ 0xFF]))
+    keys = built / "keys"
+    verify = run_cli(
+        "bundle", "verify", str(tampered), "--trust", str(keys / "root.json"), home=tmp_path
+    )
+    assert_one_line_error(verify, 16, "'libexec/llama-server' does not match its signed hash")
+    prefix = tmp_path / "prefix"
+    install = run_cli(
+        *("install", str(tampered), "--prefix", str(prefix)),
+        *("--trust", str(keys / "root.json"), "--identity", str(keys / "root.json")),
+        home=tmp_path,
+    )
+    assert_one_line_error(install, 16, "'libexec/llama-server' does not match its signed hash")
+    assert sorted(p.name for p in prefix.iterdir()) == [".lock"]
+
+
+def test_a_build_without_the_shipped_binaries_says_to_run_make_setup(
+    tmp_path: Path, keys: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = build_args(tmp_path, keys, small_gguf(tmp_path / "tiny.gguf"), tmp_path / "pass")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))  # nothing built there
+    result = run_cli(*args, home=tmp_path)
+    assert_one_line_error(result, 7, f"lacks {', '.join(SHIPPED_FILES)}, which every bundle")
+    assert "run make setup" in result.stderr
+    partial = tmp_path / "tools"  # given with --tools: the tools, but not the preload
+    partial.mkdir()
+    for name in TOOLS:
+        (partial / name).write_bytes(b"\x7fELF")
+    result = run_cli(*args, "--tools", str(partial), home=tmp_path)
+    assert_one_line_error(result, 7, f"{partial} lacks {NODUMP_PRELOAD}, which every bundle")
+    assert "run make setup, or give --tools" in result.stderr
+    assert not (tmp_path / "out.bundle").exists()

@@ -12,8 +12,10 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from appliance.audit import Actor
 from appliance.bundle import repository
 from appliance.bundle.archive import write_bundle
 from appliance.bundle.host import Host, install_wheels
+from appliance.engine.tools import NODUMP_PRELOAD, SHIPPED_FILES
 from appliance.errors import BundleError, ConfigError
 from appliance.seal import Identity, write_identity
 from tests.conftest import assert_one_line_error, run_cli
@@ -97,15 +100,30 @@ def wheels(tmp_path: Path) -> list[Path]:
 
 
 def signed_bundle(
-    keys: Path, out: Path, manifest: dict[str, object], wheels: list[Path] | None = None
+    keys: Path,
+    out: Path,
+    manifest: dict[str, object],
+    wheels: list[Path] | None = None,
+    binaries: dict[str, bytes] | None = None,
 ) -> Path:
-    """A bundle signed with the real metadata code: manifest, model, wheels."""
+    """A bundle signed with the real metadata code: manifest, model, wheels, and
+    `binaries` (name -> bytes) as libexec/NAME, named in the manifest as `bundle build`
+    names them."""
     staged = out.with_suffix(".files")
     staged.mkdir()
-    (staged / "bundle.json").write_text(json.dumps(manifest))
     (staged / "m.sealed").write_bytes(WEIGHTS)
     files = {"bundle.json": staged / "bundle.json", "model/m.sealed": staged / "m.sealed"}
     files.update({f"wheels/{wheel.name}": wheel for wheel in wheels or []})
+    if binaries:
+        (staged / "libexec").mkdir()
+        entries = {}
+        for name, data in binaries.items():
+            files[f"libexec/{name}"] = staged / "libexec" / name
+            files[f"libexec/{name}"].write_bytes(data)
+            digest = hashlib.sha256(data).hexdigest()
+            entries[name] = {"file": f"libexec/{name}", "sha256": digest, "bytes": len(data)}
+        manifest = manifest | {"binaries": {"files": entries}}
+    (staged / "bundle.json").write_text(json.dumps(manifest))
     signed = repository.sign_release(keys, PASS, files, timestamp_days=30)
     write_bundle(out, signed.members(), files)
     return out
@@ -235,6 +253,94 @@ def test_a_wheel_that_does_not_match_its_signed_hash_is_not_installed(
     make_wheel(wheels[1].parent, "tinydep", "1.0", {"tinydep": 'VERSION = "swapped"\n'})
     with pytest.raises(BundleError, match="failed"):
         install_wheels(tmp_path / "venv", wheels[0].parent, signed)
+
+
+# -- the shipped binaries ----------------------------------------------------------------------
+
+
+def from_release(release: Path, *args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """This checkout's appliance, run by the release's own Python, as the installed
+    appliance runs: its sys.prefix is the release's venv (whose stand-in wheel can do
+    nothing more)."""
+    paths = sysconfig.get_paths()
+    found = os.pathsep.join([str(ROOT), paths["purelib"], paths["platlib"]])
+    env = {**os.environ, "APPLIANCE_HOME": str(home), "PYTHONPATH": found}
+    env.pop("APPLIANCE_DEBUG", None)
+    python = str(release / "venv" / "bin" / "python")
+    return subprocess.run(
+        [python, *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+LOOKUP = """
+import json
+from appliance.engine.tools import SHIPPED_FILES, llama_tool, shipped_file
+from appliance.errors import ConfigError
+found = {}
+for name in SHIPPED_FILES:
+    try:
+        found[name] = str(shipped_file(name))
+    except ConfigError as exc:
+        found[name] = str(exc)
+found["llama_tool"] = str(llama_tool("llama-server"))
+print(json.dumps(found))
+"""
+
+
+def binaries_check(release: Path, home: Path) -> dict[str, object]:
+    """`appliance doctor`'s check of the shipped binaries, run from the release."""
+    doctor = from_release(release, "-m", "appliance", "doctor", "--json", home=home)
+    assert doctor.stdout, doctor.stderr
+    checks = {check["name"]: check for check in json.loads(doctor.stdout)["checks"]}
+    found: dict[str, object] = checks["binaries"]
+    return found
+
+
+def test_a_release_lays_out_its_binaries_runs_them_and_doctor_checks_them(
+    tmp_path: Path, keys: Path, wheels: list[Path]
+) -> None:
+    binaries = {name: f"#!/bin/sh\necho {name}\n".encode() for name in SHIPPED_FILES}
+    bundle = signed_bundle(keys, tmp_path / "r.bundle", manifest(), wheels, binaries)
+    prefix = tmp_path / "prefix"
+    umask = os.umask(0o077)  # whatever the umask, the release is readable and runnable by all
+    try:
+        install(prefix, bundle, keys)
+    finally:
+        os.umask(umask)
+    release, home = (prefix / "releases" / "2.0.0").resolve(), prefix / "home"
+    libexec = release / "libexec"
+    assert stat.S_IMODE(libexec.stat().st_mode) == 0o755
+    for name, data in binaries.items():
+        info = (libexec / name).lstat()
+        assert stat.S_ISREG(info.st_mode), name
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (os.geteuid(), 0o755), name
+        assert (libexec / name).read_bytes() == data
+
+    # The release's own copies, never the build cache (which this checkout has too).
+    lookup = from_release(release, "-c", LOOKUP, home=home)
+    assert lookup.returncode == 0, lookup.stderr
+    expected = {name: str(libexec / name) for name in SHIPPED_FILES}
+    assert json.loads(lookup.stdout) == expected | {"llama_tool": str(libexec / "llama-server")}
+    check = binaries_check(release, home)
+    assert check["ok"] is True, check
+    assert (
+        check["detail"]
+        == f"{len(SHIPPED_FILES)} files in {libexec} match release 2.0.0's signed manifest"
+    )
+
+    (libexec / "llama-server").write_bytes(b"#!/bin/sh\necho swapped\n")
+    (libexec / NODUMP_PRELOAD).unlink()
+    check = binaries_check(release, home)
+    assert check["ok"] is False
+    assert check["detail"] == (
+        "llama-server: modified: its sha256 is not the one the release's manifest signs; "
+        f"{NODUMP_PRELOAD}: missing"
+    )
+    lookup = from_release(release, "-c", LOOKUP, home=home)
+    assert json.loads(lookup.stdout)[NODUMP_PRELOAD] == (
+        f"{NODUMP_PRELOAD} is missing from the installed release (expected "
+        f"{libexec / NODUMP_PRELOAD}); reinstall the release"
+    )
 
 
 # -- the prefix --------------------------------------------------------------------------------

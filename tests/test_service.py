@@ -6,19 +6,30 @@ commands as clients, a crash mid-answer, and a bounded load.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import json
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from appliance.audit import Actor, AuditLog, audit_dir
+from appliance.conversations import Conversations
+from appliance.engine import Engine, Message
 from appliance.errors import AuthenticationError, BlockedError, UsageError
+from appliance.homestate import record_state
+from appliance.identity import Users
+from appliance.policy import load_policy, shipped_policy
 from appliance.seal import Identity, write_identity
+from appliance.service import Server, listen
 from tests.conftest import assert_one_line_error, run_cli
-from tests.servicing import Service, add_operator, serving
-from tests.staff import as_user, events, make_staffed, password_file
+from tests.servicing import Raw, Service, add_operator, serving
+from tests.staff import PASSWORDS, as_user, events, make_staffed, password_file
 
 pytestmark = pytest.mark.model
 
@@ -108,7 +119,7 @@ def test_the_cli_is_a_client_of_the_running_service(
     assert_one_line_error(blocked, 13, "it contains a resident registration number")
     status = run_cli("service", "status", "--json", *as_user(tmp_path, "root1"), home=staff)
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["engine"]["backend"] == "in-process"
+    assert json.loads(status.stdout)["engine"]["backend"] == "local"
     denied = run_cli("service", "status", *as_user(tmp_path, "kim"), home=staff)
     assert_one_line_error(denied, 15, "needs the admin or officer role")
 
@@ -346,6 +357,237 @@ def test_a_locked_account_loses_its_open_session_once(
     assert [e["details"]["reason"] for e in logouts] == ["account changed"]
 
 
-def test_the_ui_does_not_open_a_home_its_service_owns(service: Service, staff: Path) -> None:
-    opened = run_cli("ui", home=staff)
-    assert_one_line_error(opened, 19, "the terminal UI does not run as its client yet")
+def test_the_terminal_ui_is_a_client_of_the_service(
+    service: Service, staff: Path, tmp_path: Path
+) -> None:
+    """The UI on a home its service owns: kim signs in there, and the service answers and
+    records the question as the UI asked it."""
+    from appliance.tui import AppContext, ApplianceApp
+    from appliance.tui.chat import ChatScreen, PromptArea
+
+    app = ApplianceApp(AppContext(service.socket, max_tokens=7))
+
+    async def scenario(pilot: Any) -> None:
+        screen = app.screen
+        screen.query_one("#user").value = "kim"
+        screen.query_one("#password").value = PASSWORDS["kim"]
+        screen.query_one("#password").focus()
+        await pilot.press("enter")
+        assert isinstance(app.screen, ChatScreen)
+        prompt = app.screen.query_one("#prompt", PromptArea)
+        prompt.text = "What is the capital of France?"
+        prompt.focus()
+        await pilot.press("enter")
+        deadline = time.monotonic() + 120
+        while app.screen.turns == 0:
+            assert time.monotonic() < deadline, "no answer came"
+            await pilot.pause(0.1)
+
+    asyncio.run(_pilot(app, scenario))
+    asks, answers = _asks_and_answers(staff, tmp_path)
+    mine = [e for e in asks if e["details"]["max_tokens"] == 7]  # the UI's, as given it
+    assert [e["user"] for e in mine] == ["kim"]
+    outcomes = [a["outcome"] for a in answers if a["details"].get("ask_seq") == mine[0]["seq"]]
+    assert outcomes == ["ok"]
+
+
+async def _pilot(app: Any, scenario: Any) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await scenario(pilot)
+
+
+# -- saved conversations, check-ins and idleness ----------------------------------------
+
+
+class Signed(Raw):
+    """A raw connection, signed in (`fields` as sign_in takes them)."""
+
+    def __init__(self, path: Path, **fields: Any) -> None:
+        super().__init__(path)
+        self.request("sign_in", **fields)
+        self.signed_in = self.final()["ok"]
+
+
+def _sign_in(service: Service, user: str, password: str | None = None, **fields: Any) -> Signed:
+    return Signed(service.socket, user=user, password=password or PASSWORDS[user], **fields)
+
+
+def _call(raw: Signed, request_id: int, op: str, **fields: Any) -> list[dict]:
+    """Every message the request is answered with, its final one last."""
+    raw.request(op, request_id, session=raw.signed_in["session"], **fields)
+    replies = []
+    while True:
+        message = raw.receive()
+        assert message is not None, "the service closed the connection"
+        if message["id"] in (request_id, 0):
+            replies.append(message)
+            if "ok" in message or "error" in message:
+                return replies
+
+
+def _ok(raw: Signed, request_id: int, op: str, **fields: Any) -> dict:
+    final = _call(raw, request_id, op, **fields)[-1]
+    assert "ok" in final, final
+    return final["ok"]
+
+
+def _refused(raw: Signed, request_id: int, op: str, **fields: Any) -> dict:
+    """The error of a request refused before anything was queued or started."""
+    replies = _call(raw, request_id, op, **fields)
+    assert len(replies) == 1, replies
+    return replies[0]["error"]
+
+
+def test_a_conversation_is_saved_listed_reopened_continued_and_deleted(service: Service) -> None:
+    add_operator(service.home, "yoo")
+    first = _sign_in(service, "yoo")
+    assert (first.signed_in["conversations"], first.signed_in["notice"]) == (True, None)
+    asked = _ok(first, 2, "ask", prompt="Name a colour.", conversation="c", save=True, **SHORT)
+    again = _ok(first, 3, "ask", prompt="And another.", conversation="c", save=True, **SHORT)
+    assert asked["outcome"] == again["outcome"] == "ok"
+    saved = asked["saved"]
+    assert again["saved"] == saved  # the same record, replaced
+    (listed,) = _ok(first, 4, "conversations", call="list")["conversations"]
+    assert (listed["id"], listed["title"], listed["label"]) == (saved, "Name a colour.", "public")
+    assert listed["label_name"] == "공개"
+    first.close()
+
+    second = _sign_in(service, "yoo")
+    opened = _ok(second, 2, "conversations", call="open", saved_id=saved, conversation="d")
+    assert [m["role"] for m in opened["messages"]] == ["user", "assistant"] * 2
+    assert opened["messages"][0]["content"] == "Name a colour."
+    assert opened["label"] == "public"
+    go_on = _ok(second, 3, "ask", prompt="One more.", conversation="d", save=True, **SHORT)
+    assert go_on["saved"] == saved
+    assert go_on["prompt_tokens"] > asked["prompt_tokens"]  # the model saw the history
+    reopened = _ok(second, 4, "conversations", call="open", saved_id=saved, conversation="e")
+    assert len(reopened["messages"]) == 6
+    _ok(second, 5, "reset", conversation="d")  # forgets its record: the next save is a new one
+    fresh = _ok(second, 6, "ask", prompt="Say yes.", conversation="d", save=True, **SHORT)
+    assert fresh["saved"] != saved
+    listing = _ok(second, 7, "conversations", call="list")["conversations"]
+    assert [c["id"] for c in listing] == [fresh["saved"], saved]  # newest first
+    for request_id, saved_id in enumerate((saved, fresh["saved"]), 8):
+        assert _ok(second, request_id, "conversations", call="delete", saved_id=saved_id) == {}
+    assert _ok(second, 10, "conversations", call="list") == {"conversations": []}
+    second.close()
+
+
+def test_saving_is_refused_before_anything_is_queued(service: Service, staff: Path) -> None:
+    kim = _sign_in(service, "kim")
+    error = _refused(kim, 2, "ask", prompt="hi", save=True, **SHORT)  # no conversation named
+    assert (error["code"], error["exit"]) == ("bad_field", UsageError.exit_code)
+    error = _refused(kim, 3, "conversations", call="rename")
+    assert error["code"] == "unknown_op"
+    error = _refused(kim, 4, "conversations", call="open", saved_id="../../etc", conversation="c")
+    assert error["code"] == "bad_field"
+    error = _refused(kim, 5, "conversations", call="open", saved_id="0" * 32, conversation="c")
+    assert error["code"] == "no_conversation"
+    kim.close()
+    admin = _sign_in(service, "root1")  # may not ask: nothing to save
+    assert admin.signed_in["conversations"] is False
+    assert _refused(admin, 2, "conversations", call="list")["code"] == "not_saved"
+    error = _refused(admin, 3, "ask", prompt="hi", conversation="c", save=True, **SHORT)
+    assert (error["code"], error["message"]) == (
+        "not_saved",
+        "conversations are saved only for a user signed in with a password",
+    )
+    admin.close()
+    # A password someone else set opens nothing; the user's own, set first, does.
+    with Users(staff) as users:
+        users.add("bae", "operator", "restricted", "set-by-an-admin-1", 8, must_change=True)
+    with AuditLog(audit_dir(staff)) as log:
+        record_state(staff, log, Actor("root1", "admin"), "user_add")
+    bae = _sign_in(service, "bae", "set-by-an-admin-1")
+    assert (bae.signed_in["must_change"], bae.signed_in["conversations"]) == (True, False)
+    assert _refused(bae, 2, "conversations", call="list")["code"] == "must_change"
+    error = _refused(bae, 3, "ask", prompt="hi", conversation="c", save=True, **SHORT)
+    assert error["code"] == "must_change"
+    assert _ok(bae, 4, "check")["idle_seconds"] > 0  # checking in is allowed meanwhile
+    _ok(bae, 5, "passwd", password="baes-own-password-1")
+    bae.request("sign_in", 6, user="bae", password="baes-own-password-1")
+    assert bae.final(6)["ok"]["conversations"] is True
+    bae.close()
+
+
+def test_a_conversation_above_the_users_clearance_is_neither_listed_nor_opened(
+    service: Service, staff: Path, tmp_path: Path
+) -> None:
+    add_operator(staff, "seo")  # cleared to 대외비
+    # Saved while the user was cleared higher (clearances are lowered; labels stay).
+    store, _ = Conversations.open(staff, "seo", PASSWORDS["seo"])
+    exchange = [Message("user", "Status?"), Message("assistant", "Green.")]
+    above = store.save(None, exchange, "secret-2")
+    within = store.save(None, exchange, "restricted")
+    store.close()
+    seo = _sign_in(service, "seo", level="public")
+    listed = _ok(seo, 2, "conversations", call="list")["conversations"]
+    assert [c["id"] for c in listed] == [within]
+    error = _refused(seo, 3, "conversations", call="open", saved_id=above, conversation="c")
+    assert error["exit"] == BlockedError.exit_code
+    assert "above the clearance of seo" in error["message"]
+    opened = _ok(seo, 4, "conversations", call="open", saved_id=within, conversation="c")
+    assert opened["label"] == "restricted"  # a session at 공개 carries the conversation's label
+    seo.close()
+    refusals = [e for e in events(staff, tmp_path, "--actor", "seo") if e["outcome"] == "denied"]
+    assert refusals[-1]["details"]["what"] == "saved conversation"
+
+
+def test_a_check_ends_the_session_of_an_account_locked_since(service: Service) -> None:
+    add_operator(service.home, "moon")
+    moon, admin = _sign_in(service, "moon"), _sign_in(service, "root1")
+    assert _ok(moon, 2, "check")["idle_seconds"] > 0
+    _ok(admin, 2, "users", call="set_locked", name="moon", locked=True)
+    error = _refused(moon, 3, "check")
+    assert (error["code"], error["exit"]) == ("account_changed", AuthenticationError.exit_code)
+    assert _refused(moon, 4, "check")["code"] == "no_session"
+    moon.close()
+    admin.close()
+
+
+@contextlib.contextmanager
+def _in_process(home: Path, engine: Engine, idle_seconds: float) -> Iterator[Path]:
+    """The service's `Server` in this process on a development home, with an idle timeout
+    in seconds (a policy file says at least a minute); yields its socket."""
+    home.mkdir()
+    policy = load_policy(shipped_policy("default"))
+    policy = dataclasses.replace(policy, idle_timeout_minutes=idle_seconds / 60)
+    with AuditLog(audit_dir(home)) as log:
+        server = Server(home, policy, log, engine, "model", listen(home / "service.sock"))
+        thread = threading.Thread(target=server.serve, daemon=True)
+        thread.start()
+        try:
+            yield home / "service.sock"
+        finally:
+            server.stop("test")
+            thread.join()
+
+
+def test_development_mode_saves_nothing(tmp_path: Path, engine: Engine) -> None:
+    with _in_process(tmp_path / "home", engine, 60) as path:
+        dev = Signed(path)
+        assert (dev.signed_in["development"], dev.signed_in["conversations"]) == (True, False)
+        assert _refused(dev, 2, "conversations", call="list")["code"] == "not_saved"
+        error = _refused(dev, 3, "ask", prompt="hi", conversation="c", save=True, **SHORT)
+        assert error["code"] == "not_saved"
+        dev.close()
+
+
+def test_a_clients_check_is_not_the_users_activity(tmp_path: Path, engine: Engine) -> None:
+    """Only a check that says the person at the client was active keeps a session open."""
+    with _in_process(tmp_path / "home", engine, 3) as path:
+        person = Signed(path)  # signed in first, and outlives the client's session
+        client = Signed(path)
+        for request_id in range(2, 200):
+            time.sleep(0.3)
+            assert _ok(person, request_id, "check", active=True)["idle_seconds"] == 3
+            with contextlib.suppress(BrokenPipeError):  # told `idle` and closed meanwhile
+                client.request("check", request_id, session=client.signed_in["session"])
+            final = client.final(request_id)
+            if "error" in final:
+                break
+            assert final["ok"]["idle_seconds"] <= 3
+        assert final["error"]["code"] == "idle"
+        assert _ok(person, request_id + 1, "check", active=True)["idle_seconds"] == 3
+        person.close()
+        client.close()

@@ -4,7 +4,9 @@ above the clearance is withdrawn."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
 from pathlib import Path
 
 from textual.widgets import Input, Markdown, Static
@@ -12,11 +14,23 @@ from textual.widgets import Input, Markdown, Static
 from appliance.audit import AuditLog
 from appliance.conversations import Conversations
 from appliance.identity import Users
+from appliance.policy import load_policy
 from appliance.tui.audit import AuditScreen
 from appliance.tui.chat import ChatScreen
 from appliance.tui.login import LoginScreen
 from appliance.tui.users import AccountForm, PasswordForm, UsersScreen
-from tests.test_tui import ScriptedEngine, ask, begin_log, make_app, run, sign_in, until
+from tests.test_tui import (
+    ScriptedEngine,
+    ask,
+    begin_log,
+    close_services,
+    make_app,
+    run,
+    sign_in,
+    until,
+)
+
+__all__ = ["close_services"]  # the fixture that stops each app's service
 
 
 def _logouts(home: Path) -> list[dict]:
@@ -29,7 +43,7 @@ def test_the_admin_and_officer_screens_time_out_too(tmp_path: Path) -> None:
     with Users(tmp_path) as users:
         users.add("park", "admin", "public", "admin-pass-123", 10, must_change=False)
         users.add("lee", "officer", "public", "officer-pass-1", 10, must_change=False)
-    app = make_app(tmp_path, ScriptedEngine([]))
+    app = make_app(tmp_path, ScriptedEngine([]), idle_seconds=2)
 
     async def scenario(pilot) -> None:
         for name, password, screen in (
@@ -38,10 +52,13 @@ def test_the_admin_and_officer_screens_time_out_too(tmp_path: Path) -> None:
         ):
             await sign_in(pilot, name, password)
             assert isinstance(app.screen, screen)
-            app.last_active -= app.context.policy.idle_timeout_minutes * 60 + 1
-            app.check_session()  # what the app's timer runs every few seconds
-            await pilot.pause()
-            assert isinstance(app.screen, LoginScreen)
+            deadline = time.monotonic() + 60
+            while not isinstance(app.screen, LoginScreen):  # nobody touches a key meanwhile
+                assert time.monotonic() < deadline, "the session did not time out"
+                app.check_session()  # what the app's timer runs every few seconds
+                await pilot.pause(0.5)
+            message = str(app.screen.query_one("#message", Static).render())
+            assert message == app.words("login.idle")
 
     run(app, scenario)
     assert [(e["user"], e["details"]["reason"]) for e in _logouts(tmp_path)] == [
@@ -133,14 +150,16 @@ def test_an_answer_whose_label_rises_above_the_clearance_is_withdrawn(tmp_path: 
         await sign_in(pilot, "kim", "operator-pass-1")
         chat = app.screen
         await ask(pilot, "계획을 알려주세요")
-        await until(pilot, lambda: chat._turn is None and chat.query(Markdown) is not None)
-        await until(pilot, lambda: "withdrawn" in str(chat.query_one("#notice").render())
-                    or "철회" in str(chat.query_one("#notice").render()))  # fmt: skip
-        assert not chat.query(Markdown)  # nothing of the answer stays on the screen
-        assert chat.conversation.messages == []
-        assert chat.conversation_id is None  # and nothing was saved
+        await until(pilot, lambda: not chat.busy)
+        assert "Ⅱ급비밀" in str(chat.query_one("#notice").render())  # the service's reason
+        assert not chat.query(Markdown)  # nothing of the answer reached the screen
+        assert chat.turns == 0
 
     run(app, scenario)
+    store, _ = Conversations.open(tmp_path, "kim", "operator-pass-1")
+    with contextlib.closing(store):
+        levels = {level.id for level in load_policy(tmp_path / "policy.toml").levels}
+        assert store.summaries(levels) == []  # and nothing was saved
 
 
 def test_user_text_in_messages_is_never_markup(tmp_path: Path) -> None:

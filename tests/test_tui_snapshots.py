@@ -5,7 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from appliance.identity import Users
-from tests.test_tui import ScriptedEngine, answered, begin_log, make_app, sign_in, until
+from appliance.tui import ApplianceApp
+from tests.test_tui import (
+    ScriptedEngine,
+    answered,
+    begin_log,
+    close_services,
+    sign_in,
+    until,
+)
+from tests.test_tui import make_app as make_any_app
+
+__all__ = ["close_services"]  # the fixture that stops each app's service
+
+
+def make_app(home: Path, engine: ScriptedEngine) -> ApplianceApp:
+    """The app, drawn as on an air-gapped host whatever this one is."""
+    app = make_any_app(home, engine)
+    app.hello["airgapped"] = True
+    return app
 
 
 def _home(tmp_path: Path) -> Path:

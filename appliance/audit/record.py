@@ -51,6 +51,7 @@ ACTIONS = frozenset(
         "heartbeat",
         "start",
         "shutdown",
+        "engine_restart",
         "user_add",
         "user_lock",
         "user_unlock",

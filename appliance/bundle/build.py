@@ -1,9 +1,10 @@
 """`appliance bundle build`: one signed offline file from a model, a policy and wheels.
 
 On the connected build station: quantize (optional), seal the weights to the
-site recipients, gather the wheelhouse, the policy, the installer and the
-docs, write an SBOM and a manifest, sign TUF metadata over every file, and
-write the bundle atomically.
+site recipients, gather the wheelhouse, llama.cpp's tools and the preload
+(`make setup` builds them), the policy, the installer and the docs, write an
+SBOM and a manifest, sign TUF metadata over every file, and write the bundle
+atomically.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from appliance import __version__, catalog, seal
 from appliance.bundle import repository, sbom
 from appliance.bundle.archive import Progress, write_bundle
 from appliance.bundle.keys import load_signer
-from appliance.bundle.manifest import MANIFEST, MODEL_DIR, is_release
+from appliance.bundle.manifest import BINARIES_DIR, MANIFEST, MODEL_DIR, is_release
 from appliance.engine import read_gguf, sha256_file
 from appliance.engine.compare import EVALUATION_TEXTS, compare, evaluation_text
 from appliance.engine.info import quantization_of
 from appliance.engine.quantize import QuantizeReport, quantize
 from appliance.engine.report import Report, write_report
-from appliance.errors import BundleError, UsageError
+from appliance.engine.tools import CMAKE_FLAGS, SHIPPED_FILES, llama_cpp_version, tools_dir
+from appliance.errors import BundleError, ConfigError, UsageError
 from appliance.policy import load_policy
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout the build runs from
@@ -62,6 +64,7 @@ class BuildRequest:
     quantize: str | None = None
     report_texts: tuple[str, ...] = EVALUATION_TEXTS  # what the quantized model is measured on
     wheelhouse: Path | None = None  # None: collect with pip (needs the package index)
+    tools: Path | None = None  # the built SHIPPED_FILES; None: the cache `make setup` fills
     timestamp_days: int = 30
 
 
@@ -98,6 +101,20 @@ def _check(request: BuildRequest) -> None:
         if not (SOURCE_ROOT / relative).is_file():
             raise UsageError(f"{SOURCE_ROOT} lacks {relative}: build from a source checkout")
     load_signer(request.signing_key, request.passphrase)  # a wrong passphrase fails first
+    _shipped(request.tools)
+
+
+def _shipped(given: Path | None) -> dict[str, Path]:
+    """The built binaries the bundle ships (engine/tools.py's SHIPPED_FILES), by name."""
+    folder = tools_dir() if given is None else given
+    found = {name: folder / name for name in SHIPPED_FILES}
+    missing = [name for name, path in found.items() if not path.is_file()]
+    if missing:
+        raise ConfigError(
+            f"{folder} lacks {', '.join(missing)}, which every bundle ships: run make setup"
+            + ("" if given is None else ", or give --tools a folder that holds them")
+        )
+    return found
 
 
 def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
@@ -123,6 +140,8 @@ def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
     files["policy/policy.toml"] = request.policy
     files.update({path: SOURCE_ROOT / path for path in INSTALLER})
     files.update({path: SOURCE_ROOT / path for path in DOCS if (SOURCE_ROOT / path).is_file()})
+    binaries = _copy_binaries(request.tools, work / "libexec")
+    files.update({f"{BINARIES_DIR}{path.name}": path for path in binaries})
     inputs = sum(path.stat().st_size for path in files.values()) - sealed.stat().st_size
     inputs += request.model.stat().st_size
     measured = None
@@ -161,6 +180,18 @@ def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
         },
         "policy": {"name": policy.name, "version": policy.version, "sha256": policy.sha256},
         "platform": _platform(wheels),
+        "binaries": {  # installed as releases/V/libexec/NAME; doctor checks these sha256
+            "llama_cpp_python": llama_cpp_version(),  # whose vendored llama.cpp was built
+            "cmake_flags": list(CMAKE_FLAGS),
+            "files": {
+                path.name: {
+                    "file": f"{BINARIES_DIR}{path.name}",
+                    "sha256": sha256_file(path),
+                    "bytes": path.stat().st_size,
+                }
+                for path in binaries
+            },
+        },
     }
     manifest_path = work / MANIFEST
     manifest_path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
@@ -210,6 +241,16 @@ def _model_identity(
             "give it another general.name or release"
         )
     return name, content_id
+
+
+def _copy_binaries(given: Path | None, work: Path) -> list[Path]:
+    """Copies of the shipped binaries, so that what is hashed is what is signed and packed."""
+    work.mkdir()
+    copies = []
+    for name, path in _shipped(given).items():
+        copies.append(work / name)
+        shutil.copyfile(path, work / name)
+    return copies
 
 
 def _wheelhouse(given: Path | None, work: Path, stage: Stage) -> list[Path]:

@@ -2,6 +2,8 @@
 
     PREFIX/bin/appliance        runs the current release with APPLIANCE_HOME=PREFIX/home
     PREFIX/releases/V/          one verified release: venv/, model/, policy/, wheels/, docs
+    PREFIX/releases/V/libexec/  llama.cpp's tools and the preload, 0755; the release's
+                                programs use these (engine/tools.py: beside sys.prefix)
     PREFIX/current -> releases/V   switched atomically (a new link renamed over the old)
     PREFIX/home/                config.toml (-> current/model.sealed), policy.toml (a link
                                 into current), audit/, identity/
@@ -14,6 +16,14 @@ PREFIX, releases/ and every release are root's, 0755 folders and 0644 (or
 service user (`--service-user`, as root) the home is that user's, 0700, after
 every install, upgrade, rollback and uninstall, and the root-owned marker
 /etc/appliance/service.toml tells clients where the service's socket is.
+
+The shipped binaries (engine/tools.py's SHIPPED_FILES: llama.cpp's tools and
+the preload) are signed targets `libexec/NAME` like every other file, named
+with their sha256 in the signed `bundle.json`, laid out as
+`releases/V/libexec/NAME`, 0755. A program run from the release (its
+`sys.prefix` is `releases/V/venv`) looks for them there, in `libexec/` beside
+its venv, and never in the build cache; `doctor` checks them against the
+manifest (bundle/binaries.py).
 
 A bundle is verified in full before anything is written under PREFIX; the
 release is built in its own folder; only then do `current` and the trusted
@@ -54,12 +64,13 @@ from appliance.bundle.repository import MAX_METADATA
 from appliance.bundle.verify import VerifiedBundle, commit_trust, trusted_versions, verify_bundle
 from appliance.config import CONFIG_FILE, ensure_dir
 from appliance.engine import sha256_file
+from appliance.engine.tools import RELEASE_COMPLETE
 from appliance.errors import BundleError, CheckFailedError, ConfigError, UsageError
 from appliance.fsutil import atomic_writer, fsync_directory, read_limited, read_private
 from appliance.homestate import record_state
 from appliance.policy import HOME_POLICY
 
-COMPLETE = ".complete"
+COMPLETE = RELEASE_COMPLETE  # written last: the release is whole (engine/tools.py reads it)
 _ENSUREPIP = {"pip", "setuptools"}  # what `python -m venv` installs from the host's Python
 MODEL_LINK = "model.sealed"  # in each release, to its model/<name>.sealed
 SITE_KEY = "site.key"  # HOME/keys/site.key: the site identity, the service user's copy
@@ -338,6 +349,8 @@ class Host:
         with stage("Creating the Python environment (no index)"):
             install_wheels(target / "venv", target / "wheels", verified.wheel_hashes)
         (target / MODEL_LINK).symlink_to(verified.model_file)
+        for binary in verified.binaries:  # libexec/NAME: the release's programs run these
+            os.chmod(target / binary, 0o755)
         readable_by_all(target)
         with atomic_writer(target / COMPLETE, mode=0o644) as sink:
             os.fchmod(sink.fileno(), 0o644)  # whatever the umask, like the rest of the release

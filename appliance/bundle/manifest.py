@@ -5,6 +5,10 @@ checks it here before its release becomes a folder name or its model file a
 link. The serving commands read it from the installed release (`current/`),
 whose copy the verifier wrote: a sealed model that decrypts to the sha256 it
 pins is authenticated and needs no probe; one that does not is refused.
+
+Its `binaries` (llama.cpp's tools and the appliance's preload, shipped under
+`libexec/`) name each file's sha256: the verifier checks them against the signed
+targets, and `doctor` checks the installed copies against them (bundle/binaries.py).
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance.engine.tools import LIBEXEC
 from appliance.errors import ConfigError
 from appliance.fsutil import read_limited
 from appliance.seal import is_content_id
@@ -27,6 +32,9 @@ MAX_RELEASE = 64
 RELEASE = re.compile(r"\d+(\.\d+){0,3}([-+][0-9A-Za-z.]+)?")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 MODEL_DIR = "model/"
+BINARIES_DIR = f"{LIBEXEC}/"  # in the bundle's targets, and in each installed release
+# A shipped file's name: one plain path component, never a path.
+BINARY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,7 @@ class Manifest:
     content_id: str  # what the sealed model must hold
     model_sha256: str  # of the model's plaintext
     data: dict[str, Any]  # the whole document
+    binaries: dict[str, str] = field(default_factory=dict)  # libexec/NAME -> its sha256
 
 
 def is_release(text: object) -> bool:
@@ -68,7 +77,29 @@ def parse_manifest(data: bytes) -> Manifest:
         raise ValueError("its model content id is malformed")
     if not isinstance(sha256, str) or not SHA256.fullmatch(sha256):
         raise ValueError("its model sha256 is not 64 lowercase hex digits")
-    return Manifest(release, model_file, content_id, sha256, document)
+    binaries = _binaries(document.get("binaries"))
+    return Manifest(release, model_file, content_id, sha256, document, binaries)
+
+
+def _binaries(section: object) -> dict[str, str]:
+    """`binaries.files` as {libexec/NAME: sha256}; empty for a bundle that ships none."""
+    if section is None:
+        return {}
+    files = section.get("files") if isinstance(section, dict) else None
+    if not isinstance(files, dict):
+        raise ValueError("its binaries list no files")
+    found = {}
+    for name, entry in files.items():
+        if not BINARY_NAME.fullmatch(name):  # (JSON keys are strings)
+            raise ValueError(f"its binary {name[:80]!r} is not a plain file name")
+        path = f"{BINARIES_DIR}{name}"
+        if not isinstance(entry, dict) or entry.get("file") != path:
+            raise ValueError(f"its binary {name!r} is not {path}")
+        digest = entry.get("sha256")
+        if not isinstance(digest, str) or not SHA256.fullmatch(digest):
+            raise ValueError(f"its binary {name!r} has no sha256 of 64 lowercase hex digits")
+        found[path] = digest
+    return found
 
 
 def model_pin(path: Path) -> Manifest:

@@ -1,18 +1,21 @@
-"""The bundle's SBOM: CycloneDX JSON listing every wheel, the model and the policy."""
+"""The bundle's SBOM: CycloneDX JSON listing every wheel, the shipped binaries (llama.cpp's
+tools and the preload), the model and the policy."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from appliance.bundle.manifest import BINARIES_DIR
 from appliance.engine import sha256_file
+from appliance.engine.tools import TOOLS
 from appliance.errors import ConfigError
 
 
 def document(manifest: dict[str, Any], files: dict[str, Path]) -> str:
     """CycloneDX 1.6 JSON for the bundle described by `manifest` and holding `files`."""
     try:
-        from cyclonedx.model import HashAlgorithm, HashType
+        from cyclonedx.model import HashAlgorithm, HashType, Property
         from cyclonedx.model.bom import Bom
         from cyclonedx.model.component import Component, ComponentType
         from cyclonedx.output.json import JsonV1Dot6
@@ -46,6 +49,29 @@ def document(manifest: dict[str, Any], files: dict[str, Path]) -> str:
                         "pypi", name=package.lower().replace("_", "-"), version=version
                     ),
                     hashes=hashes(path),
+                    bom_ref=name,
+                )
+            )
+        elif name.startswith(BINARIES_DIR):
+            binaries = manifest["binaries"]
+            tool = path.name in TOOLS  # else the appliance's own preload, a shared library
+            flags = " ".join(binaries["cmake_flags"])  # how llama.cpp was configured
+            bom.components.add(
+                Component(
+                    name=path.name,
+                    version=str(binaries["llama_cpp_python"]),
+                    type=ComponentType.APPLICATION if tool else ComponentType.LIBRARY,
+                    description=(
+                        "llama.cpp tool, built from the llama.cpp that llama-cpp-python "
+                        f"{binaries['llama_cpp_python']} vendors"
+                        if tool
+                        else "the appliance's preload for llama-server, built with its tools"
+                    ),
+                    hashes=hashes(path),
+                    properties=[
+                        Property(name="appliance:installed_as", value=f"releases/V/{name}"),
+                        *([Property(name="appliance:cmake_flags", value=flags)] if tool else []),
+                    ],
                     bom_ref=name,
                 )
             )

@@ -24,7 +24,13 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from appliance.bundle.archive import METADATA, TARGETS, BundleArchive
-from appliance.bundle.manifest import MANIFEST, MAX_MANIFEST, Manifest, parse_manifest
+from appliance.bundle.manifest import (
+    BINARIES_DIR,
+    MANIFEST,
+    MAX_MANIFEST,
+    Manifest,
+    parse_manifest,
+)
 from appliance.errors import BundleError
 
 _SCHEME = "bundle:///"
@@ -76,6 +82,11 @@ class VerifiedBundle:
     @property
     def model_sha256(self) -> str:
         return self._manifest.model_sha256
+
+    @property
+    def binaries(self) -> list[str]:
+        """The shipped binaries' target paths (libexec/NAME), each signed."""
+        return sorted(self._manifest.binaries)
 
     @property
     def wheel_hashes(self) -> dict[str, str]:
@@ -241,6 +252,16 @@ def _manifest(archive: BundleArchive, targets: dict[str, TargetFile]) -> Manifes
         raise BundleError(
             f"{archive.path} was refused: its {MANIFEST} names a model file it does not sign"
         )
+    # The binaries it names are exactly the signed libexec/ files, with the same hashes:
+    # the installed copies are later checked against the manifest (doctor).
+    shipped = {name for name in targets if name.startswith(BINARIES_DIR)}
+    for name in sorted(shipped | set(manifest.binaries)):
+        signed = targets[name].hashes.get("sha256") if name in targets else None
+        if signed is None or manifest.binaries.get(name) != signed:
+            raise BundleError(
+                f"{archive.path} was refused: its {MANIFEST} and its signed targets "
+                f"disagree on the binary '{name}'"
+            )
     return manifest
 
 

@@ -69,6 +69,13 @@ def register(commands: Any) -> None:
         help="prepared wheels (default: collect them with pip)",
     )
     builder.add_argument(
+        "--tools",
+        type=Path,
+        metavar="DIR",
+        help="the built llama.cpp tools and preload the bundle ships (default: the cache "
+        "'make setup' fills, python -m appliance.engine.tools path)",
+    )
+    builder.add_argument(
         "--timestamp-days",
         type=int,
         default=30,
@@ -111,6 +118,7 @@ def run_build(args: argparse.Namespace) -> int:
         quantize=args.quantize,
         report_texts=tuple(args.report_text or EVALUATION_TEXTS),
         wheelhouse=args.wheelhouse,
+        tools=args.tools,
         timestamp_days=args.timestamp_days,
     )
     result = build(request, byte_progress)

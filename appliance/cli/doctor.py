@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.audit import AuditLog, Checkpoint, audit_dir
+from appliance.bundle.binaries import check_binaries
 from appliance.cli.generate import add_model_options, open_engine
 from appliance.config import GenerationParams, appliance_home, load_home_config
 from appliance.engine import Message, sha256_file
@@ -49,6 +50,7 @@ def run_doctor(args: argparse.Namespace) -> int:
         checks = [_check("policy", False, str(exc))]
     checks += [_airgap(home, policy), _model(args), _audit(home, policy, trusted)]
     checks.append(_state(home, trusted))
+    checks.append(check_binaries())  # the installed release's llama.cpp tools and preload
     ok = all(check["ok"] is not False for check in checks)
     if args.json:
         print(json_line({"ok": ok, "checks": checks}, indent=2))

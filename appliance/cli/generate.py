@@ -21,7 +21,7 @@ from appliance.cli.passphrase import openers
 from appliance.cli.progress import byte_progress
 from appliance.cli.seal import add_open_options
 from appliance.config import EngineSettings, GenerationParams, appliance_home, load_home_config
-from appliance.engine import Engine
+from appliance.engine import ChatEngine, load_engine
 from appliance.errors import IntegrityError, UsageError
 from appliance.policy import active_policy
 from appliance.policy.egress import report_to
@@ -56,9 +56,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--context",
         type=int,
-        default=EngineSettings().context_length,
         metavar="N",
-        help="context window in tokens",
+        help=f"context window in tokens, per answer (default: the home's config, "
+        f"else {EngineSettings().context_length})",
     )
 
 
@@ -147,9 +147,15 @@ def _record_egress(log: AuditLog, event: str, target: str) -> None:
 
 
 @contextlib.contextmanager
-def open_engine(args: argparse.Namespace) -> Iterator[tuple[Engine, str]]:
-    """The loaded model, and the name the audit log gives it."""
-    settings = EngineSettings(context_length=args.context, threads=args.threads)
+def open_engine(args: argparse.Namespace) -> Iterator[tuple[ChatEngine, str]]:
+    """The loaded model, and the name the audit log gives it.
+
+    The home's config.toml chooses the backend ([engine] backend: in this process,
+    or a llama-server child answering `slots` requests at once) and its defaults;
+    --context and --threads override them.
+    """
+    config = load_home_config(appliance_home())
+    settings = config.engine_settings(context_length=args.context, threads=args.threads)
     args = _home_model(args)
     with contextlib.ExitStack() as stack:
         path: str | Path
@@ -165,7 +171,8 @@ def open_engine(args: argparse.Namespace) -> Iterator[tuple[Engine, str]]:
             if args.identity or args.content_id:
                 raise UsageError("--identity and --content-id apply to sealed models only")
             path, verified, name = resolve_model(args.model)
-        yield stack.enter_context(Engine(path, settings, verified=verified)), name
+        engine = stack.enter_context(load_engine(path, settings, verified=verified))
+        yield engine, name
 
 
 def _home_model(args: argparse.Namespace) -> argparse.Namespace:

@@ -1,17 +1,21 @@
-"""Local inference: validate GGUF files, describe them, stream answers from them.
+"""Inference: validate GGUF files, describe them, stream answers from them, in this
+process (`Engine`) or from a supervised llama-server child (`LlamaServerEngine`).
 
 Public API; other modules import only what is listed here.
 """
 
 from appliance.config import EngineSettings, GenerationParams
+from appliance.engine.backend import ChatEngine, load_engine
 from appliance.engine.chat import ChatFormat, Message
 from appliance.engine.engine import Engine
 from appliance.engine.gguf import GGUFFile, TensorInfo, read_gguf
 from appliance.engine.info import ModelInfo, describe, inspect_model, sha256_file
+from appliance.engine.llama_server import LlamaServerEngine
 from appliance.engine.native import supports_gpu_offload
 from appliance.engine.stream import Generation, GenerationStats
 
 __all__ = [
+    "ChatEngine",
     "ChatFormat",
     "Engine",
     "EngineSettings",
@@ -19,11 +23,13 @@ __all__ = [
     "Generation",
     "GenerationParams",
     "GenerationStats",
+    "LlamaServerEngine",
     "Message",
     "ModelInfo",
     "TensorInfo",
     "describe",
     "inspect_model",
+    "load_engine",
     "read_gguf",
     "sha256_file",
     "supports_gpu_offload",

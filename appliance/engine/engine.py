@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from appliance.config import EngineSettings, GenerationParams
 from appliance.engine import native
@@ -13,15 +14,13 @@ from appliance.engine.chat import ChatFormat, Message
 from appliance.engine.hparams import read_loadable_gguf
 from appliance.engine.info import ModelInfo, describe
 from appliance.engine.probe import probe
+from appliance.engine.prompt import fit, one_bos
 from appliance.engine.stream import Generation, GenerationStats
-from appliance.errors import ContextOverflowError, EngineError
+from appliance.errors import EngineError
 from appliance.seal import harden_process
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
-
-# Share of the context window kept free for the answer when history is trimmed.
-ANSWER_SHARE = 4
 
 
 class Engine:
@@ -53,6 +52,10 @@ class Engine:
         trained = self.info.context_length or self.settings.context_length
         self.context_length = min(self.settings.context_length, trained)
         self._busy = threading.Lock()
+        self.slots = 1  # answers at once: one model context, one answer
+        # Called after a restarted engine process (llama-server); never here.
+        self.on_restart: Callable[[str], None] | None = None
+        self._never_end: Any = None  # the logits processor for ignore_eos, made once
         self.gpu_offload = native.gpu_layers(self.settings) != 0
         self._llama: Llama | None = native.load(gguf.path, self.settings, self.context_length)
         try:
@@ -101,30 +104,12 @@ class Engine:
         return len(self._tokenize(text))
 
     def _fit(self, messages: list[Message], max_tokens: int) -> tuple[list[int], int]:
-        reserve = min(max_tokens, self.context_length // ANSWER_SHARE)
-        budget = self.context_length - reserve
-        head = messages[:1] if messages and messages[0].role == "system" else []
-        turns = messages[len(head) :]
-        dropped = 0
-        while True:
-            tokens = self._tokenize(self.chat_format.render(head + turns))
-            if len(tokens) <= budget:
-                return tokens, dropped
-            if len(turns) <= 1:
-                raise ContextOverflowError(
-                    f"the prompt needs {len(tokens)} tokens but the context window "
-                    f"of {self.context_length} leaves room for {budget}"
-                )
-            turns = turns[2:]  # one user/assistant exchange, oldest first
-            dropped += 2
+        return fit(messages, max_tokens, self.context_length, self.chat_format, self._tokenize)
 
     def _tokenize(self, text: str) -> list[int]:
         llama = self._require_loaded()
         tokens = llama.tokenize(text.encode("utf-8"), add_bos=True, special=True)
-        bos = llama.token_bos()
-        if len(tokens) >= 2 and tokens[0] == tokens[1] == bos:
-            tokens = tokens[1:]  # the template already wrote the BOS token
-        return tokens
+        return one_bos(tokens, llama.token_bos())
 
     def _generate(self, tokens: list[int], params: GenerationParams, dropped: int) -> Generation:
         llama = self._require_loaded()
@@ -135,6 +120,8 @@ class Engine:
             if not self.settings.reuse_prompt_cache:
                 llama.reset()  # type: ignore[no-untyped-call]  # untyped in llama_cpp
             llama.set_seed(params.seed)
+            if params.ignore_eos and self._never_end is None:
+                self._never_end = native.never_end(llama)
             token_stream = llama.generate(
                 tokens,
                 top_k=params.top_k,
@@ -143,6 +130,7 @@ class Engine:
                 typical_p=1.0,
                 temp=params.temperature,
                 repeat_penalty=params.repeat_penalty,
+                logits_processor=self._never_end if params.ignore_eos else None,
             )
             return Generation(
                 native.guarded(token_stream),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import threading
 from collections import deque
 from collections.abc import Iterator
 from functools import cache
@@ -134,8 +135,11 @@ def guarded(tokens: Iterator[int]) -> Iterator[int]:
 
 def piece(llama: Llama, token: int, *, special: bool = False) -> bytes:
     """The bytes of one token; longer pieces than the first buffer are retried."""
+    return _piece(llama._model.vocab, token, special)
+
+
+def _piece(vocab: Any, token: int, special: bool) -> bytes:
     llama_cpp = _llama_cpp()
-    vocab = llama._model.vocab
     size = 64
     while True:
         buffer = ctypes.create_string_buffer(size)
@@ -153,6 +157,89 @@ def token_text(llama: Llama, token: int) -> str:
 
 def is_end_of_generation(llama: Llama, token: int) -> bool:
     return bool(_llama_cpp().llama_vocab_is_eog(llama._model.vocab, token))
+
+
+def _end_tokens(vocab: Any) -> list[int]:
+    llama_cpp = _llama_cpp()
+    count = llama_cpp.llama_vocab_n_tokens(vocab)
+    return [token for token in range(count) if llama_cpp.llama_vocab_is_eog(vocab, token)]
+
+
+def never_end(llama: Llama) -> Any:
+    """A logits processor that rules out every end-of-generation token, as
+    llama-server's `ignore_eos` does (a bias of minus infinity on each)."""
+    import numpy
+
+    llama_cpp = _llama_cpp()
+    banned = numpy.array(_end_tokens(llama._model.vocab), dtype=numpy.intc)
+
+    def processor(_input_ids: Any, scores: Any) -> Any:
+        scores[banned] = -numpy.inf
+        return scores
+
+    return llama_cpp.LogitsProcessorList([processor])
+
+
+class Vocab:
+    """A model's tokenizer without its weights (llama.cpp's vocab_only load).
+
+    A process that sends token ids to another engine (llama-server) tokenizes
+    and decodes with this: the same tokenizer code and tables as the engine.
+    """
+
+    def __init__(self, path: Path, name: str | None = None) -> None:
+        llama_cpp = self._llama = _llama_cpp()
+        _recent_errors.clear()
+        params = llama_cpp.llama_model_default_params()
+        params.vocab_only = True
+        params.n_gpu_layers = 0
+        self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+        if not self._model:
+            raise EngineError(f"llama.cpp could not read {name or path}: {_last_error(None)}")
+        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+        self.bos = int(llama_cpp.llama_vocab_bos(self._vocab))
+        self.eos = int(llama_cpp.llama_vocab_eos(self._vocab))
+        self.size = int(llama_cpp.llama_vocab_n_tokens(self._vocab))
+        self._lock = threading.Lock()  # llama.cpp does not promise a thread-safe vocab
+
+    def tokenize(self, text: bytes, *, add_bos: bool, special: bool) -> list[int]:
+        size = len(text) + 8
+        with self._lock:
+            vocab = self._open()
+            while True:
+                buffer = (self._llama.llama_token * size)()
+                count = self._llama.llama_tokenize(
+                    vocab, text, len(text), buffer, size, add_bos, special
+                )
+                if count >= 0:
+                    return list(buffer[:count])
+                size = -count
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        with self._lock:
+            return _piece(self._open(), token, special)
+
+    def token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.piece(token, special=True).decode("utf-8", errors="replace")
+
+    def is_end(self, token: int) -> bool:
+        with self._lock:
+            return token >= 0 and bool(self._llama.llama_vocab_is_eog(self._open(), token))
+
+    def close(self) -> None:
+        """Free the tables; an answer still streaming in another thread gets an
+        EngineError from its next token, never freed memory."""
+        with self._lock:
+            model, self._model = self._model, None
+        if model:
+            self._llama.llama_model_free(model)
+
+    def _open(self) -> Any:
+        if not self._model:
+            raise EngineError("the engine has been closed")
+        return self._vocab
 
 
 def supports_gpu_offload() -> bool:

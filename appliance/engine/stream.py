@@ -6,7 +6,7 @@ import codecs
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -20,6 +20,10 @@ class GenerationStats:
     finish_reason: FinishReason | None = None
     time_to_first_token: float | None = None  # seconds from start to the first token
     seconds: float = 0.0
+    # The generated tokens, end-of-generation excluded (reproducibility checks).
+    # A backend that cannot name a token (llama-server streams a character split
+    # across byte tokens as one piece) records it as -1.
+    token_ids: list[int] = field(default_factory=list)
 
     @property
     def tokens_per_second(self) -> float:
@@ -44,9 +48,13 @@ class Generation(Iterator[str]):
         stop_strings: tuple[str, ...],
         stats: GenerationStats,
         on_finish: Callable[[], None],
+        on_cancel: Callable[[], None] | None = None,
     ) -> None:
+        """`on_cancel` is called by `cancel()`, in the cancelling thread: a backend
+        waiting for its next token (a socket read) is woken by it."""
         self.stats = stats
         self._cancel = threading.Event()
+        self._on_cancel = on_cancel
         self._finish = _Once(on_finish)
         # A module-level generator, not a method: it holds no reference back to
         # this object, so an abandoned answer is freed (and the engine released)
@@ -57,6 +65,8 @@ class Generation(Iterator[str]):
 
     def cancel(self) -> None:
         self._cancel.set()
+        if self._on_cancel is not None:
+            self._on_cancel()
 
     @property
     def cancelled(self) -> bool:
@@ -120,6 +130,7 @@ def _pieces(
                 stats.finish_reason = "stop"
                 break
             stats.completion_tokens += 1
+            stats.token_ids.append(token)
             if stats.time_to_first_token is None:
                 stats.time_to_first_token = time.perf_counter() - start
             held += decoder.decode(piece_of(token))

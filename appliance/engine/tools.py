@@ -1,9 +1,17 @@
 """llama.cpp's own command-line tools (llama-server, llama-perplexity, llama-imatrix).
 
 They are built once, by `make setup`, from the llama.cpp that the installed
-llama-cpp-python sdist vendors, and cached outside the checkout under a key of
+llama-cpp-python sdist vendors (with the preload that hardens llama-server,
+compiled from `nodump.c`), and cached outside the checkout under a key of
 that version and the build flags: `~/.cache/appliance/llama.cpp/<key>/bin`.
-Everything else finds them through `llama_tool`; nothing builds them at run time.
+Everything else finds them through `llama_tool` (or `shipped_file`); nothing builds
+them at run time.
+
+An installed release carries its own copies, verified against the bundle's signed
+metadata: `PREFIX/releases/V/libexec/`, beside the release's `venv/` (docs/formats/
+bundle.md). A program that runs from such a release (its `sys.prefix` is
+`releases/V/venv`, and `releases/V/.complete` says the release is whole) uses those
+and never the cache; a checkout uses the cache.
 
     python -m appliance.engine.tools build [--sdist DIR]   # what `make setup` runs
     python -m appliance.engine.tools path                  # the cache folder
@@ -27,6 +35,12 @@ from appliance.engine.native import cpu_has_amx
 from appliance.errors import ConfigError, EngineError
 
 TOOLS = ("llama-server", "llama-perplexity", "llama-imatrix")
+# Loaded into llama-server before main(): it makes the process non-dumpable and
+# only then receives the model's memfd (engine/llama_server.py).
+NODUMP_PRELOAD = "appliance-nodump.so"
+# What a bundle ships and `doctor` checks: the tools and the preload.
+SHIPPED_FILES = (*TOOLS, NODUMP_PRELOAD)
+PRELOAD_SOURCE = Path(__file__).with_name("nodump.c")
 CMAKE_FLAGS = (
     "-DCMAKE_BUILD_TYPE=Release",
     "-DBUILD_SHARED_LIBS=OFF",  # self-contained binaries: the cache folder is all they need
@@ -51,14 +65,47 @@ def tools_dir() -> Path:
     return base / "appliance" / "llama.cpp" / f"{llama_cpp_version()}-{flags}" / "bin"
 
 
+# In an installed release (PREFIX/releases/V): the shipped files' folder, and the
+# marker the installer writes last (bundle/host.py), beside the release's venv/.
+LIBEXEC = "libexec"
+RELEASE_COMPLETE = ".complete"
+
+
+def installed_release() -> Path | None:
+    """The installed release this program runs from (`PREFIX/releases/V`, whose
+    `venv/` is `sys.prefix`), or None when it runs from a checkout."""
+    release = Path(sys.prefix).parent
+    return release if (release / RELEASE_COMPLETE).is_file() else None
+
+
+def shipped_dir() -> Path:
+    """Where the shipped files are: the installed release's `libexec/`, else the cache."""
+    release = installed_release()
+    return tools_dir() if release is None else release / LIBEXEC
+
+
+def shipped_file(name: str) -> Path:
+    """The path of a shipped file (a tool, or the preload), or a ConfigError that says
+    what to do. An installed release uses its own verified copy, never the cache."""
+    if name not in SHIPPED_FILES:
+        raise ValueError(f"unknown shipped file {name}")
+    release = installed_release()
+    path = (tools_dir() if release is None else release / LIBEXEC) / name
+    if not os.access(path, os.R_OK if name == NODUMP_PRELOAD else os.X_OK):
+        if release is not None:
+            raise ConfigError(
+                f"{name} is missing from the installed release (expected {path}); "
+                "reinstall the release"
+            )
+        raise ConfigError(f"{name} is not built (expected {path}); run make setup")
+    return path
+
+
 def llama_tool(name: str) -> Path:
     """The path of a built tool, or a ConfigError that says how to build it."""
     if name not in TOOLS:
         raise ValueError(f"unknown llama.cpp tool {name}")
-    path = tools_dir() / name
-    if not os.access(path, os.X_OK):
-        raise ConfigError(f"{name} is not built (expected {path}); run make setup")
-    return path
+    return shipped_file(name)
 
 
 def tool_options() -> list[str]:
@@ -107,9 +154,13 @@ def make_imatrix(model: Path, text: Path, out: Path, context: int, threads: int)
 
 
 def build(sdist: Path | None = None) -> Path:
-    """Build the tools into the cache unless they are there; return the folder."""
+    """Build the tools and the preload into the cache unless they are there; return
+    the folder. A cache with the tools gets the preload alone when it is missing
+    or older than its source (it takes a moment; llama.cpp takes minutes)."""
     target = tools_dir()
     if all((target / name).is_file() for name in TOOLS):
+        if not _up_to_date(target / NODUMP_PRELOAD, PRELOAD_SOURCE):
+            build_preload(target)
         return target
     with tempfile.TemporaryDirectory(prefix="llama-tools-") as scratch:
         work = Path(scratch)
@@ -126,9 +177,28 @@ def build(sdist: Path | None = None) -> Path:
         staged.mkdir(parents=True)
         for name in TOOLS:
             shutil.copy2(build_dir / "bin" / name, staged / name)
+        build_preload(staged)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staged, target)
     return target
+
+
+def build_preload(folder: Path) -> Path:
+    """Compile `nodump.c` into `folder/appliance-nodump.so`, written under a temporary
+    name and renamed, so a half-written library never takes the name."""
+    compiler = os.environ.get("CC") or "cc"
+    staged = folder / f".{NODUMP_PRELOAD}.partial"
+    flags = ["-shared", "-fPIC", "-O2", "-Wall", "-Werror"]
+    _run([compiler, *flags, "-o", str(staged), str(PRELOAD_SOURCE)])
+    os.replace(staged, folder / NODUMP_PRELOAD)
+    return folder / NODUMP_PRELOAD
+
+
+def _up_to_date(built: Path, source: Path) -> bool:
+    try:
+        return built.stat().st_mtime >= source.stat().st_mtime
+    except FileNotFoundError:
+        return False
 
 
 def _sdist(given: Path | None, work: Path) -> Path:

@@ -8,12 +8,15 @@ whether a command must use it. Public API; other modules import only this.
 
 from __future__ import annotations
 
+from appliance.service.accounts import RemoteAccounts
 from appliance.service.client import Answer, Client
+from appliance.service.embedded import embedded_service
 from appliance.service.endpoint import (
     MARKER,
     as_home_owner,
     claim,
     find_service,
+    holder,
     home_socket,
     listen,
     read_marker,
@@ -26,10 +29,13 @@ __all__ = [
     "SYSTEM",
     "Answer",
     "Client",
+    "RemoteAccounts",
     "Server",
     "as_home_owner",
     "claim",
+    "embedded_service",
     "find_service",
+    "holder",
     "home_socket",
     "listen",
     "read_marker",

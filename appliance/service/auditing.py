@@ -78,8 +78,10 @@ class AuditCalls:
                 since_us=args.get("since_us"),
                 user=args.get("user"),
                 action=args.get("action"),
+                term=args.get("term"),
                 limit=limit,
                 after_seq=args.get("after", 0),
+                newest_first=bool(args.get("newest")),
             )
         )
         events = [

@@ -56,8 +56,21 @@ class Client:
         try:
             self.sock.sendall(encode(message))
         except OSError as exc:
-            raise ServiceError(f"the appliance service went away ({exc.strerror})") from None
+            gone = ServiceError(f"the appliance service went away ({exc.strerror})")
+            raise self._parting_words() or gone from None
         return request_id
+
+    def _parting_words(self) -> ApplianceError | None:
+        """Why the service closed the connection (idle, stopped), if it said so first."""
+        try:
+            self.sock.settimeout(1.0)
+            line = self._reader.read()
+            message = decode(line) if line is not None else {}
+        except (OSError, ProtocolError):
+            return None
+        if message.get("id") == 0 and "error" in message:
+            return as_error(message["error"])
+        return None
 
     def receive(self) -> dict[str, Any]:
         try:
@@ -146,6 +159,7 @@ class Answer(Iterator[str]):
         self.client = client
         self.request_id = request_id
         self.result: dict[str, Any] | None = None
+        self.ended = False  # its final reply (ok or error) was read
         self.on_queued: Callable[[int], None] | None = None
         self.started = False  # the engine took it up (an `ask` is recorded)
         self.ahead: int | None = None  # answers ahead of it when it was queued
@@ -161,7 +175,7 @@ class Answer(Iterator[str]):
         self._read_until(lambda: self.started or self.ahead is not None)
 
     def _read_until(self, condition: Callable[[], bool]) -> None:
-        while not condition() and self.result is None:
+        while not condition() and not self.ended:
             piece = self._read()
             if piece is not None:
                 self._early.append(piece)
@@ -169,7 +183,7 @@ class Answer(Iterator[str]):
     def __next__(self) -> str:
         if self._early:
             return self._early.pop(0)
-        while self.result is None:
+        while not self.ended:
             piece = self._read()
             if piece is not None:
                 return piece
@@ -195,14 +209,16 @@ class Answer(Iterator[str]):
             if self.on_queued is not None:
                 self.on_queued(self.ahead)
         elif "error" in message:
+            self.ended = True
             raise as_error(message["error"])
         elif "ok" in message:
             self.result = message["ok"] if isinstance(message["ok"], dict) else {}
+            self.ended = True
         return None
 
     def cancel(self) -> None:
         """Ask the service to stop this answer; iterate on to its end (outcome `cancelled`)."""
-        if self._cancel_id is None and self.result is None:
+        if self._cancel_id is None and not self.ended:
             self._cancel_id = self.client.send("cancel", request=self.request_id)
             self.client.unanswered.add(self._cancel_id)
 

@@ -38,7 +38,6 @@ from appliance.service import accounts
 from appliance.service.auditing import AuditCalls
 from appliance.service.endpoint import Peer
 from appliance.service.protocol import (
-    VERSION,
     LineReader,
     ProtocolError,
     Request,
@@ -48,6 +47,7 @@ from appliance.service.protocol import (
     parse_request,
 )
 from appliance.service.queue import Job
+from appliance.service.saved import Kept, SavedConversations, not_saved, saved_calls
 from appliance.session import (
     Conversation,
     Session,
@@ -80,6 +80,7 @@ class Question:
     conversation: Conversation
     prompt: str
     params: GenerationParams
+    saved: SavedConversations | None = None  # where to save it once answered, if asked to
 
 
 class Outbox:
@@ -167,7 +168,11 @@ class Connection:
         self.session: Session | None = None
         self._session_id = ""
         self._must_change = False
-        self._conversations: dict[str, Conversation] = {}
+        self._conversations: dict[str, Kept] = {}
+        self._saved: SavedConversations | None = None  # the user's store, while signed in
+        # The last request that counts as the user's activity (the idle timeout runs from
+        # it); before sign-in, the last message (the sign-in timeout runs from it).
+        self._last_active = time.monotonic()
         self._pending: dict[int, Job] = {}  # at most one answer at a time
         self._audit: AuditCalls | None = None
         self._closing = threading.Event()
@@ -182,15 +187,18 @@ class Connection:
         reason = "disconnected"
         try:
             while not self._closing.is_set():
-                self.sock.settimeout(self._read_seconds())
-                try:
-                    line = reader.read()
-                except TimeoutError:
-                    if self._pending:
-                        continue  # waiting for its answer is not idling
+                left = self._idle_left()
+                if left <= 0 and self._pending:
+                    left = self._idle_limit()  # waiting for its answer is not idling
+                if left <= 0:
                     reason = "idle" if self.session else "no_sign_in"
                     self._tell(0, AuthenticationError(_IDLE[reason], code=reason))
                     break
+                self.sock.settimeout(left)
+                try:
+                    line = reader.read()
+                except TimeoutError:
+                    continue  # measured again: a request or an answer moved the time
                 if line is None:
                     break
                 self._handle(line)
@@ -202,12 +210,17 @@ class Connection:
         finally:
             self.close(reason)
 
-    def _read_seconds(self) -> float:
+    def _idle_limit(self) -> float:
         if self.session is None:
             return SIGN_IN_SECONDS
         return self.server.policy.idle_timeout_minutes * 60.0
 
+    def _idle_left(self) -> float:
+        return self._last_active + self._idle_limit() - time.monotonic()
+
     def _handle(self, line: bytes) -> None:
+        if self.session is None:
+            self._last_active = time.monotonic()  # no sign-in yet: any message counts
         message = decode(line)
         raw_id = message.get("id")
         reply_to = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else 0
@@ -215,6 +228,8 @@ class Connection:
             request = parse_request(message)
             if request.op not in ("hello", "sign_in"):
                 self._require_session(request)
+            if request.op != "check" or request.args.get("active"):
+                self._last_active = time.monotonic()  # the user's activity, not a client's poll
             result = getattr(self, f"_op_{request.op}")(request)
         except ProtocolError:
             raise
@@ -243,12 +258,14 @@ class Connection:
                 "set your own first",
                 code="must_change",
             )
-        if request.op != "ask":  # a question runs the full check on the engine's thread
-            self.session.check_active()
+        # Idle since the connection's last activity (a client's poll is none); a question
+        # runs the full check again on the engine's thread, however long it waited.
+        self.session.last_active = self._last_active
+        self.session.check_active()
 
     def _changing_own_password(self, request: Request) -> bool:
-        """All a user whose password someone else set may do: set their own."""
-        if request.op in ("passwd", "sign_out"):
+        """All a user whose password someone else set may do: set their own (and check in)."""
+        if request.op in ("passwd", "sign_out", "check"):
             return True
         args = request.args
         own = self.session is not None and args.get("name") == self.session.principal.user
@@ -257,14 +274,7 @@ class Connection:
     # -- operations ---------------------------------------------------------------
 
     def _op_hello(self, request: Request) -> dict[str, Any]:
-        server = self.server
-        return {
-            "protocol": VERSION,
-            "appliance": server.version,
-            "policy": server.policy.describe(),
-            "language": server.policy.language,
-            "model": server.model,
-        }
+        return self.server.hello()
 
     def _op_sign_in(self, request: Request) -> dict[str, Any]:
         if self.session is not None:
@@ -280,6 +290,7 @@ class Connection:
                 raise AuthenticationError("sign in with a user name and password", code="needed")
             principal = dev
         level = session_level(server.policy, principal, args.get("level"), server.log)
+        saved, notice = SavedConversations.at_sign_in(server.home, principal, args.get("password"))
         origin = {"peer_uid": self.peer.uid, "peer_pid": self.peer.pid}
         session = Session(
             server.home,
@@ -292,9 +303,15 @@ class Connection:
             origin=origin,
         )
         details = {**origin, "peer_gid": self.peer.gid, "level": level.id}
-        server.log.record(Event(session.actor, "start", "service", details=details))
+        try:
+            server.log.record(Event(session.actor, "start", "service", details=details))
+        except BaseException:
+            if saved is not None:
+                saved.close()
+            raise
         self.session, self._session_id = session, secrets.token_urlsafe(32)
         self._must_change = principal.must_change
+        self._saved, self._last_active = saved, time.monotonic()
         return {
             "session": self._session_id,
             "user": principal.user,
@@ -306,6 +323,8 @@ class Connection:
             # Whether answers arrive as they are written: only where no later
             # marking can take back what was shown (docs/formats/protocol.md).
             "streaming": session.top_cleared,
+            "conversations": saved is not None,
+            "notice": notice,
         }
 
     def _op_passwd(self, request: Request) -> dict[str, Any]:
@@ -323,14 +342,20 @@ class Connection:
                 "one answer at a time on a connection: wait for it or cancel it",
                 code="one_at_a_time",
             )
+        saved = None
+        if args.get("save"):
+            if "conversation" not in args:
+                raise UsageError("ask: 'save' needs a 'conversation' to save", code="bad_field")
+            saved = self._require_saved()
         conversation = self._conversation(args.get("conversation"), args.get("system"))
         defaults = GenerationParams()
         params = GenerationParams(
             max_tokens=args.get("max_tokens", defaults.max_tokens),
             temperature=args.get("temperature", defaults.temperature),
             seed=args["seed"] if "seed" in args else secrets.randbits(32),
+            ignore_eos=args.get("ignore_eos", False),
         )
-        question = Question(request.id, session, conversation, args["prompt"], params)
+        question = Question(request.id, session, conversation, args["prompt"], params, saved)
 
         def execute(job: Job) -> None:
             self._answer(job, question)
@@ -348,8 +373,21 @@ class Connection:
 
     def _op_reset(self, request: Request) -> dict[str, Any]:
         self._signed_in()
-        self._conversations.pop(request.args["conversation"], None)
+        self._conversations.pop(request.args["conversation"], None)  # and its saved id
         return {}
+
+    def _op_check(self, request: Request) -> dict[str, Any]:
+        """The session holds (checked with every request); how long until it is idle."""
+        self._signed_in()
+        left = self._idle_limit() if self._pending else max(self._idle_left(), 0.0)
+        return {"idle_seconds": round(left)}
+
+    def _op_conversations(self, request: Request) -> dict[str, Any]:
+        """The user's saved conversations: list, open one under a name, delete one."""
+        session = self._signed_in()
+        return saved_calls(
+            self._saved, session, request.args, self._conversations, self._check_room
+        )
 
     def _op_cancel(self, request: Request) -> dict[str, Any]:
         self._signed_in()
@@ -422,7 +460,10 @@ class Connection:
                 final = {"ok": {"outcome": "cancelled"}}
             else:
                 self.outbox.put({"id": request_id, "started": {}})
+                question.session.last_active = time.monotonic()  # waiting was not idling
                 final = {"ok": self._run_turn(job, question)}
+                if question.saved is not None and final["ok"]["outcome"] == "ok":
+                    final["ok"] |= self._save(question.saved, question.conversation)
         except ApplianceError as exc:
             if isinstance(exc, AuthenticationError):
                 self._session_ended(exc)
@@ -430,7 +471,9 @@ class Connection:
         except Exception:  # a bug: the client hears one line, the service goes on
             log.exception("answer failed")
             final = {"error": error_body(ApplianceError("the service failed to answer"))}
-        # Free the connection for its next question before telling it this one ended.
+        # Free the connection for its next question before telling it this one ended;
+        # the idle time runs from the answer's end.
+        self._last_active = time.monotonic()
         self._pending.pop(request_id, None)
         self.outbox.put({"id": request_id, **final})
 
@@ -471,23 +514,39 @@ class Connection:
             "dropped_messages": stats.dropped_messages,
         }
 
+    def _save(self, saved: SavedConversations, conversation: Conversation) -> dict[str, Any]:
+        """Save an answered conversation; a failure is reported, the answer kept."""
+        assert isinstance(conversation, Kept)  # save needs a named conversation
+        try:
+            return {"saved": saved.save(conversation)}
+        except ApplianceError as exc:
+            return {"save_error": exc.message}
+
     # -- helpers ----------------------------------------------------------------------
 
     def _signed_in(self) -> Session:
         assert self.session is not None  # _require_session ran
         return self.session
 
+    def _require_saved(self) -> SavedConversations:
+        if self._saved is None:
+            raise not_saved()
+        return self._saved
+
+    def _check_room(self) -> None:
+        if len(self._conversations) >= MAX_CONVERSATIONS:
+            raise UsageError(
+                f"a connection keeps at most {MAX_CONVERSATIONS} conversations; reset one",
+                code="too_many_conversations",
+            )
+
     def _conversation(self, name: str | None, system: str | None) -> Conversation:
         if name is None:
             return Conversation(system)
         kept = self._conversations.get(name)
         if kept is None:
-            if len(self._conversations) >= MAX_CONVERSATIONS:
-                raise UsageError(
-                    f"a connection keeps at most {MAX_CONVERSATIONS} conversations; reset one",
-                    code="too_many_conversations",
-                )
-            kept = self._conversations[name] = Conversation(system)
+            self._check_room()
+            kept = self._conversations[name] = Kept(system)
         elif system is not None and system != kept.system:
             raise UsageError(
                 "a conversation keeps the system prompt it started with; reset it to change it",
@@ -507,19 +566,26 @@ class Connection:
     def _session_ended(self, exc: AuthenticationError) -> None:
         """The session ended itself (idle, account changed): its logout is recorded."""
         if exc.code in SESSION_ENDED:
-            self.session, self._session_id, self._must_change = None, "", False
-            self._conversations.clear()
+            self._forget_session()
 
     def _end_session(self, reason: str) -> None:
-        session, self.session = self.session, None
-        self._session_id, self._must_change = "", False
-        self._conversations.clear()
+        session = self.session
+        self._forget_session()
         for job in list(self._pending.values()):
             if not self.server.queue.withdraw(job):
                 job.cancel()
         if session is not None:
             with contextlib.suppress(ApplianceError):
                 session.sign_out(reason)
+
+    def _forget_session(self) -> None:
+        """Every way a session ends comes here: its state and its store go with it."""
+        self.session, self._session_id, self._must_change = None, "", False
+        self._last_active = time.monotonic()  # the sign-in timeout runs from here
+        self._conversations.clear()
+        saved, self._saved = self._saved, None
+        if saved is not None:
+            saved.close()  # after a save under way; a later one reports the session ended
 
     def _broken(self) -> None:
         """The client stopped reading or went away: stop its work, end the connection."""

@@ -113,7 +113,27 @@ def claim(home: Path) -> int:
     except OSError:
         os.close(fd)
         raise ConfigError(f"another appliance service already serves {home}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())  # for `appliance service stop`
     return fd
+
+
+def holder(home: Path) -> int | None:
+    """The pid of the service that holds `home`, or None when none does."""
+    try:
+        fd = os.open(home / "service.lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # held: read who holds it
+            text = os.read(fd, 32).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def find_service(home: Path, marker: Path = MARKER) -> Path | None:

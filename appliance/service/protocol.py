@@ -10,6 +10,7 @@ a traceback or an unbounded buffer.
 from __future__ import annotations
 
 import json
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -112,10 +113,19 @@ OPS: dict[str, dict[str, tuple[type, bool]]] = {
         "max_tokens": (int, False),
         "temperature": (float, False),
         "seed": (int, False),
+        "ignore_eos": (bool, False),
+        "save": (bool, False),
     },
     "reset": {**_SESSION, "conversation": (str, True)},
     "cancel": {**_SESSION, "request": (int, True)},
     "status": {**_SESSION},
+    "check": {**_SESSION, "active": (bool, False)},
+    "conversations": {
+        **_SESSION,
+        "call": (str, True),
+        "saved_id": (str, False),
+        "conversation": (str, False),
+    },
     "users": {
         **_SESSION,
         "call": (str, True),
@@ -138,6 +148,8 @@ OPS: dict[str, dict[str, tuple[type, bool]]] = {
         "action": (str, False),
         "limit": (int, False),
         "after": (int, False),
+        "term": (str, False),
+        "newest": (bool, False),
         "decrypt": (bool, False),
         "before_us": (int, False),
         "before": (str, False),
@@ -164,6 +176,8 @@ LIMITS: dict[str, tuple[float, float]] = {
     "since_seq": (0, 2**62),
     "minutes": (1, 1440),
 }
+# A saved conversation's id, as the store makes them (uuid4().hex).
+PATTERNS = {"saved_id": re.compile(r"[0-9a-f]{32}")}
 TEXT_LIMITS = {
     "prompt": MAX_TEXT,
     "system": MAX_TEXT,
@@ -221,6 +235,8 @@ def _checked(op: str, name: str, value: Any, kind: type) -> Any:
         limit = TEXT_LIMITS.get(name, MAX_NAME)
         if len(value) > limit:
             raise UsageError(f"{op}: {name!r} is longer than {limit} characters", code="bad_field")
+        if name in PATTERNS and not PATTERNS[name].fullmatch(value):
+            raise UsageError(f"{op}: {name!r} is not a saved conversation's id", code="bad_field")
     return value
 
 

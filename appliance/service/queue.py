@@ -1,8 +1,9 @@
 """Answers waiting for the engine: one model copy, taken in turn, with limits.
 
-The in-process engine answers one request at a time, so answers queue in
-arrival order. The policy bounds the queue as a whole and what one user may
-have waiting or running; beyond either, a request is refused at once with
+The engine answers `slots` requests at once (one in-process, one per
+llama-server slot); the rest queue in arrival order, one worker thread per
+slot taking them up. The policy bounds the queue as a whole and what one user
+may have waiting or running; beyond either, a request is refused at once with
 how many are ahead, rather than left to hang. A cancelled request leaves the
 queue at once; a running one is stopped at its next token.
 """
@@ -36,26 +37,30 @@ class Job:
 
 
 class AnswerQueue:
-    def __init__(self, max_queued: int, max_per_user: int) -> None:
+    def __init__(self, max_queued: int, max_per_user: int, slots: int = 1) -> None:
         self.max_queued = max_queued
         self.max_per_user = max_per_user
+        self.slots = slots
         self._waiting: deque[Job] = deque()
-        self._running: Job | None = None
+        self._running: list[Job] = []
         self._changed = threading.Condition()
         self._closed = False
         self.answered = 0
-        self._thread = threading.Thread(target=self._work, name="engine", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"engine-{slot}", daemon=True)
+            for slot in range(slots)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, job: Job) -> int:
         """Queue `job`; return how many answers are ahead of it, or refuse with BusyError."""
         with self._changed:
-            ahead = len(self._waiting) + (self._running is not None)
+            starts_now = len(self._waiting) < self.slots - len(self._running)
+            ahead = 0 if starts_now else len(self._waiting) + len(self._running)
             if self._closed:
                 raise BusyError("the appliance service is shutting down", code="shutting_down")
-            mine = sum(j.user == job.user for j in self._waiting) + (
-                self._running is not None and self._running.user == job.user
-            )
+            mine = sum(j.user == job.user for j in (*self._waiting, *self._running))
             if mine >= self.max_per_user:
                 raise BusyError(
                     f"{job.user} already has {mine} answer(s) waiting or running, the most "
@@ -63,7 +68,7 @@ class AnswerQueue:
                     code="user_limit",
                     count=mine,
                 )
-            if ahead and len(self._waiting) >= self.max_queued:  # an idle engine takes it now
+            if ahead and len(self._waiting) >= self.max_queued:  # a free slot takes it now
                 raise BusyError(
                     f"the appliance is busy: {ahead} requests ahead; try again shortly",
                     code="busy",
@@ -85,17 +90,20 @@ class AnswerQueue:
 
     def snapshot(self) -> dict[str, Any]:
         with self._changed:
-            running = self._running
+            now = time.monotonic()
             return {
-                "running": None
-                if running is None or running.started is None
-                else {"user": running.user, "seconds": round(time.monotonic() - running.started)},
+                "slots": self.slots,
+                "running": [
+                    {"user": job.user, "seconds": round(now - job.started)}
+                    for job in self._running
+                    if job.started is not None
+                ],
                 "waiting": [job.user for job in self._waiting],
                 "answered": self.answered,
             }
 
     def close(self, timeout: float) -> list[Job]:
-        """Refuse new work; give the running answer `timeout` seconds, then cancel it.
+        """Refuse new work; give running answers `timeout` seconds, then cancel them.
 
         Returns the jobs that never ran (their owners are told the service stopped).
         """
@@ -105,12 +113,13 @@ class AnswerQueue:
             self._waiting.clear()
             self._changed.notify_all()
             deadline = time.monotonic() + timeout
-            while self._running is not None and time.monotonic() < deadline:
+            while self._running and time.monotonic() < deadline:
                 self._changed.wait(deadline - time.monotonic())
-            running = self._running
-        if running is not None:
-            running.cancel()
-        self._thread.join(timeout=30)
+            running = list(self._running)
+        for job in running:
+            job.cancel()
+        for thread in self._threads:
+            thread.join(timeout=30)
         return dropped
 
     def _work(self) -> None:
@@ -120,12 +129,13 @@ class AnswerQueue:
                     self._changed.wait()
                 if not self._waiting:
                     return
-                job = self._running = self._waiting.popleft()
+                job = self._waiting.popleft()
+                self._running.append(job)
                 job.started = time.monotonic()
             try:
                 job.execute(job)
             finally:
                 with self._changed:
-                    self._running = None
+                    self._running.remove(job)
                     self.answered += 1
                     self._changed.notify_all()

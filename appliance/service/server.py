@@ -22,12 +22,15 @@ from typing import Any
 
 from appliance import __version__
 from appliance.audit import Actor, AuditLog, Event
-from appliance.engine import Engine
+from appliance.config import load_home_config
+from appliance.engine import ChatEngine
 from appliance.errors import ApplianceError, BusyError, ServiceError
+from appliance.identity import has_users
 from appliance.policy import Policy
+from appliance.policy.airgap import attest
 from appliance.service.connection import Connection
 from appliance.service.endpoint import peer_of
-from appliance.service.protocol import encode, error_body
+from appliance.service.protocol import VERSION, encode, error_body
 from appliance.service.queue import AnswerQueue
 
 log = logging.getLogger("appliance.service")
@@ -42,7 +45,7 @@ class Server:
         home: Path,
         policy: Policy,
         audit: AuditLog,
-        engine: Engine,
+        engine: ChatEngine,
         model: str,
         listener: socket.socket,
     ) -> None:
@@ -54,7 +57,7 @@ class Server:
         self.version = __version__
         self.listener = listener
         limits = policy.service
-        self.queue = AnswerQueue(limits.max_queued, limits.max_per_user)
+        self.queue = AnswerQueue(limits.max_queued, limits.max_per_user, engine.slots)
         self._connections: set[Connection] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -99,6 +102,28 @@ class Server:
         with self._lock:
             self._connections.discard(connection)
 
+    def hello(self) -> dict[str, Any]:
+        """What any client may know before signing in: enough to draw a sign-in screen
+        and the classification banners in the site's language and keys."""
+        policy = self.policy
+        config = load_home_config(self.home)
+        return {
+            "protocol": VERSION,
+            "appliance": self.version,
+            "policy": policy.describe(),
+            "policy_sha256": policy.sha256,
+            "language": config.language or policy.language,
+            "model": self.model,
+            "levels": [
+                {"id": lv.id, "rank": lv.rank, "ko": lv.ko, "en": lv.en, "colour": lv.colour}
+                for lv in policy.levels
+            ],
+            "development": policy.allow_dev_mode and not has_users(self.home),
+            "airgapped": attest().airgapped,  # as the service sees its own network
+            "demo": config.demo,
+            "keymap": config.keymap,
+        }
+
     def status(self) -> dict[str, Any]:
         with self._lock:
             sessions = [connection.describe() for connection in self._connections]
@@ -114,7 +139,8 @@ class Server:
                 "quantization": info.quantization,
                 "context": self.engine.context_length,
                 "gpu_offload": self.engine.gpu_offload,
-                "backend": "in-process",
+                "backend": self.engine.settings.backend,
+                "slots": self.engine.slots,
             },
             "limits": {
                 "max_sessions": self.policy.service.max_sessions,

@@ -1,55 +1,48 @@
 """The application: sign in, then the screen of the user's role.
 
-Whatever the screen, the policy's idle timeout and any change to the signed-in
-account (locked, password reset) return to sign-in.
+The UI is a client of the appliance service, whether a real one owns the
+home or the UI started it in its own process (`service.embedded_service`):
+the service signs users in, runs the policy and writes the audit log. It ends
+a session that is idle or whose account changed; the UI checks in with it
+every few seconds and returns to sign-in when it has.
 """
 
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from textual import events
+from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
-from appliance.audit import Actor, AuditLog, Event
-from appliance.conversations import Conversations
-from appliance.engine import Engine
-from appliance.errors import AuthenticationError
-from appliance.identity import Principal, check_account
-from appliance.policy import Policy
-from appliance.session import Session
+from appliance.errors import ApplianceError, AuthenticationError
+from appliance.policy import Level
 from appliance.tui.audit import AuditScreen
 from appliance.tui.chat import ChatScreen
+from appliance.tui.link import Link, greet, levels_of
 from appliance.tui.login import LoginScreen
 from appliance.tui.panels import HelpPanel, StatusPanel
 from appliance.tui.text import localize_bindings, words
 from appliance.tui.users import UsersScreen
 
-ACCOUNT_CHECK_SECONDS = 15.0
+CHECK_SECONDS = 5.0
 
 
 @dataclass
 class AppContext:
-    """What the UI is started with: opened and checked before anything is drawn."""
+    """What the UI is started with."""
 
-    home: Path
-    policy: Policy
-    log: AuditLog
-    engine: Engine
-    model: str  # the audit log's name for it
-    airgap: str  # the attestation, for the status bar
-    account: str  # the local account (development mode)
-    language: str | None = None  # None: the policy's
-    demo: bool = False  # a demonstration home: say so on every screen
-    keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys
+    service: Path  # the socket of the appliance service it is a client of
+    language: str | None = None  # None: the service's (the site's, else the policy's)
+    keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys; else the site's
     max_tokens: int = 512  # the longest answer, in tokens
+    trusted: str | None = None  # an officer's trusted checkpoint, for F2
+    exports: Path = field(default_factory=lambda: Path.home() / "appliance-exports")
 
 
 class ApplianceApp(App[None]):
@@ -63,83 +56,93 @@ class ApplianceApp(App[None]):
     def __init__(self, context: AppContext) -> None:
         super().__init__()
         self.context = context
-        self.ui_language = context.language or context.policy.language
-        self.principal: Principal | None = None
-        self.session: Session | None = None  # an operator's chat session
-        self.last_active = time.monotonic()
+        self.hello: dict[str, Any] = greet(context.service)
+        self.levels: list[Level] = levels_of(self.hello)
+        self.ui_language = context.language or str(self.hello.get("language") or "en")
+        self.link: Link | None = None  # the signed-in session
+        self._active = False  # a key or click since the last check with the service
         localize_bindings(self, self.ui_language)
-        if context.keymap:
-            self.set_keymap(context.keymap)
+        keymap = context.keymap or self.hello.get("keymap") or {}
+        if keymap:
+            self.set_keymap(keymap)
 
     def words(self, key: str, **fields: object) -> str:
         return words(self.ui_language, key, **fields)
 
+    def level(self, level_id: str) -> Level:
+        for level in self.levels:
+            if level.id == level_id:
+                return level
+        return self.levels[-1]  # unknown to this UI: shown as the highest, never lower
+
+    @property
+    def policy_name(self) -> str:
+        return str(self.hello.get("policy"))
+
     def on_mount(self) -> None:
         self.push_screen(LoginScreen())
-        self.set_interval(ACCOUNT_CHECK_SECONDS, self.check_session)
+        self.set_interval(CHECK_SECONDS, self.check_session)
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key | events.MouseDown):  # activity, whichever screen
-            self.last_active = time.monotonic()
-            if self.session is not None:
-                self.session.last_active = self.last_active
+            self._active = True
         await super().on_event(event)
 
-    def check_session(self) -> bool:
-        """Sign out an idle session, or one whose account changed; whether it still holds.
+    def check_session(self) -> None:
+        """Ask the service whether the session holds; a timer runs it on every screen."""
+        link = self.link
+        if link is not None:
+            active, self._active = self._active, False
+            self._check(link, active)
 
-        Screens call it before each action; a timer calls it on every screen.
-        """
-        principal = self.principal
-        if principal is None:
-            return False
-        busy = bool(getattr(self.screen, "busy", False))  # an answer being written
-        timeout = self.context.policy.idle_timeout_minutes * 60
-        if not busy and time.monotonic() - self.last_active > timeout:
-            self.sign_out("idle")
-            return False
+    @work(thread=True, group="check")
+    def _check(self, link: Link, active: bool) -> None:
         try:
-            check_account(self.context.home, principal)
-        except AuthenticationError:
-            cancel = getattr(self.screen, "action_cancel", None)
-            if busy and cancel is not None:
-                cancel()
-            self.sign_out("account changed")
-            return False
-        return True
+            link.check(active=active)
+        except ApplianceError as exc:
+            self.call_from_thread(self.session_ended, link, exc)
 
-    def start_session(self, principal: Principal, conversations: Conversations | None) -> None:
-        """The screen of the role: operators chat, officers audit, admins manage users."""
-        self.principal = principal
-        self.last_active = time.monotonic()
-        policy = self.context.policy
-        clearance = policy.level(principal.clearance)
-        default = policy.level(policy.default_level)
-        level = default if default.rank <= clearance.rank else policy.lowest
-        if principal.may("ask"):
-            context = self.context
-            session = Session(
-                context.home, context.engine, context.log, policy, principal, context.model, level
-            )
-            self.session = session
-            self.push_screen(ChatScreen(session, conversations))
-        elif principal.may("users.manage"):
-            self.push_screen(UsersScreen(principal))
+    def session_ended(self, link: Link, error: ApplianceError) -> None:
+        """The service ended the session (idle, account changed, stopped): sign-in again."""
+        if self.link is not link:
+            return
+        if isinstance(self.screen, ChatScreen):
+            self.screen.action_cancel()
+        code = getattr(error, "code", None)
+        if code in ("idle", "no_sign_in"):
+            notice = self.words("login.idle")
+        elif isinstance(error, AuthenticationError):
+            notice = self.words("login.changed")
         else:
-            self.push_screen(AuditScreen(principal))
+            notice = str(error)
+        self.sign_out(notice=notice)
 
-    def sign_out(self, reason: str | None = "user", notice: str | None = None) -> None:
-        """Back to sign-in; `reason` None when the logout is recorded already."""
-        principal, self.principal, self.session = self.principal, None, None
-        if principal is not None and reason is not None:
-            actor = Actor(principal.user, principal.role)
-            self.context.log.record(Event(actor, "logout", details={"reason": reason}))
+    def start_session(self, link: Link) -> None:
+        """The screen of the role: operators chat, officers audit, admins manage users."""
+        self.link = link
+        self._active = False
+        principal = link.principal
+        if principal.may("ask"):
+            self.push_screen(ChatScreen(link))
+        elif principal.may("users.manage"):
+            self.push_screen(UsersScreen(link))
+        else:
+            self.push_screen(AuditScreen(link))
+
+    def sign_out(self, notice: str | None = None) -> None:
+        """Back to sign-in; the service records the logout."""
+        link, self.link = self.link, None
+        if link is not None:
+            self.run_worker(link.sign_out, thread=True, group="sign_out")
         while not isinstance(self.screen, LoginScreen):
             self.pop_screen()
-        if notice is None and reason in ("idle", "account changed"):
-            notice = self.words("login.idle" if reason == "idle" else "login.changed")
         if notice is not None:
             self.screen.show_message(notice)
+
+    def on_unmount(self) -> None:
+        link, self.link = self.link, None
+        if link is not None:
+            link.sign_out()
 
     def action_help(self) -> None:
         keys = [
@@ -163,7 +166,7 @@ class ApplianceApp(App[None]):
                     offered.add(binding.id)
                     action = functools.partial(node.run_action, binding.action)
                     yield SystemCommand(binding.description, binding.key, action)
-        if self.principal is not None and "sign_out" not in offered:
+        if self.link is not None and "sign_out" not in offered:
             yield SystemCommand(self.words("sign_out"), "", self.action_sign_out)
 
     def action_sign_out(self) -> None:

@@ -1,11 +1,17 @@
-"""The security officer's audit screen: filter events, verify the log, export it."""
+"""The security officer's audit screen: filter events, verify the log, export it.
+
+The service reads the log and checks the role; the screen shows what it
+sends and writes an export where its user asked (`AppContext.exports`).
+F2 verifies against the officer's trusted checkpoint when the UI was given
+one, and says what a verify on this host cannot prove.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -13,19 +19,14 @@ from textual.binding import Binding, BindingType
 from textual.markup import escape
 from textual.widgets import DataTable, Footer, Input, Static
 
-from appliance.audit import Actor
-from appliance.audit.export import write_export
 from appliance.config import ensure_dir
-from appliance.errors import ApplianceError
+from appliance.errors import ApplianceError, AuthenticationError
 from appliance.fsutil import atomic_writer
-from appliance.identity import Principal
 from appliance.textsafe import printable
+from appliance.tui.link import Link
 from appliance.tui.login import LoginScreen
 from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
-
-if TYPE_CHECKING:
-    pass
 
 COLUMNS = ("seq", "time (UTC)", "user", "role", "action", "label", "outcome")
 SHOWN = 500  # the newest events matching the filter
@@ -42,9 +43,9 @@ class AuditScreen(ApplianceScreen):
     #result { height: auto; padding: 0 1; }
     """
 
-    def __init__(self, principal: Principal) -> None:
+    def __init__(self, link: Link) -> None:
         super().__init__()
-        self.principal = principal
+        self.link = link
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder=self.owner.words("audit.filter"), id="filter")
@@ -59,16 +60,20 @@ class AuditScreen(ApplianceScreen):
         self.query_one("#filter", Input).focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if self.owner.check_session():
-            self._load(event.value.strip())
+        self._load(event.value.strip())
 
     def _load(self, term: str) -> None:
         """The newest SHOWN events whose user, role, action, label or outcome is `term`."""
         table = self.query_one(DataTable)
         table.clear()
-        log = self.owner.context.log
-        rows = log.events(term=term or None, limit=SHOWN, newest_first=True)
-        records = [json.loads(row["leaf"]) | {"seq": row["seq"]} for row in rows]
+        try:
+            shown = self.link.call(
+                "audit", call="show", term=term or None, newest=True, limit=SHOWN
+            )
+        except ApplianceError as exc:
+            self._failed("audit.failed", exc)
+            return
+        records = [json.loads(event["leaf"]) | {"seq": event["seq"]} for event in shown["events"]]
         for record in reversed(records):
             when = datetime.fromtimestamp(record["time_us"] / 1e6, UTC).strftime("%m-%d %H:%M:%S")
             fields = (
@@ -93,40 +98,43 @@ class AuditScreen(ApplianceScreen):
             self.app.pop_screen()
 
     def action_verify(self) -> None:
-        if not self.owner.check_session():
-            return
         result = self.query_one("#result", Static)
         try:
-            report = self.owner.context.log.verify()
+            found = self.link.call("audit", call="verify", trusted=self.owner.context.trusted)
         except ApplianceError as exc:
-            result.update(
-                f"[b red]{self.owner.words('audit.failed')}[/] {escape(printable(str(exc)))}"
-            )
+            self._failed("audit.failed", exc)
             return
+        report: dict[str, Any] = found.get("report") or {}
         summary = self.owner.words(
             "audit.events",
-            events=report.events,
-            first=report.first_seq,
-            last=report.last_seq,
-            checkpoints=report.checkpoints,
+            events=report.get("events"),
+            first=report.get("first_seq"),
+            last=report.get("last_seq"),
+            checkpoints=report.get("checkpoints"),
         )
-        result.update(f"[b green]{self.owner.words('audit.verified')}[/] {summary}")
+        state = escape(printable(str(found.get("state", ""))))
+        result.update(f"[b green]{self.owner.words('audit.verified')}[/] {summary}\n{state}")
 
     def action_export(self) -> None:
-        if not self.owner.check_session():
-            return
-        context = self.owner.context
         result = self.query_one("#result", Static)
-        directory = ensure_dir(context.home / "exports")
-        target = directory / f"audit-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.jsonl"
-        actor = Actor(self.principal.user, self.principal.role)
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = ensure_dir(self.owner.context.exports) / f"audit-{stamp}.jsonl"
         try:
-            with atomic_writer(target, mode=0o600) as sink:
-                done = write_export(context.log, sink, actor)
+            with atomic_writer(target, mode=0o600) as sink:  # the client writes what it asked for
+                done = self.link.call(
+                    "audit", on_data=lambda text: sink.write(text.encode()), call="export"
+                )
         except ApplianceError as exc:
-            result.update(
-                f"[b red]{self.owner.words('audit.export_failed')}[/] {escape(printable(str(exc)))}"
-            )
+            self._failed("audit.export_failed", exc)
             return
-        result.update(escape(self.owner.words("audit.exported", events=done.events, path=target)))
+        result.update(
+            escape(self.owner.words("audit.exported", events=done["events"], path=target))
+        )
         self._load(self.query_one("#filter", Input).value.strip())
+
+    def _failed(self, heading: str, exc: ApplianceError) -> None:
+        if isinstance(exc, AuthenticationError):  # the service ended the session
+            self.owner.session_ended(self.link, exc)
+            return
+        message = escape(printable(str(exc)))
+        self.query_one("#result", Static).update(f"[b red]{self.owner.words(heading)}[/] {message}")

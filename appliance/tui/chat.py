@@ -1,18 +1,19 @@
 """The chat screen: answers stream into Markdown under classification banners.
 
-A worker thread runs the turn through the session pipeline and only appends
-text to a buffer; a 50 ms timer on the UI thread moves the buffer into the
-Markdown stream, so the screen is never written once per token. Each finished
-turn is saved to the user's encrypted conversation store, as the session
-checked it (redacted). An answer stopped because its label rose above the
-user's clearance is withdrawn from the screen; it is never saved.
+The service runs each turn (DLP, labels, audit) and keeps the conversation;
+a worker thread reads its answer into a buffer, and a 50 ms timer on the UI
+thread moves the buffer into the Markdown stream, so the screen is never
+written once per token. The service saves each finished turn to the user's
+encrypted conversation store, as it checked it (redacted). An answer the
+policy stops after text was shown is withdrawn from the screen.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import events, work
 from textual.app import ComposeResult
@@ -22,13 +23,12 @@ from textual.message import Message as TextualMessage
 from textual.widgets import Footer, Markdown, Static, TextArea
 from textual.widgets.markdown import MarkdownStream
 
-from appliance.audit import Event
-from appliance.config import GenerationParams
-from appliance.conversations import Conversations
 from appliance.errors import ApplianceError, AuthenticationError
-from appliance.session import Conversation, Session, Turn
+from appliance.policy import Level
+from appliance.service import Answer
 from appliance.tui.audit import AuditScreen
 from appliance.tui.banner import Banner
+from appliance.tui.link import CONVERSATION, Link
 from appliance.tui.panels import ConversationsPanel
 from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
@@ -84,15 +84,16 @@ class ChatScreen(ApplianceScreen):
     #status { height: auto; background: $panel; color: $text-muted; padding: 0 1; }
     """
 
-    def __init__(self, session: Session, conversations: Conversations | None = None) -> None:
+    def __init__(self, link: Link) -> None:
         super().__init__()
-        self.session = session
-        self.conversations = conversations
-        self.conversation_id: str | None = None
-        self.conversation = Conversation()  # redacted messages and the highest label so far
+        self.link = link
+        self.label: Level | None = None  # the highest label this conversation reached
+        self.turns = 0  # finished exchanges in this conversation
         self._pending: list[str] = []
         self._lock = threading.Lock()
-        self._turn: Turn | None = None
+        self._answer_stream: Answer | None = None  # the answer being written
+        self._answering = False
+        self._cancelled = False  # Escape before the service took the question
         self._answer: Markdown | None = None
         self._stream: MarkdownStream | None = None
         self._prompt = ""
@@ -116,34 +117,31 @@ class ChatScreen(ApplianceScreen):
         self.set_interval(FLUSH_SECONDS, self._flush)
         self.query_one("#prompt", PromptArea).focus()
 
-    def on_unmount(self) -> None:
-        if self.conversations is not None:
-            self.conversations.close()
+    @property
+    def level(self) -> Level:
+        """The session's level, chosen at sign-in."""
+        return self.owner.level(self.link.level_id)
 
     @property
     def busy(self) -> bool:
-        """An answer is being written (the idle timeout waits for it)."""
-        return self._turn is not None
+        """An answer is being written."""
+        return self._answering
 
     def allows(self, binding_id: str) -> bool:
         """What the command palette offers: the audit log only to roles that may read it."""
-        return binding_id != "audit" or self.session.principal.may("audit.read")
+        return binding_id != "audit" or self.link.principal.may("audit.read")
 
     def _status(self) -> str:
-        owner, principal = self.owner, self.session.principal
-        context = owner.context
+        owner, principal = self.owner, self.link.principal
         role = owner.words("chat.dev") if principal.dev else principal.role
-        network = owner.words(
-            "chat.airgapped" if context.airgap == "air-gapped" else "chat.network"
-        )
-        return (
-            f"{principal.user} ({role}) · {context.policy.describe()} · {network} · {context.model}"
-        )
+        network = owner.words("chat.airgapped" if owner.hello.get("airgapped") else "chat.network")
+        model = owner.hello.get("model")
+        return f"{principal.user} ({role}) · {owner.policy_name} · {network} · {model}"
 
     def _show_banners(self) -> None:
         language = self.owner.ui_language
         for banner in self.query(Banner):
-            banner.show(self.session.level, self.conversation.label, language)
+            banner.show(self.level, self.label, language)
 
     def _notice(self, text: str) -> None:
         self.query_one("#notice", Static).update(text)
@@ -152,8 +150,9 @@ class ChatScreen(ApplianceScreen):
 
     def on_prompt_area_submitted(self, event: PromptArea.Submitted) -> None:
         prompt = event.text.strip()
-        if not prompt or self._turn is not None:
+        if not prompt or self._answering:
             return
+        self._answering, self._cancelled = True, False
         self.query_one("#prompt", PromptArea).clear()
         self._prompt = prompt
         self._sent.append(prompt)
@@ -170,29 +169,32 @@ class ChatScreen(ApplianceScreen):
 
     @work(thread=True, exclusive=True, group="turn")
     def _run(self, prompt: str) -> None:
-        """The worker: turn text into the buffer; every widget change goes via the UI thread."""
+        """The worker: answer text into the buffer; every widget change goes via the UI thread."""
         app = self.app
-        try:
-            max_tokens = self.owner.context.max_tokens
-            params = GenerationParams(max_tokens=max_tokens, seed=secrets.randbits(32))
-            turn = self.session.turn(self.conversation, prompt, params)
-        except ApplianceError as exc:
-            app.call_from_thread(self._failed, exc, True)
-            return
-        self._turn = turn
+        options: dict[str, Any] = {
+            "conversation": CONVERSATION,
+            "max_tokens": self.owner.context.max_tokens,
+            "seed": secrets.randbits(32),
+            "save": True if self.link.saves_conversations else None,
+        }
+        result: dict[str, Any] | None = None
         error: ApplianceError | None = None
+        shown = False
         try:
-            for piece in turn:
-                with self._lock:
-                    self._pending.append(piece)
+            with self.link.asking(prompt, **options) as answer:
+                self._answer_stream = answer
+                if self._cancelled:
+                    answer.cancel()
+                for piece in answer:
+                    shown = True
+                    with self._lock:
+                        self._pending.append(piece)
+                result = answer.result
         except ApplianceError as exc:
             error = exc
         finally:
-            try:
-                turn.close()
-            except ApplianceError as exc:
-                error = error or exc
-        app.call_from_thread(self._finished, turn, error)  # type: ignore[arg-type]
+            self._answer_stream = None
+        app.call_from_thread(self._finished, result, error, shown)  # type: ignore[arg-type]
 
     async def _flush(self) -> None:
         with self._lock:
@@ -201,38 +203,41 @@ class ChatScreen(ApplianceScreen):
             await self._stream.write(text)
             self.query_one("#log", VerticalScroll).scroll_end(animate=False)
 
-    async def _finished(self, turn: Turn, error: ApplianceError | None) -> None:
-        withdrawn = turn.outcome == "denied"
-        if withdrawn:  # what was shown may be above the clearance: none of it stays
+    async def _finished(
+        self, result: dict[str, Any] | None, error: ApplianceError | None, shown: bool
+    ) -> None:
+        withdrawn = error is not None and shown  # stopped by the policy after text was shown
+        if withdrawn:
             with self._lock:
                 self._pending = []
         await self._flush()
         if self._stream is not None:
             await self._stream.stop()
-        if self._answer is not None:
-            if withdrawn:
-                await self._answer.remove()
-            else:
-                await self._answer.update(turn.text)
+        if self._answer is not None and (withdrawn or result is None):
+            await self._answer.remove()
         self._answer = self._stream = None
-        self._turn = None
+        self._answering = False
+        if result is not None and isinstance(result.get("label"), str):
+            label = self.owner.level(result["label"])
+            if self.label is None or label.rank > self.label.rank:
+                self.label = label
         self._show_banners()
-        if error is not None or turn.outcome != "ok":
+        if error is not None or result is None or result.get("outcome") != "ok":
             if error is not None:
-                self._failed(error, False)
-            if withdrawn:
-                self._notice(f"{self.owner.words('chat.withdrawn')} {error or ''}".strip())
+                self._failed(error, withdrawn=withdrawn)
             self._restore_prompt()
             return
-        self._save()
+        self.turns += 1
+        if isinstance(result.get("save_error"), str):
+            self._notice(result["save_error"])
 
-    def _failed(self, error: ApplianceError, before_answer: bool) -> None:
-        self._notice(f"{self.owner.words('chat.refused')}: {error}")
-        if before_answer:
-            self._turn = None
-            self._restore_prompt()
-        if isinstance(error, AuthenticationError):  # the session recorded the logout
-            self.owner.sign_out(None, notice=str(error))
+    def _failed(self, error: ApplianceError, *, withdrawn: bool = False) -> None:
+        notice = f"{self.owner.words('chat.refused')}: {error}"
+        if withdrawn:
+            notice = f"{self.owner.words('chat.withdrawn')} {error}"
+        self._notice(notice)
+        if isinstance(error, AuthenticationError):  # the service ended the session
+            self.owner.session_ended(self.link, error)
 
     def _restore_prompt(self) -> None:
         prompt = self.query_one("#prompt", PromptArea)
@@ -242,64 +247,54 @@ class ChatScreen(ApplianceScreen):
 
     # -- conversations --------------------------------------------------------------------
 
-    def _save(self) -> None:
-        conversation = self.conversation
-        if self.conversations is None or conversation.label is None:
+    def action_conversations(self) -> None:
+        if not self.link.saves_conversations:
+            self._notice(self.owner.words("chat.not_saved"))
+            return
+        if not self._answering:
+            self.app.push_screen(ConversationsPanel(self.owner, self.link), self._open_conversation)
+
+    async def _open_conversation(self, conversation_id: str | None) -> None:
+        if conversation_id is None:
             return
         try:
-            self.conversation_id = self.conversations.save(
-                self.conversation_id, conversation.messages, conversation.label.id
+            opened = self.link.call(
+                "conversations", call="open", saved_id=conversation_id, conversation=CONVERSATION
             )
         except ApplianceError as exc:
             self._notice(str(exc))
-
-    def action_conversations(self) -> None:
-        if self.conversations is None:
-            self._notice(self.owner.words("chat.not_saved"))
             return
-        if self._turn is not None:
-            return
-        clearance = self.session.clearance
-        visible = {level.id for level in self.session.policy.levels if level.rank <= clearance.rank}
-        self.app.push_screen(
-            ConversationsPanel(self.owner, self.conversations, visible), self._open_conversation
-        )
-
-    async def _open_conversation(self, conversation_id: str | None) -> None:
-        if conversation_id is None or self.conversations is None:
-            return
-        try:
-            messages, label = self.conversations.load(conversation_id)
-        except ApplianceError as exc:
-            self._notice(str(exc))
-            return
-        self.action_reset()
-        self.conversation_id = conversation_id
-        self.conversation = Conversation(None, messages, self.session.policy.level(label))
+        self._clear()
+        messages = opened.get("messages") or []
+        self.label = self.owner.level(str(opened.get("label")))
         log = self.query_one("#log", VerticalScroll)
         for message in messages:
-            if message.role == "user":
-                self._show_prompt(message.content)
-            elif message.role == "assistant":
-                await log.mount(Markdown(message.content))
+            if message.get("role") == "user":
+                self._show_prompt(str(message.get("content")))
+            elif message.get("role") == "assistant":
+                await log.mount(Markdown(str(message.get("content"))))
+        self.turns = sum(message.get("role") == "user" for message in messages)
         log.scroll_end(animate=False)
         self._show_banners()
 
     # -- actions ----------------------------------------------------------------------------
 
     def action_cancel(self) -> None:
-        if self._turn is not None:
-            self._turn.cancel()
+        if self._answering:
+            self._cancelled = True
+            answer = self._answer_stream
+            if answer is not None:
+                answer.cancel()
 
     def action_audit(self) -> None:
-        """Officers and admins only; an operator's attempt is refused and audited."""
-        principal = self.session.principal
+        """Officers and admins only; an operator's attempt is refused (and audited) by
+        the service."""
+        principal = self.link.principal
         if principal.may("audit.read"):
-            self.app.push_screen(AuditScreen(principal))
+            self.app.push_screen(AuditScreen(self.link))
             return
-        details = {"permission": "audit.read", "screen": "audit"}
-        event = Event(self.session.actor, "policy_block", "audit log", "denied", details=details)
-        self.session.audit.record(event)
+        with contextlib.suppress(ApplianceError):
+            self.link.call("audit", call="key")
         self._notice(f"{principal.user} ({principal.role}) {self.owner.words('chat.audit_denied')}")
 
     def on_prompt_area_recall(self, event: PromptArea.Recall) -> None:
@@ -312,8 +307,15 @@ class ChatScreen(ApplianceScreen):
         field.move_cursor(field.document.end)
 
     def action_reset(self) -> None:
-        if self._turn is None:
-            self.conversation = Conversation()
-            self.conversation_id = None
-            self.query_one("#log", VerticalScroll).remove_children()
+        if not self._answering:
+            try:
+                self.link.call("reset", conversation=CONVERSATION)
+            except ApplianceError as exc:
+                self._notice(str(exc))
+                return
+            self._clear()
             self._show_banners()
+
+    def _clear(self) -> None:
+        self.label, self.turns = None, 0
+        self.query_one("#log", VerticalScroll).remove_children()

@@ -76,7 +76,7 @@ class AccountForm(_Form):
 
     def fields(self) -> ComposeResult:
         words = self.owner.words
-        levels = self.owner.context.policy.levels
+        levels = self.owner.levels
         language = self.owner.ui_language
         yield Input(placeholder=words("users.name"), id="name")
         yield Select(

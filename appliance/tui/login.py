@@ -1,12 +1,14 @@
 """The sign-in screen: user name and password; clear messages for failures and waits.
 
-A password that someone else set (setup, a new account, a reset) must be
-replaced before the user's screen opens: the new one is typed twice, set as
-the user's own, and the user is signed in again with it.
+Each sign-in is a new connection to the appliance service. A password that
+someone else set (setup, a new account, a reset) must be replaced before the
+user's screen opens: the new one is typed twice, set as the user's own, and
+the user is signed in again with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -14,12 +16,9 @@ from textual.binding import BindingType
 from textual.containers import Vertical
 from textual.widgets import Footer, Input, Static
 
-from appliance.accounts import AccountAdmin
-from appliance.conversations import Conversations
 from appliance.errors import ApplianceError
-from appliance.identity import Principal
-from appliance.session import authenticate, development_mode
 from appliance.tui.forms import PasswordForm
+from appliance.tui.link import Link
 from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
 
@@ -37,10 +36,9 @@ class LoginScreen(ApplianceScreen):
 
     def compose(self) -> ComposeResult:
         owner = self.owner
-        policy = owner.context.policy
         with Vertical(id="box"):
-            yield Static(f"{owner.words('login.title')} · {policy.describe()}", id="title")
-            if owner.context.demo:
+            yield Static(f"{owner.words('login.title')} · {owner.policy_name}", id="title")
+            if owner.hello.get("demo"):
                 yield Static(owner.words("login.demo"), id="demo")
             yield Input(placeholder=owner.words("login.user"), id="user")
             yield Input(placeholder=owner.words("login.password"), password=True, id="password")
@@ -49,14 +47,8 @@ class LoginScreen(ApplianceScreen):
 
     def on_mount(self) -> None:
         localize_bindings(self, self.owner.ui_language)
-        context = self.owner.context
-        message = self.query_one("#message", Static)
-        try:
-            dev = development_mode(context.home, context.policy, context.account)
-        except ApplianceError as exc:
-            message.update(str(exc))
-            return
-        if dev is not None:
+        if self.owner.hello.get("development"):
+            message = self.query_one("#message", Static)
             message.add_class("dev")
             message.update(self.owner.words("login.dev"))
         self.query_one("#user", Input).focus()
@@ -68,66 +60,52 @@ class LoginScreen(ApplianceScreen):
             return
         password_field = self.query_one("#password", Input)
         password, password_field.value = password_field.value, ""
-        message = self.query_one("#message", Static)
-        owner = self.owner
-        context = owner.context
-        conversations = None
+        if not user and not self.owner.hello.get("development"):
+            self.show_message(self.owner.words("login.need_user"))
+            return
+        link: Link | None = None
         try:
-            if not user:
-                principal = development_mode(context.home, context.policy, context.account)
-                if principal is None:
-                    message.update(owner.words("login.need_user"))
-                    return
-            else:
-                principal = authenticate(context.home, context.policy, context.log, user, password)
-                if principal.must_change:
-                    self._must_change(principal)
-                    return
-                conversations = self._conversations(principal, password)
+            link = Link(self.owner.context.service)
+            link.sign_in(user or None, password if user else None)
         except ApplianceError as exc:
-            self._failed(exc)
+            self._failed(exc, link)
             return
-        self._start(principal, conversations)
+        if link.principal.must_change:
+            self._must_change(link)
+            return
+        self._start(link)
 
-    def _must_change(self, principal: Principal) -> None:
+    def _must_change(self, link: Link) -> None:
         self.show_message(self.owner.words("login.must_change"))
-        form = PasswordForm(self.owner, principal.user)
-        self.app.push_screen(form, lambda result: self._changed(principal, result))
+        form = PasswordForm(self.owner, link.principal.user)
+        self.app.push_screen(form, lambda result: self._changed(link, result))
 
-    def _changed(self, principal: Principal, form: dict[str, str] | None) -> None:
+    def _changed(self, link: Link, form: dict[str, str] | None) -> None:
         if form is None:
+            link.sign_out()
             return
-        context = self.owner.context
         new = form["password"]
         try:
-            AccountAdmin(context.home, context.policy, context.log, principal).set_password(
-                principal.user, new
-            )
-            fresh = authenticate(context.home, context.policy, context.log, principal.user, new)
-            conversations = self._conversations(fresh, new)
+            link.passwd(new)
+            link.sign_in(link.principal.user, new)
         except ApplianceError as exc:
-            self._failed(exc)
+            self._failed(exc, link)
             return
-        self._start(fresh, conversations)
+        self._start(link)
 
-    def _conversations(self, principal: Principal, password: str) -> Conversations | None:
-        """The password opens an operator's saved conversations."""
-        if not principal.may("ask"):
-            return None
-        conversations, notice = Conversations.open(
-            self.owner.context.home, principal.user, password
-        )
-        if notice:
-            self.owner.notify(notice, severity="warning", timeout=15)
-        return conversations
-
-    def _failed(self, exc: ApplianceError) -> None:
+    def _failed(self, exc: ApplianceError, link: Link | None) -> None:
+        if link is not None:
+            with contextlib.suppress(ApplianceError):
+                link.close()
         self.show_message(f"{self.owner.words('login.failed')}: {exc}")
 
-    def _start(self, principal: Principal, conversations: Conversations | None) -> None:
+    def _start(self, link: Link) -> None:
         self.query_one("#message", Static).update("")
         self.query_one("#user", Input).value = ""
-        self.owner.start_session(principal, conversations)
+        notice = link.signed_in.get("notice")
+        if isinstance(notice, str) and notice:
+            self.owner.notify(notice, severity="warning", timeout=15)
+        self.owner.start_session(link)
 
     def on_screen_resume(self) -> None:
         self.query_one("#user", Input).focus()

@@ -13,9 +13,8 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from appliance.conversations import Conversations
 from appliance.errors import ApplianceError
-from appliance.policy.airgap import attest
+from appliance.tui.link import Link
 from appliance.tui.text import localize_bindings
 
 if TYPE_CHECKING:
@@ -55,27 +54,45 @@ class HelpPanel(_Panel):
 
 
 class StatusPanel(_Panel):
-    """The appliance's own checks: network, policy, audit log, model."""
+    """The appliance's own checks, as its service reports them: network, policy, audit
+    log (for roles that read it), model."""
 
     def __init__(self, app: ApplianceApp) -> None:
-        context = app.context
-        network = attest()
+        hello = app.hello
         lines = [
-            f"network   {'air-gapped' if network.airgapped else 'NOT air-gapped'}",
-            *(f"          - {reason}" for reason in network.reasons[:4]),
-            f"policy    {context.policy.describe()} (sha256 {context.policy.sha256[:16]}...)",
-            f"model     {context.model}",
-            f"audit     {_verify(app)}",
+            f"service   appliance {hello.get('appliance')}, {app.context.service}",
+            f"policy    {hello.get('policy')} (sha256 {str(hello.get('policy_sha256'))[:16]}...)",
+            f"model     {hello.get('model')}",
         ]
+        if app.link is not None:
+            lines[1:1] = _network(app.link)
+            if app.link.principal.may("audit.read"):
+                lines.append(f"audit     {_verify(app.link)}")
         super().__init__(app, "panel.status", lines)
 
 
-def _verify(app: ApplianceApp) -> str:
+def _network(link: Link) -> list[str]:
     try:
-        report = app.context.log.verify()
+        status = link.call("airgap", call="status")
+    except ApplianceError as exc:
+        return [f"network   unknown: {exc}"]
+    attestation = status.get("attestation") or {}
+    reasons = [str(reason) for reason in attestation.get("reasons", [])][:4]
+    gapped = attestation.get("airgapped")
+    return [
+        f"network   {'air-gapped' if gapped else 'NOT air-gapped'} (as the service sees it)",
+        *(f"          - {reason}" for reason in reasons),
+    ]
+
+
+def _verify(link: Link) -> str:
+    try:
+        report = link.call("audit", call="verify").get("report") or {}
     except ApplianceError as exc:
         return f"FAILED: {exc}"
-    return f"verified, {report.events} events, {report.checkpoints} signed checkpoints"
+    return (
+        f"verified, {report.get('events')} events, {report.get('checkpoints')} signed checkpoints"
+    )
 
 
 class ConversationsPanel(ModalScreen[str | None]):
@@ -92,13 +109,10 @@ class ConversationsPanel(ModalScreen[str | None]):
     #list { height: auto; max-height: 14; }
     """
 
-    def __init__(
-        self, app: ApplianceApp, conversations: Conversations, visible_labels: set[str]
-    ) -> None:
+    def __init__(self, app: ApplianceApp, link: Link) -> None:
         super().__init__()
         self.owner = app
-        self.conversations = conversations
-        self.visible_labels = visible_labels
+        self.link = link
 
     def compose(self) -> ComposeResult:
         with Vertical(id="panel"):
@@ -114,12 +128,16 @@ class ConversationsPanel(ModalScreen[str | None]):
     def _fill(self) -> None:
         options = self.query_one(OptionList)
         options.clear_options()
-        policy = self.owner.context.policy
-        for summary in self.conversations.summaries(self.visible_labels):
-            when = time.strftime("%m-%d %H:%M", time.localtime(summary.updated_us / 1e6))
-            level = policy.level(summary.label).name(self.owner.ui_language)
-            text = Content(f"{when}  {level}  {summary.title}")  # titles are not markup
-            options.add_option(Option(text, id=summary.id))
+        try:  # the service lists only those within the session's clearance
+            listed = self.link.call("conversations", call="list").get("conversations") or []
+        except ApplianceError as exc:
+            listed = []
+            self.owner.notify(str(exc), severity="error")
+        for summary in listed:
+            when = time.strftime("%m-%d %H:%M", time.localtime(int(summary["updated_us"]) / 1e6))
+            level = self.owner.level(str(summary["label"])).name(self.owner.ui_language)
+            text = Content(f"{when}  {level}  {summary['title']}")  # titles are not markup
+            options.add_option(Option(text, id=str(summary["id"])))
         if options.option_count == 0:
             options.add_option(Option(self.owner.words("conversations.empty"), disabled=True))
         else:
@@ -134,7 +152,10 @@ class ConversationsPanel(ModalScreen[str | None]):
             return
         option = options.get_option_at_index(options.highlighted)
         if option.id is not None:
-            self.conversations.delete(option.id)
+            try:
+                self.link.call("conversations", call="delete", saved_id=option.id)
+            except ApplianceError as exc:
+                self.owner.notify(str(exc), severity="error")
             self._fill()
 
     def action_close(self) -> None:

@@ -1,7 +1,7 @@
 """The IT admin's users screen: accounts in a table; add, lock, unlock, set a password.
 
-Every change goes through `AccountAdmin`, as `appliance users ...` does, so
-it is checked and audited the same way. Adding an officer files a request
+Every change is a request to the service's `AccountAdmin`, as `appliance
+users ...` makes, so it is checked and audited the same way. Adding an officer files a request
 that an officer approves; a refused or stale action is reported, and an
 account changed since sign-in signs out.
 """
@@ -15,11 +15,12 @@ from textual.binding import Binding, BindingType
 from textual.markup import escape
 from textual.widgets import DataTable, Footer, Static
 
-from appliance.accounts import AccountAdmin
 from appliance.errors import ApplianceError, AuthenticationError
-from appliance.identity import REQUEST_HOURS, Principal
+from appliance.identity import REQUEST_HOURS
+from appliance.service import RemoteAccounts
 from appliance.tui.audit import AuditScreen
 from appliance.tui.forms import AccountForm, PasswordForm
+from appliance.tui.link import Link
 from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
 
@@ -40,14 +41,10 @@ class UsersScreen(ApplianceScreen):
     #result { height: auto; padding: 0 1; }
     """
 
-    def __init__(self, principal: Principal) -> None:
+    def __init__(self, link: Link) -> None:
         super().__init__()
-        self.principal = principal
-
-    @property
-    def admin(self) -> AccountAdmin:
-        context = self.owner.context
-        return AccountAdmin(context.home, context.policy, context.log, self.principal)
+        self.link = link
+        self.admin = RemoteAccounts(link)
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="table", cursor_type="row", zebra_stripes=True)
@@ -66,8 +63,8 @@ class UsersScreen(ApplianceScreen):
         words = self.owner.words
         try:
             accounts = self.admin.accounts()
-        except AuthenticationError:
-            self.owner.sign_out("account changed")
+        except AuthenticationError as exc:
+            self.owner.session_ended(self.link, exc)
             return
         for account in accounts:
             state = words("users.state_locked" if account.locked else "users.state_active")
@@ -93,7 +90,7 @@ class UsersScreen(ApplianceScreen):
 
     def _refused(self, exc: ApplianceError) -> None:
         if isinstance(exc, AuthenticationError):  # this account changed: it signs out
-            self.owner.sign_out("account changed")
+            self.owner.session_ended(self.link, exc)
             return
         self._report(str(exc), error=True)
 
@@ -149,5 +146,4 @@ class UsersScreen(ApplianceScreen):
         self._report(self.owner.words("users.password_set", name=form["name"]))
 
     def action_audit(self) -> None:
-        if self.owner.check_session():
-            self.app.push_screen(AuditScreen(self.principal))
+        self.app.push_screen(AuditScreen(self.link))
