@@ -126,6 +126,15 @@ class AccountAdmin:
         self.log.record(Event(self.actor, action, name))
         record_state(self.home, self.log, self.actor, action)
 
+    def bind(self, name: str, os_uid: int | None) -> None:
+        """Bind an account to the OS account it may sign in from (None: unbind); it
+        matters where the policy says `service.bind_os_users`."""
+        self.authorize(self._permission_over(name))
+        with Users(self.home) as users:
+            users.bind(name, os_uid)
+        self.log.record(Event(self.actor, "user_bind", name, details={"os_uid": os_uid}))
+        record_state(self.home, self.log, self.actor, "user_bind")
+
     def _permission_over(self, name: str) -> str:
         """Officer accounts belong to officers; every other account to admins."""
         with Users(self.home) as users:

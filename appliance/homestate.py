@@ -205,7 +205,7 @@ def _officers(home: Path) -> str:
 
 
 def _accounts(home: Path) -> str:
-    rows: list[tuple[str, str, str, bool, int]] = []
+    rows: list[tuple[object, ...]] = []
     if users_path(home).exists():
         with Users(home) as users:
             rows = users.security_state()

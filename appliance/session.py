@@ -50,12 +50,22 @@ def development_mode(home: Path, policy: Policy, account: str) -> Principal | No
     return Principal(account, DEV_ROLE, policy.levels[-1].id, dev=True)
 
 
-def authenticate(home: Path, policy: Policy, log: AuditLog, user: str, password: str) -> Principal:
+def authenticate(
+    home: Path,
+    policy: Policy,
+    log: AuditLog,
+    user: str,
+    password: str,
+    *,
+    os_uid: int | None = None,
+) -> Principal:
     """Check a password against the home's users; every outcome is audited.
 
     A known name and an unknown one get the same work and the same words;
     the log names an unknown one only by its keyed hash, never as typed (it
     may be a password typed into the wrong field). The password is never logged.
+    `os_uid` is the OS account the service's client runs as: where the policy
+    binds accounts to OS users, the account must be bound to that one.
     """
     if not has_users(home):
         raise AuthenticationError(f"there are no users yet; {SETUP_HINT}")
@@ -82,6 +92,15 @@ def authenticate(home: Path, policy: Policy, log: AuditLog, user: str, password:
             message += f"; the next attempt with this name must wait until {clock}"
         raise AuthenticationError(message)
     principal = result.principal
+    if policy.service.bind_os_users and os_uid is not None and principal.os_uid != os_uid:
+        actor = Actor(principal.user, principal.role)
+        elsewhere = {"os_uid": os_uid, "bound": principal.os_uid}
+        log.record(Event(actor, "login_failed", "appliance", "denied", details=elsewhere))
+        raise AuthenticationError(
+            f"{principal.user} may sign in only from the OS account bound to it "
+            "(an admin binds it: appliance users bind)",
+            code="os_user",
+        )
     details = {"must_change": True} if principal.must_change else {}
     log.record(Event(Actor(principal.user, principal.role), "login", "appliance", details=details))
     return principal

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import threading
 import time
@@ -299,6 +300,12 @@ def test_the_audit_commands_go_through_the_service(
     out = tmp_path / "audit.jsonl"
     exported = run_cli("audit", "export", "--out", str(out), *lee, home=staff)
     assert exported.returncode == 0, exported.stderr
+    delivered = [e["details"]["delivered"] for e in events(staff, tmp_path, "--action", "export")
+                 if "delivered" in e["details"]]  # fmt: skip
+    assert delivered[-1] == {  # the service recorded what the client wrote
+        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        "bytes": out.stat().st_size,
+    }
     public = run_cli("audit", "key", *lee, home=staff).stdout.splitlines()[-1]
     checked = run_cli("audit", "verify-export", str(out), "--pubkey", public, home=staff)
     assert checked.returncode == 0, checked.stderr

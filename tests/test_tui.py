@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import threading
 import time
@@ -332,8 +333,15 @@ def test_an_officer_opens_the_audit_log_and_verifies_it(accounts: Path) -> None:
         screen.query_one("#filter", Input).focus()
         await pilot.press("enter")
         assert {str(table.get_row_at(i)[4]) for i in range(table.row_count)} == {"login"}
+        await pilot.press("f3")  # the UI writes the export; the service records its sha256
+        assert "Exported" in str(screen.query_one("#result", Static).render())
 
     run(app, scenario)
+    (written,) = (accounts / "exports").iterdir()
+    assert written.stat().st_mode & 0o777 == 0o600
+    with AuditLog(accounts / "audit") as log:
+        exports = [json.loads(row["leaf"])["details"] for row in log.events(action="export")]
+    assert exports[-1]["delivered"]["sha256"] == hashlib.sha256(written.read_bytes()).hexdigest()
 
 
 def test_an_operator_cannot_open_the_audit_log(accounts: Path) -> None:

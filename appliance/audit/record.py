@@ -55,6 +55,7 @@ ACTIONS = frozenset(
         "user_add",
         "user_lock",
         "user_unlock",
+        "user_bind",
         "password_change",
         "user_request",
         "user_approve",

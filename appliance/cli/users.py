@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import pwd
 import sys
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from appliance.policy import HOME_POLICY, active_policy, active_policy_path
 from appliance.seal import Recipient, read_identity
 from appliance.service import as_home_owner, find_service
 from appliance.service.accounts import RemoteAccounts
+from appliance.textsafe import printable
 
 
 def register(commands: Any) -> None:
@@ -72,6 +74,13 @@ def register(commands: Any) -> None:
     lock.add_argument("name", metavar="NAME")
     unlock = sub.add_parser("unlock", help="unlock an account and clear its failures")
     unlock.add_argument("name", metavar="NAME")
+    bind = sub.add_parser(
+        "bind", help="the OS account an account signs in from (policy: service.bind_os_users)"
+    )
+    bind.add_argument("name", metavar="NAME")
+    bound = bind.add_mutually_exclusive_group(required=True)
+    bound.add_argument("--os-user", metavar="LOGIN|UID", help="an OS login name or uid")
+    bound.add_argument("--none", action="store_true", help="bind it to no OS account")
     recover = sub.add_parser(
         "recover", help="restore an officer account with the officer escrow identity"
     )
@@ -88,6 +97,7 @@ def register(commands: Any) -> None:
         (passwd, run_passwd),
         (lock, run_lock),
         (unlock, run_unlock),
+        (bind, run_bind),
     ):
         add_auth_options(parser)
         parser.set_defaults(run=run)
@@ -215,7 +225,8 @@ def run_list(args: argparse.Namespace) -> int:
     with _admin(args) as admin:
         for account in admin.accounts():
             state = "locked" if account.locked else "active"
-            print(f"{account.name:<20} {account.role:<9} {account.clearance:<12} {state}")
+            bound = "" if account.os_uid is None else f" os uid {account.os_uid}"
+            print(f"{account.name:<20} {account.role:<9} {account.clearance:<12} {state}{bound}")
     return 0
 
 
@@ -262,3 +273,22 @@ def _set_locked(args: argparse.Namespace, *, locked: bool) -> int:
         admin.set_locked(args.name, locked=locked)
     print(f"{'Locked' if locked else 'Unlocked'} {args.name}.")
     return 0
+
+
+def run_bind(args: argparse.Namespace) -> int:
+    os_uid = None if args.none else _os_uid(args.os_user)
+    with _admin(args) as admin:
+        admin.bind(args.name, os_uid)
+    where = "no OS account" if os_uid is None else f"OS uid {os_uid}"
+    print(f"Bound {args.name} to {where}; its open sessions ended.")
+    return 0
+
+
+def _os_uid(text: str) -> int:
+    """A uid, or the uid of an OS login name on this host."""
+    if text.isdigit():
+        return int(text)
+    try:
+        return pwd.getpwnam(text).pw_uid
+    except KeyError:
+        raise UsageError(f"there is no OS user {printable(text)!r} on this host") from None

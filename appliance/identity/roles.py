@@ -37,6 +37,7 @@ class Principal:
     dev: bool = False  # development mode: the local account, every role
     generation: int = 0
     must_change: bool = False
+    os_uid: int | None = None  # the OS account the account is bound to, if any
 
     def may(self, permission: str) -> bool:
         return self.dev or self.role in PERMISSIONS[permission]

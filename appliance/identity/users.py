@@ -66,11 +66,13 @@ CREATE TABLE IF NOT EXISTS requests (
     expires_us INTEGER NOT NULL
 );
 """
-_ACCOUNT = "SELECT name, role, clearance, disabled, must_change FROM users"
+_ACCOUNT = "SELECT name, role, clearance, disabled, must_change, os_uid FROM users"
 _COLUMNS = {  # added after the first release; existing databases gain them on open
     "generation": "INTEGER NOT NULL DEFAULT 0",
     "must_change": "INTEGER NOT NULL DEFAULT 0",
+    "os_uid": "INTEGER",  # the OS account it is bound to (service.bind_os_users), or NULL
 }
+MAX_UID = 2**32 - 2  # (uid_t)-1 is "no user"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class Account:
     locked: bool
     failures: int
     must_change: bool = False
+    os_uid: int | None = None  # the OS account it signs in from, where the policy binds
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,12 @@ class Users:
         with self._transaction():
             self.conn.execute("DELETE FROM throttle WHERE name_key = ?", (self.name_key(name),))
 
+    def bind(self, name: str, os_uid: int | None) -> None:
+        """Bind the account to an OS uid (None: to none); its open sessions end."""
+        if os_uid is not None and not 0 <= os_uid <= MAX_UID:
+            raise UsageError(f"an OS uid is from 0 to {MAX_UID}")
+        self._update(name, "os_uid = ?", (os_uid,))
+
     def account(self, name: str) -> Account | None:
         """One account, by a lookup of the same shape whether or not `name` exists."""
         # A name that is not a valid one (a lone surrogate cannot even be encoded)
@@ -198,24 +207,29 @@ class Users:
     def accounts(self) -> list[Account]:
         return [self._account(row) for row in self.conn.execute(f"{_ACCOUNT} ORDER BY name")]
 
-    def security_state(self) -> list[tuple[str, str, str, bool, int]]:
-        """(name, role, clearance, locked by an admin, generation) of every account, by name.
+    def security_state(self) -> list[tuple[Any, ...]]:
+        """(name, role, clearance, locked by an admin, generation[, bound OS uid]) of every
+        account, by name; the uid only where one is bound (states signed before binding
+        existed stay valid).
 
         What the appliance signs as the accounts' state (appliance/homestate.py):
         not password hashes or sign-in throttling, which change without an
         admin's action.
         """
         rows = self.conn.execute(
-            "SELECT name, role, clearance, disabled, generation FROM users ORDER BY name"
+            "SELECT name, role, clearance, disabled, generation, os_uid FROM users ORDER BY name"
         )
-        return [(str(n), str(r), str(c), bool(d), int(g)) for n, r, c, d, g in rows]
+        return [
+            (str(n), str(r), str(c), bool(d), int(g), *(() if u is None else (int(u),)))
+            for n, r, c, d, g, u in rows
+        ]
 
     def _account(self, row: tuple[Any, ...]) -> Account:
         """Locked when an admin locked it or its name is waiting after failures."""
-        name, role, clearance, disabled, must_change = row
+        name, role, clearance, disabled, must_change, os_uid = row
         failures, wait_until = self._throttle(self.name_key(name))
         locked = bool(disabled) or wait_until > _now_us()
-        return Account(name, role, clearance, locked, failures, bool(must_change))
+        return Account(name, role, clearance, locked, failures, bool(must_change), os_uid)
 
     def _throttle(self, key: str) -> tuple[int, int]:
         """Failures in a row for a keyed name, and until when it must wait."""
@@ -272,7 +286,7 @@ class Users:
                 )
             if not right or row is None:
                 return SignInResult(None, wait_until)
-            role, clearance, _, disabled, generation, must_change = row
+            role, clearance, _, disabled, generation, must_change, os_uid = row
             if disabled:  # said only to someone who knows the password
                 raise AuthenticationError(f"the account {name} is locked")
             if self.hasher.check_needs_rehash(stored):
@@ -280,7 +294,12 @@ class Users:
                     "UPDATE users SET hash = ? WHERE name = ?", (self.hasher.hash(password), name)
                 )
             principal = Principal(
-                name, role, clearance, generation=generation, must_change=bool(must_change)
+                name,
+                role,
+                clearance,
+                generation=generation,
+                must_change=bool(must_change),
+                os_uid=os_uid,
             )
             return SignInResult(principal)
 
@@ -326,7 +345,7 @@ class Users:
 
     def _row(self, name: str) -> tuple[Any, ...] | None:
         return self.conn.execute(  # type: ignore[no-any-return]
-            "SELECT role, clearance, hash, disabled, generation, must_change FROM users "
+            "SELECT role, clearance, hash, disabled, generation, must_change, os_uid FROM users "
             "WHERE name = ?",
             (name,),
         ).fetchone()

@@ -80,6 +80,9 @@ class ServiceLimits:
     max_queued: int = 16  # answers waiting for the engine
     max_per_user: int = 1  # answers one user may have waiting or running
     answer_seconds: int = 300  # an answer running longer is stopped
+    # Each account signs in to the service only from the OS account bound to it (an
+    # account bound to none cannot); absent, the socket's permissions are the OS gate.
+    bind_os_users: bool = False
 
 
 @dataclass(frozen=True)
@@ -251,10 +254,16 @@ class _Reader:
             "max_per_user": (1, 64),
             "answer_seconds": (10, 3600),
         }
-        table = self.table(raw, "service", set(ranges), set())
-        values = {
-            key: self.number(value, f"service.{key}", *ranges[key]) for key, value in table.items()
+        table = self.table(raw, "service", {*ranges, "bind_os_users"}, set())
+        values: dict[str, Any] = {
+            key: self.number(value, f"service.{key}", *ranges[key])
+            for key, value in table.items()
+            if key in ranges
         }
+        if "bind_os_users" in table:
+            values["bind_os_users"] = self.typed(
+                table["bind_os_users"], "service.bind_os_users", bool
+            )
         return ServiceLimits(**values)
 
     def classification(self, raw: Any) -> tuple[tuple[Level, ...], str]:

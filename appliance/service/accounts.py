@@ -28,6 +28,7 @@ CALLS: dict[str, tuple[str, ...]] = {
     "approve": ("name", "password"),
     "set_password": ("name", "password"),
     "set_locked": ("name", "locked"),
+    "bind": ("name", "os_uid"),
 }
 FLAGS = {"locked"}
 
@@ -50,6 +51,9 @@ def serve(admin: AccountAdmin, args: dict[str, Any]) -> dict[str, Any]:
         return {"request": asdict(admin.approve(**_all(call, given)))}
     if call == "set_locked":
         admin.set_locked(given.get("name", ""), locked=bool(given.get("locked")))
+        return {}
+    if call == "bind":  # no os_uid: bound to none
+        admin.bind(given.get("name", ""), given.get("os_uid"))
         return {}
     if call == "authorize":
         admin.authorize(given.get("permission", "users.manage"))
@@ -109,3 +113,6 @@ class RemoteAccounts:
 
     def set_locked(self, name: str, *, locked: bool) -> None:
         self._call("set_locked", name=name, locked=locked)
+
+    def bind(self, name: str, os_uid: int | None) -> None:
+        self._call("bind", name=name, os_uid=os_uid)

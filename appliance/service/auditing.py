@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import hashlib
 import hmac
 import os
 from collections.abc import Callable
@@ -115,9 +116,19 @@ class AuditCalls:
         since: Checkpoint | int | None = args.get("since_seq")
         if "since_checkpoint" in args:
             since = _checkpoint(args["since_checkpoint"])
-        sink = cast(BinaryIO, _Sender(send))  # write() is all write_export uses
+        sender = _Sender(send)
+        sink = cast(BinaryIO, sender)  # write() is all write_export uses
         result = write_export(self.log, sink, self.actor, fmt=fmt, since=since)
-        return {"events": result.events, "first": result.first_seq, "last": result.last_seq}
+        # The client writes the file; what it was sent is on record, by its sha256.
+        delivered = {"sha256": sender.sha256.hexdigest(), "bytes": sender.size}
+        details = {"delivered": delivered, "first": result.first_seq, "last": result.last_seq}
+        self.log.record(Event(self.actor, "export", "audit log", details=details))
+        return {
+            "events": result.events,
+            "first": result.first_seq,
+            "last": result.last_seq,
+            "sha256": delivered["sha256"],
+        }
 
     def _officers(self, args: dict[str, Any]) -> dict[str, Any]:
         self._require("audit.read")
@@ -178,8 +189,12 @@ class _Sender:
     def __init__(self, send: Callable[[str], bool]) -> None:
         self.send = send
         self._decoder = codecs.getincrementaldecoder("utf-8")()  # a write may split a character
+        self.sha256 = hashlib.sha256()  # of every byte sent
+        self.size = 0
 
     def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
         text = self._decoder.decode(bytes(data))
         if text and not self.send(text):
             raise UsageError("the client stopped reading the export", code="gone")

@@ -282,7 +282,12 @@ class Connection:
         server, args = self.server, request.args
         if "user" in args:
             principal = authenticate(
-                server.home, server.policy, server.log, args["user"], args.get("password", "")
+                server.home,
+                server.policy,
+                server.log,
+                args["user"],
+                args.get("password", ""),
+                os_uid=self.peer.uid,
             )
         else:
             dev = development_mode(server.home, server.policy, self._os_user())

@@ -135,6 +135,7 @@ OPS: dict[str, dict[str, tuple[type, bool]]] = {
         "password": (str, False),
         "permission": (str, False),
         "locked": (bool, False),
+        "os_uid": (int, False),
     },
     "sign_out": {**_SESSION},
     "airgap": {**_SESSION, "call": (str, True), "minutes": (int, False), "reason": (str, False)},
@@ -175,6 +176,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "after": (0, 2**62),
     "since_seq": (0, 2**62),
     "minutes": (1, 1440),
+    "os_uid": (0, 2**32 - 2),
 }
 # A saved conversation's id, as the store makes them (uuid4().hex).
 PATTERNS = {"saved_id": re.compile(r"[0-9a-f]{32}")}

@@ -8,6 +8,8 @@ one, and says what a verify on this host cannot prove.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ from textual.markup import escape
 from textual.widgets import DataTable, Footer, Input, Static
 
 from appliance.config import ensure_dir
-from appliance.errors import ApplianceError, AuthenticationError
+from appliance.errors import ApplianceError, AuthenticationError, IntegrityError
 from appliance.fsutil import atomic_writer
 from appliance.textsafe import printable
 from appliance.tui.link import Link
@@ -124,6 +126,10 @@ class AuditScreen(ApplianceScreen):
                 done = self.link.call(
                     "audit", on_data=lambda text: sink.write(text.encode()), call="export"
                 )
+            written = hashlib.sha256(target.read_bytes()).hexdigest()
+            if not hmac.compare_digest(written, str(done.get("sha256"))):
+                target.unlink()
+                raise IntegrityError(f"{target} is not what the service sent and recorded")
         except ApplianceError as exc:
             self._failed("audit.export_failed", exc)
             return
