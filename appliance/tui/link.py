@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import ServiceError
+from appliance.errors import ApplianceError, ServiceError
 from appliance.identity import Principal
 from appliance.policy import Level
 from appliance.service import Answer, Client
@@ -25,7 +25,7 @@ CONVERSATION = "ui"  # the name the service keeps this screen's conversation und
 def levels_of(hello: dict[str, Any]) -> list[Level]:
     """The policy's levels as the service described them, lowest first."""
     try:
-        return sorted(
+        levels = sorted(
             (
                 Level(str(x["id"]), int(x["rank"]), str(x["ko"]), str(x["en"]), str(x["colour"]))
                 for x in hello.get("levels", [])
@@ -33,7 +33,10 @@ def levels_of(hello: dict[str, Any]) -> list[Level]:
             key=lambda level: level.rank,
         )
     except (KeyError, TypeError, ValueError):
-        raise ServiceError("the appliance service described its levels unreadably") from None
+        levels = []
+    if not levels:
+        raise ServiceError("the appliance service did not describe its classification levels")
+    return levels
 
 
 def greet(path: Path) -> dict[str, Any]:
@@ -98,6 +101,12 @@ class Link(Client):
             self._turn.release()
 
     def sign_out(self) -> None:
-        with contextlib.suppress(Exception):
-            self.call("sign_out")
+        """End the session (the service records the logout), never waiting for an answer:
+        while one holds the connection, closing it ends the session just the same."""
+        if self._turn.acquire(blocking=False):
+            try:
+                with contextlib.suppress(ApplianceError):
+                    super().call("sign_out")
+            finally:
+                self._turn.release()
         self.close()
