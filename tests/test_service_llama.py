@@ -51,13 +51,20 @@ def engine_processes(service: Service) -> list[int]:
     while queue:
         pid = queue.pop()
         for task in Path(f"/proc/{pid}/task").glob("*"):
-            children = (task / "children").read_text().split()
-            queue.extend(int(child) for child in children)
-        if pid != service.process.pid and Path(f"/proc/{pid}/comm").read_text().strip() == (
+            queue.extend(int(child) for child in _read(task / "children").split())
+        if pid != service.process.pid and _read(Path(f"/proc/{pid}/comm")).strip() == (
             "llama-server"
         ):
             found.append(pid)
     return found
+
+
+def _read(path: Path) -> str:
+    """A /proc file, or nothing if its thread or process ended meanwhile."""
+    try:
+        return path.read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
 
 
 def test_two_users_are_answered_at_once_from_one_model_copy(service: Service) -> None:
