@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import hashlib
-import hmac
 import json
 import sys
 from collections.abc import Iterator
@@ -30,7 +28,7 @@ from appliance.cli.client import signed_in_client
 from appliance.cli.passphrase import add_passphrase_option, openers, passphrase_source
 from appliance.cli.progress import byte_progress
 from appliance.config import appliance_home
-from appliance.errors import InputError, IntegrityError, UsageError
+from appliance.errors import InputError, UsageError
 from appliance.fsutil import atomic_writer
 from appliance.homestate import accept_state, record_state, verify_state
 from appliance.policy import active_policy
@@ -229,25 +227,15 @@ def run_export(args: argparse.Namespace) -> int:
     since = _parse_since(args.since)
     with remote(args) as client:
         if client is not None:
-            with atomic_writer(out, mode=0o600) as sink:  # the client writes what it asked for
-                found = client.call(
-                    "audit",
-                    on_data=lambda text: sink.write(text.encode("utf-8")),
-                    call="export",
-                    format=args.format,
-                    since_seq=since if isinstance(since, int) else None,
-                    since_checkpoint=(
-                        since.to_file_bytes().decode() if isinstance(since, Checkpoint) else None
-                    ),
-                )
+            found = client.export_to(  # the client writes what it asked for
+                out,
+                format=args.format,
+                since_seq=since if isinstance(since, int) else None,
+                since_checkpoint=(
+                    since.to_file_bytes().decode() if isinstance(since, Checkpoint) else None
+                ),
+            )
             events, first, last = found["events"], found["first"], found["last"]
-            written = hashlib.sha256(out.read_bytes()).hexdigest()
-            if not hmac.compare_digest(written, str(found.get("sha256"))):
-                out.unlink()
-                raise IntegrityError(
-                    f"the export written to {out} is not what the service sent and recorded; "
-                    "it was removed"
-                )
         else:
             with (
                 signed_in(args, "audit.read") as (log, actor),

@@ -7,6 +7,8 @@ as a client fails exactly as it would in-process.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import socket
 from collections.abc import Callable, Iterator
@@ -14,7 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from appliance.errors import ERROR_CLASSES, ApplianceError, ServiceError
+from appliance.errors import ERROR_CLASSES, ApplianceError, IntegrityError, ServiceError
+from appliance.fsutil import atomic_writer
 from appliance.service.endpoint import connect
 from appliance.service.protocol import VERSION, LineReader, ProtocolError, decode, encode
 
@@ -136,6 +139,26 @@ class Client:
 
     def status(self) -> dict[str, Any]:
         return self.call("status")
+
+    def export_to(self, path: Path, **fields: Any) -> dict[str, Any]:
+        """Write the audit export the service sends to `path` (0600, atomically), only if
+        its bytes are those the service recorded by their sha256; else IntegrityError
+        and no file. `fields`: `audit export`'s (`format`, `since_seq`, ...)."""
+        digest = hashlib.sha256()
+        with atomic_writer(path, mode=0o600) as sink:
+
+            def write(text: str) -> None:
+                data = text.encode("utf-8")
+                digest.update(data)
+                sink.write(data)
+
+            found = self.call("audit", on_data=write, call="export", **fields)
+            if not hmac.compare_digest(digest.hexdigest(), str(found.get("sha256"))):
+                raise IntegrityError(
+                    f"the export for {path} is not what the service sent and recorded; "
+                    "nothing was written"
+                )
+        return found
 
     def close(self) -> None:
         self.sock.close()

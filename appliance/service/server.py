@@ -54,6 +54,7 @@ class Server:
         self.log = audit
         self.engine = engine
         self.model = model
+        self.config = load_home_config(home)  # read once, as the policy is
         self.version = __version__
         self.listener = listener
         limits = policy.service
@@ -105,8 +106,7 @@ class Server:
     def hello(self) -> dict[str, Any]:
         """What any client may know before signing in: enough to draw a sign-in screen
         and the classification banners in the site's language and keys."""
-        policy = self.policy
-        config = load_home_config(self.home)
+        policy, config = self.policy, self.config
         return {
             "protocol": VERSION,
             "appliance": self.version,

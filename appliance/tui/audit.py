@@ -8,8 +8,6 @@ one, and says what a verify on this host cannot prove.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from datetime import UTC, datetime
@@ -22,8 +20,7 @@ from textual.markup import escape
 from textual.widgets import DataTable, Footer, Input, Static
 
 from appliance.config import ensure_dir
-from appliance.errors import ApplianceError, AuthenticationError, IntegrityError
-from appliance.fsutil import atomic_writer
+from appliance.errors import ApplianceError, AuthenticationError
 from appliance.textsafe import printable
 from appliance.tui.link import Link
 from appliance.tui.login import LoginScreen
@@ -122,14 +119,7 @@ class AuditScreen(ApplianceScreen):
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         target = ensure_dir(self.owner.context.exports) / f"audit-{stamp}.jsonl"
         try:
-            with atomic_writer(target, mode=0o600) as sink:  # the client writes what it asked for
-                done = self.link.call(
-                    "audit", on_data=lambda text: sink.write(text.encode()), call="export"
-                )
-            written = hashlib.sha256(target.read_bytes()).hexdigest()
-            if not hmac.compare_digest(written, str(done.get("sha256"))):
-                target.unlink()
-                raise IntegrityError(f"{target} is not what the service sent and recorded")
+            done = self.link.export_to(target)  # the UI writes what it asked for
         except ApplianceError as exc:
             self._failed("audit.export_failed", exc)
             return

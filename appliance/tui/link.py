@@ -93,20 +93,20 @@ class Link(Client):
         """Raise if the service ended the session (idle, account changed). `active`: the
         person at the UI did something since the last check. While an answer holds the
         connection the check skips its turn: the answer would hear the end first."""
-        if not self._turn.acquire(blocking=False):
-            return
-        try:
-            super().call("check", active=active)
-        finally:
-            self._turn.release()
+        self._unless_answering("check", active=active)
 
     def sign_out(self) -> None:
         """End the session (the service records the logout), never waiting for an answer:
         while one holds the connection, closing it ends the session just the same."""
-        if self._turn.acquire(blocking=False):
-            try:
-                with contextlib.suppress(ApplianceError):
-                    super().call("sign_out")
-            finally:
-                self._turn.release()
+        with contextlib.suppress(ApplianceError):
+            self._unless_answering("sign_out")
         self.close()
+
+    def _unless_answering(self, op: str, **fields: Any) -> None:
+        """`op` now, or nothing while an answer holds the connection."""
+        if not self._turn.acquire(blocking=False):
+            return
+        try:
+            super().call(op, **fields)
+        finally:
+            self._turn.release()
