@@ -152,6 +152,13 @@ class ServiceError(ApplianceError):
     summary = "the appliance service is unavailable"
 
 
+class DocumentError(ApplianceError):
+    """A document cannot be taken in: unsupported, protected, malformed or over the limits."""
+
+    exit_code = 20
+    summary = "the document cannot be read"
+
+
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
@@ -174,4 +181,5 @@ ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
     CheckFailedError,
     BusyError,
     ServiceError,
+    DocumentError,
 )

@@ -519,7 +519,8 @@ def test_the_palette_offers_only_what_the_screen_and_role_allow(accounts: Path) 
         assert titles() == {"Help", "Status", "Quit"}  # signed out
         await sign_in(pilot, "kim", "operator-pass-1")
         assert titles() == {
-            "Cancel answer", "New conversation", "Conversations", "Help", "Status", "Quit",
+            "Cancel answer", "New conversation", "Conversations", "Documents", "Help", "Status",
+            "Quit",
             "Sign out",
         }  # fmt: skip
         app.sign_out()

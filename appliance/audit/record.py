@@ -62,6 +62,11 @@ ACTIONS = frozenset(
         "officer_escrow",
         "officer_recovery",
         "state",
+        "doc_add",
+        "doc_remove",
+        "doc_reindex",
+        "collection_change",
+        "store_key",
     }
 )
 OUTCOMES = frozenset({"ok", "denied", "failed", "cancelled"})

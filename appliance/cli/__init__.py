@@ -21,6 +21,7 @@ from appliance.cli import (
     audit,
     bundle,
     demo,
+    docs,
     doctor,
     generate,
     host,
@@ -66,6 +67,7 @@ def build_parser() -> Parser:
     host.register(commands)
     doctor.register(commands)
     serve.register(commands)
+    docs.register(commands)
     return parser
 
 

@@ -18,6 +18,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "users.manage": frozenset({"admin"}),  # operator and admin accounts
     "officers.manage": frozenset({"officer"}),  # officer accounts, approving new officers
     "service.status": frozenset({"officer", "admin"}),  # sessions and queue of the service
+    # Documents: operators add to and read their own and their shared collections, up to
+    # their clearance; officers create shared collections, manage their members and may
+    # remove a document from one, never reading it; admins have no access to documents.
+    "documents.use": frozenset({"operator"}),
+    "documents.collections": frozenset({"officer"}),
 }
 
 

@@ -86,6 +86,17 @@ class ServiceLimits:
 
 
 @dataclass(frozen=True)
+class DocumentLimits:
+    """What one document may be (docs/formats/policy.md, [documents])."""
+
+    max_file_mb: int = 16  # a larger file is refused before anything reads it
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.max_file_mb << 20
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
     version: int
@@ -100,6 +111,7 @@ class Policy:
     require_airgap: bool
     airgap_override_max_minutes: int
     service: ServiceLimits
+    documents: DocumentLimits
     levels: tuple[Level, ...]
     default_level: str
     holdback: int
@@ -180,8 +192,11 @@ class _Reader:
         return str(text)
 
     def policy(self, raw: dict[str, Any], digest: str) -> Policy:
-        sections = {"policy", "identity", "audit", "network", "classification", "dlp", "service"}
-        top = self.table(raw, "", sections, sections - {"dlp", "service"})
+        sections = {
+            "policy", "identity", "audit", "network", "classification", "dlp", "service",
+            "documents",
+        }  # fmt: skip
+        top = self.table(raw, "", sections, sections - {"dlp", "service", "documents"})
         meta = self.table(
             top["policy"], "policy", {"name", "version", "language", "description"},
             {"name", "version", "language"},
@@ -237,6 +252,7 @@ class _Reader:
                 MAX_OVERRIDE_MINUTES,
             ),
             service=self.service(top.get("service", {})),
+            documents=self.documents(top.get("documents", {})),
             levels=levels,
             default_level=default,
             holdback=holdback,
@@ -265,6 +281,13 @@ class _Reader:
                 table["bind_os_users"], "service.bind_os_users", bool
             )
         return ServiceLimits(**values)
+
+    def documents(self, raw: Any) -> DocumentLimits:
+        """Optional; an absent key takes DocumentLimits' small default."""
+        table = self.table(raw, "documents", {"max_file_mb"}, set())
+        if "max_file_mb" not in table:
+            return DocumentLimits()
+        return DocumentLimits(self.number(table["max_file_mb"], "documents.max_file_mb", 1, 1024))
 
     def classification(self, raw: Any) -> tuple[tuple[Level, ...], str]:
         table = self.table(raw, "classification", {"default", "levels"}, {"default", "levels"})

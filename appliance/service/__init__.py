@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from appliance.service.accounts import RemoteAccounts
 from appliance.service.client import Answer, Client
+from appliance.service.documents import RemoteDocuments
 from appliance.service.embedded import embedded_service
 from appliance.service.endpoint import (
     MARKER,
@@ -30,6 +31,7 @@ __all__ = [
     "Answer",
     "Client",
     "RemoteAccounts",
+    "RemoteDocuments",
     "Server",
     "as_home_owner",
     "claim",

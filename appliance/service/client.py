@@ -92,11 +92,17 @@ class Client:
             raise ServiceError(f"the appliance service broke the protocol: {exc}") from None
 
     def call(
-        self, op: str, *, on_data: Callable[[str], object] | None = None, **fields: Any
+        self,
+        op: str,
+        *,
+        on_data: Callable[[str], object] | None = None,
+        on_progress: Callable[[dict[str, Any]], object] | None = None,
+        **fields: Any,
     ) -> dict[str, Any]:
         """One request and its final reply; an error reply is raised.
 
-        `on_data` takes what a request streams before its reply (an export).
+        `on_data` takes what a request streams before its reply (an export),
+        `on_progress` how far a long one has come (a document being added).
         """
         request_id = self.send(op, **fields)
         while True:
@@ -108,6 +114,10 @@ class Client:
                 continue  # the reply to a cancel, or the tail of a cancelled answer
             if "data" in message and on_data is not None and isinstance(message["data"], str):
                 on_data(message["data"])
+                continue
+            if "progress" in message and isinstance(message["progress"], dict):
+                if on_progress is not None:
+                    on_progress(message["progress"])
                 continue
             if "error" in message:
                 raise as_error(message["error"])

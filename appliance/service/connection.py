@@ -36,6 +36,7 @@ from appliance.policy.airgap import attest
 from appliance.policy.override import current
 from appliance.service import accounts
 from appliance.service.auditing import AuditCalls
+from appliance.service.documents import DocumentCalls
 from appliance.service.endpoint import Peer
 from appliance.service.protocol import (
     LineReader,
@@ -175,6 +176,7 @@ class Connection:
         self._last_active = time.monotonic()
         self._pending: dict[int, Job] = {}  # at most one answer at a time
         self._audit: AuditCalls | None = None
+        self._documents = DocumentCalls(server)
         self._closing = threading.Event()
         self._close_lock = threading.Lock()
         self._closed = False
@@ -449,6 +451,14 @@ class Connection:
 
         return self._audit.call(request.args, send)
 
+    def _op_docs(self, request: Request) -> dict[str, Any]:
+        session = self._signed_in()
+
+        def send(message: dict[str, Any]) -> bool:
+            return self.outbox.put({"id": request.id, **message}, wait=SEND_SECONDS)
+
+        return self._documents.call(session, request.args, send)
+
     def _op_sign_out(self, request: Request) -> dict[str, Any]:
         self._signed_in()
         self._end_session("signed out")
@@ -588,6 +598,7 @@ class Connection:
         self.session, self._session_id, self._must_change = None, "", False
         self._last_active = time.monotonic()  # the sign-in timeout runs from here
         self._conversations.clear()
+        self._documents.discard()
         saved, self._saved = self._saved, None
         if saved is not None:
             saved.close()  # after a save under way; a later one reports the session ended

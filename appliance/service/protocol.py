@@ -162,6 +162,23 @@ OPS: dict[str, dict[str, tuple[type, bool]]] = {
         "accept": (bool, False),
         "reason": (str, False),
     },
+    "docs": {
+        **_SESSION,
+        "call": (str, True),
+        "data": (str, False),
+        "offset": (int, False),
+        "file": (str, False),
+        "size": (int, False),
+        "sha256": (str, False),
+        "level": (str, False),
+        "collection": (str, False),
+        "effective": (str, False),
+        "supersedes": (str, False),
+        "document": (str, False),
+        "text": (bool, False),
+        "force": (bool, False),
+        "name": (str, False),
+    },
 }
 MAX_ITEMS = 16  # a list field: at most this many strings of at most MAX_ITEM characters
 MAX_ITEM = 4096
@@ -177,6 +194,8 @@ LIMITS: dict[str, tuple[float, float]] = {
     "since_seq": (0, 2**62),
     "minutes": (1, 1440),
     "os_uid": (0, 2**32 - 2),
+    "offset": (0, 2**40),
+    "size": (0, 2**40),
 }
 # A saved conversation's id, as the store makes them (uuid4().hex).
 PATTERNS = {"saved_id": re.compile(r"[0-9a-f]{32}")}
@@ -188,6 +207,8 @@ TEXT_LIMITS = {
     "since_checkpoint": 64 << 10,
     "pubkey": 1024,
     "reason": 1024,
+    "data": 700 << 10,  # one upload part, base64 (service/documents.py, UPLOAD_PART)
+    "file": 255,
 }
 
 

@@ -23,6 +23,9 @@ from typing import Any
 from appliance import __version__
 from appliance.audit import Actor, AuditLog, Event
 from appliance.config import load_home_config
+from appliance.documents.home import escrow_to_officers, open_documents
+from appliance.documents.sandbox import stop_fork_server
+from appliance.documents.store import DocumentStore
 from appliance.engine import ChatEngine
 from appliance.errors import ApplianceError, BusyError, ServiceError
 from appliance.identity import has_users
@@ -61,6 +64,7 @@ class Server:
         self.queue = AnswerQueue(limits.max_queued, limits.max_per_user, engine.slots)
         self._connections: set[Connection] = set()
         self._lock = threading.Lock()
+        self._documents: DocumentStore | None = None
         self._stopping = threading.Event()
         self._stopped = False
         self.started = time.time()
@@ -102,6 +106,15 @@ class Server:
     def forget(self, connection: Connection) -> None:
         with self._lock:
             self._connections.discard(connection)
+
+    def documents(self) -> DocumentStore:
+        """The home's documents store, opened on first use (its key made then)."""
+        with self._lock:
+            if self._documents is None:
+                self._documents = open_documents(self.home, self.log)
+            else:
+                escrow_to_officers(self.home, self.log)  # they may have changed meanwhile
+            return self._documents
 
     def hello(self) -> dict[str, Any]:
         """What any client may know before signing in: enough to draw a sign-in screen
@@ -175,6 +188,11 @@ class Server:
         details = {"reason": reason, "answered": self.queue.answered}
         with contextlib.suppress(ApplianceError):
             self.log.record(Event(SYSTEM, "shutdown", "service", details=details))
+        with self._lock:
+            documents, self._documents = self._documents, None
+        if documents is not None:
+            documents.close()
+        stop_fork_server()
 
 
 def recover_unanswered(audit: AuditLog) -> int:

@@ -36,3 +36,9 @@ class Banner(Static):
         background, foreground = _COLOURS[shown.colour]
         self.styles.background = background
         self.styles.color = foreground
+
+
+def label_style(level: Level) -> str:
+    """The level's banner colours as a Rich style, for a label shown in a table."""
+    background, foreground = _COLOURS[level.colour]
+    return f"bold {foreground} on {background}"

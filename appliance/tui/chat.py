@@ -28,6 +28,7 @@ from appliance.policy import Level
 from appliance.service import Answer
 from appliance.tui.audit import AuditScreen
 from appliance.tui.banner import Banner
+from appliance.tui.documents import DocumentsScreen
 from appliance.tui.link import CONVERSATION, Link
 from appliance.tui.panels import ConversationsPanel
 from appliance.tui.screen import ApplianceScreen
@@ -76,6 +77,7 @@ class ChatScreen(ApplianceScreen):
         Binding("ctrl+n", "reset", "New conversation", id="reset"),
         Binding("f6", "conversations", "Conversations", id="conversations", priority=True),
         Binding("f5", "audit", "Audit log", id="audit"),
+        Binding("f7", "documents", "Documents", id="documents", priority=True),
     ]
     DEFAULT_CSS = """
     #log { height: 1fr; padding: 0 1; }
@@ -128,8 +130,10 @@ class ChatScreen(ApplianceScreen):
         return self._answering
 
     def allows(self, binding_id: str) -> bool:
-        """What the command palette offers: the audit log only to roles that may read it."""
-        return binding_id != "audit" or self.link.principal.may("audit.read")
+        """What the command palette offers: the audit log and the documents only to roles
+        that may use them."""
+        needs = {"audit": "audit.read", "documents": "documents.use"}.get(binding_id)
+        return needs is None or self.link.principal.may(needs)
 
     def _status(self) -> str:
         owner, principal = self.owner, self.link.principal
@@ -296,6 +300,20 @@ class ChatScreen(ApplianceScreen):
         with contextlib.suppress(ApplianceError):
             self.link.call("audit", call="key")
         self._notice(f"{principal.user} ({principal.role}) {self.owner.words('chat.audit_denied')}")
+
+    def action_documents(self) -> None:
+        """Operators' own documents; another role's attempt is refused (and audited) by
+        the service."""
+        if self._answering:  # the answer holds the link until it ends
+            return
+        principal = self.link.principal
+        if principal.may("documents.use"):
+            self.app.push_screen(DocumentsScreen(self.link))
+            return
+        with contextlib.suppress(ApplianceError):
+            self.link.call("docs", call="list")
+        notice = self.owner.words("chat.documents_denied")
+        self._notice(f"{principal.user} ({principal.role}) {notice}")
 
     def on_prompt_area_recall(self, event: PromptArea.Recall) -> None:
         """Walk back and forth through the prompts sent in this session."""

@@ -71,10 +71,15 @@ class Link(Client):
         return bool(self.signed_in.get("conversations"))
 
     def call(
-        self, op: str, *, on_data: Callable[[str], object] | None = None, **fields: Any
+        self,
+        op: str,
+        *,
+        on_data: Callable[[str], object] | None = None,
+        on_progress: Callable[[dict[str, Any]], object] | None = None,
+        **fields: Any,
     ) -> dict[str, Any]:
         with self._turn:
-            return super().call(op, on_data=on_data, **fields)
+            return super().call(op, on_data=on_data, on_progress=on_progress, **fields)
 
     @contextlib.contextmanager
     def asking(self, prompt: str, **options: Any) -> Iterator[Answer]:

@@ -105,6 +105,75 @@ TEXT: dict[str, tuple[str, str]] = {
     "users.mismatch": ("The passwords differ.", "비밀번호가 서로 다릅니다."),
     "users.state_locked": ("locked", "잠김"),
     "users.state_active": ("active", "활성"),
+    # documents
+    "documents.label": ("label", "등급"),
+    "documents.name": ("name", "파일명"),
+    "documents.collection": ("collection", "문서함"),
+    "documents.format": ("format", "형식"),
+    "documents.pages": ("pages", "쪽수"),
+    "documents.date": ("added", "등록일"),
+    "documents.empty": (
+        "No documents you may read yet: A adds a file.",
+        "열람할 수 있는 문서가 없습니다. A로 파일을 추가합니다.",
+    ),
+    "documents.form_title": ("Add a document", "문서 추가"),
+    "documents.path": (
+        "path of the file (HWP/HWPX, PDF, DOCX, text)",
+        "파일 경로 (HWP/HWPX, PDF, DOCX, 텍스트)",
+    ),
+    "documents.level": ("level (blank: the policy's default)", "등급 (비우면 정책 기본값)"),
+    "documents.target": (
+        "shared collection (blank: your own)",
+        "공유 문서함 (비우면 내 문서함)",
+    ),
+    "documents.form_hint": (
+        "Enter adds, Tab moves between fields, Esc closes",
+        "Enter 추가, Tab 칸 이동, Esc 닫기",
+    ),
+    "documents.need_path": ("Enter the path of a file.", "파일 경로를 입력하십시오."),
+    "documents.not_file": ("{path} is not a file.", "{path}은(는) 파일이 아닙니다."),
+    "documents.too_large": (
+        "{path} is larger than {mib} MiB.",
+        "{path}은(는) {mib} MiB보다 큽니다.",
+    ),
+    "documents.unreadable": (
+        "Cannot read {path}: {reason}",
+        "{path}을(를) 읽을 수 없습니다: {reason}",
+    ),
+    "documents.added": (
+        "Added {name} to {collection} as {label} ({chunks} chunks).",
+        "{name}을(를) {collection}에 {label}(으)로 추가했습니다 (청크 {chunks}개).",
+    ),
+    "documents.unchanged": (
+        "{name} is already in {collection}, unchanged.",
+        "{name}은(는) 이미 {collection}에 있으며 변경되지 않았습니다.",
+    ),
+    "documents.removed": ("Removed {name}.", "{name}을(를) 삭제했습니다."),
+    "documents.refused": ("Refused", "거부됨"),
+    "documents.busy": (
+        "A file is being added; wait until it is done.",
+        "파일을 추가하는 중입니다. 끝날 때까지 기다리십시오.",
+    ),
+    "documents.confirm": (
+        "Remove {name} ({label}) and its text from the store?",
+        "{name}({label})과(와) 그 본문을 저장소에서 삭제하시겠습니까?",
+    ),
+    "documents.confirm_hint": ("Enter removes, Esc keeps it", "Enter 삭제, Esc 취소"),
+    "documents.details": ("Document", "문서 정보"),
+    "documents.declared": (
+        "declared {declared}, found in the text {found}",
+        "선언 {declared}, 본문에서 발견 {found}",
+    ),
+    "documents.markings": ("markings", "표시"),
+    "documents.findings": ("findings", "탐지"),
+    "documents.chunks": ("chunks", "청크"),
+    "documents.none": ("none", "없음"),
+    "documents.stage.upload": ("sending", "전송"),
+    "documents.stage.parse": ("reading", "분석"),
+    "documents.stage.label": ("labelling", "등급 판정"),
+    "documents.stage.store": ("storing", "저장"),
+    "documents.stage.done": ("done", "완료"),
+    "chat.documents_denied": ("may not use documents", "문서를 사용할 수 없습니다"),
     # panels
     "panel.keys": ("Keys", "단축키"),
     "panel.status": ("Status", "상태"),
@@ -131,6 +200,11 @@ TEXT: dict[str, tuple[str, str]] = {
     "users.unlock": ("Unlock", "잠금 해제"),
     "users.passwd": ("Set password", "비밀번호 설정"),
     "panel.close": ("Close", "닫기"),
+    "documents": ("Documents", "문서"),
+    "documents.add": ("Add file", "파일 추가"),
+    "documents.remove": ("Remove", "삭제"),
+    "documents.show": ("Details", "상세 정보"),
+    "documents.confirm_yes": ("Remove", "삭제"),
 }
 
 
