@@ -28,9 +28,10 @@ from appliance.audit import Actor, AuditLog, Event
 from appliance.config import GenerationParams
 from appliance.engine import ChatEngine, Generation, GenerationStats, Message
 from appliance.errors import ApplianceError, AuthenticationError, BlockedError
+from appliance.grounding import Grounding, compose
 from appliance.homestate import record_state
 from appliance.identity import DEV_ROLE, Principal, Users, check_account, has_users
-from appliance.policy import Checked, Level, OutputGuard, Policy, check_input
+from appliance.policy import Checked, Level, OutputGuard, Policy, check_added, check_input
 from appliance.policy.override import Override, airgap_verdict, check_grant, grant
 
 SETUP_HINT = (
@@ -213,12 +214,20 @@ class Session:
         self.principal.require("ask")
         check_airgap(self.home, self.policy, self.actor, self.audit)
 
-    def turn(self, conversation: Conversation, prompt: str, params: GenerationParams) -> Turn:
+    def turn(
+        self,
+        conversation: Conversation,
+        prompt: str,
+        params: GenerationParams,
+        grounding: Grounding | None = None,
+    ) -> Turn:
         """Check every message the engine will see, record the ask, start answering.
 
         The system prompt and the history are checked again on every turn, the
         prompt for the first time: each is redacted, may block, and raises the
         label, which starts from the session level and the conversation's label.
+        Sources from documents (`grounding`) go through the policy's `added`
+        rules: redacted, never blocking, each raising the label to its own.
         """
         self.check_still_allowed()
         label = self.level
@@ -244,11 +253,25 @@ class Session:
             label = checked.label
             redacted += checked.actions.count("redact")
             sent.append(Message(message.role, checked.text))
+        asked = sent[-1]
+        sources = grounding.sources if grounding is not None else ()
+        texts = []
+        for source in sources:
+            added = check_added(self.policy, source.text, source.label)
+            self._record_findings(added, "added")
+            redacted += added.actions.count("redact")
+            texts.append(added.text)
+            label = source.label if source.label.rank > label.rank else label
+        if sources:
+            composed = compose(asked.content, sources, texts, self.policy.language)
+            sent[-1] = Message("user", composed)
         if label.rank > self.clearance.rank:
             self._refuse_label(label, "conversation" if len(sent) > 1 else "prompt")
         content = {"prompt": prompt}
         if conversation.system:
             content["system"] = conversation.system
+        if sources:
+            content["sources"] = "\n\n".join(texts)
         details = {
             "messages": len(sent),
             "prompt_chars": len(prompt),
@@ -258,12 +281,24 @@ class Session:
             "redacted": redacted,
             **self.origin,
         }
+        if grounding is not None:
+            details["documents"] = {
+                "sources": [
+                    {"chunk": s.chunk_id, "document": s.document_id, "label": s.label.id}
+                    for s in sources
+                ],
+                "declined": grounding.declined is not None,
+                **grounding.details,
+            }
         event = Event(self.actor, "ask", self.model, label=label.id, details=details)
         ask_seq = self.audit.record(event, content)
         history = sent[1:-1] if conversation.system else sent[:-1]
-        turn = Turn(self, conversation, history, sent[-1], ask_seq, label)
+        turn = Turn(self, conversation, history, asked, ask_seq, label)
         try:
-            turn.generation = self.engine.chat(sent, params)
+            if grounding is not None and grounding.declined is not None:
+                turn.generation = canned(grounding.declined)  # the model is not asked
+            else:
+                turn.generation = self.engine.chat(sent, params)
         except ApplianceError as exc:
             turn.finish("failed", error=type(exc).__name__)
             raise
@@ -306,6 +341,20 @@ class Session:
             f"the {what} is labelled {label.name(language)}, above the clearance of "
             f"{self.principal.user} ({self.clearance.name(language)})"
         )
+
+
+def canned(text: str) -> Generation:
+    """A generation that writes `text`: the appliance's own answer, never the model's."""
+    data = text.encode("utf-8")
+    return Generation(
+        iter((0,)),
+        lambda _token: data,
+        lambda _token: False,
+        max_tokens=1,
+        stop_strings=(),
+        stats=GenerationStats(prompt_tokens=0),
+        on_finish=lambda: None,
+    )
 
 
 def _kind(detector: str) -> str:

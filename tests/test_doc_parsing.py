@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.documents import sandbox
+from appliance.documents import forkserver, sandbox
 from appliance.documents.formats import sniff, sniff_family
 from appliance.documents.model import Block, Parsed
 from appliance.documents.parsers import clean_text, parse
@@ -358,11 +358,11 @@ def test_a_child_that_runs_out_of_memory_is_stopped(monkeypatch, forked) -> None
 
 def test_the_fork_server_is_started_again_when_it_is_gone(files) -> None:
     assert parse_document(files["text"]).format == "text"
-    server = sandbox._fork_server()
+    server = forkserver._fork_server()
     server.process.kill()
     server.process.wait()
     assert parse_document(files["hwpx"]).format == "hwpx"
-    assert sandbox._fork_server() is not server
+    assert forkserver._fork_server() is not server
 
 
 # A child that misbehaves on purpose (tests/docfiles.py run as the child) -------------------

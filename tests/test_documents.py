@@ -160,6 +160,10 @@ def test_collections_membership_and_roles(library):
     assert park.list()["documents"] == []  # not a member
     lee.set_member("감사", "park", member=True)
     assert [d["id"] for d in park.list("감사")["documents"]] == [added["id"]]
+    # Each member names their own documents: the same name is another document.
+    own = park.add("a.txt", text_file("다른 본문"), collection="감사")["document"]
+    assert own["id"] != added["id"]
+    park.remove(own["id"])
     with pytest.raises(PermissionDeniedError):  # only who added it, or an officer
         park.remove(added["id"])
     # Admins have no access to documents at all; operators cannot manage collections.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from appliance.bundle.archive import BundleArchive
 from appliance.bundle.manifest import model_pin, parse_manifest
 from appliance.bundle.verify import verify_bundle
 from appliance.config import load_home_config
-from appliance.errors import BundleError, ConfigError, IntegrityError, PolicyError
+from appliance.documents import sandbox
+from appliance.documents.formats import sniff_family
+from appliance.errors import BundleError, ConfigError, DocumentError, IntegrityError, PolicyError
 from appliance.policy import check_input, load_policy, scan
 from tests.fuzz.harnesses import (
     AUDIT_KEY,
@@ -165,3 +168,20 @@ def test_audit_exports_that_crashed_the_verifier(
     (tmp_path / name).write_bytes(signed)
     with pytest.raises(IntegrityError, match=fragment):
         verify_export(tmp_path / name, AUDIT_KEY.public)
+
+
+@pytest.mark.parametrize("name", ["lone-surrogate-title.json", "lone-surrogate-text.json"])
+def test_a_childs_answer_the_service_could_not_store_is_refused(name: str) -> None:
+    """JSON escapes make lone surrogates, which the parent took (a UnicodeEncodeError
+    in the chunker, or in the store, later)."""
+    with pytest.raises(DocumentError, match="the parser gave an invalid answer"):
+        sandbox._decode(regression("doc_answer", name).read_bytes())
+
+
+def test_a_run_of_xml_comments_is_sniffed_at_once() -> None:
+    """The HWPML check (run in the service, on the file's first bytes) let each comment
+    end at any later "-->", and tried every way to split a run of them: 2^n."""
+    data = regression("doc_sniff", "hwpml-comment-splits.xml").read_bytes()
+    started = time.monotonic()
+    assert sniff_family(data) == "text"
+    assert time.monotonic() - started < 1.0  # was half a minute for these 26 comments

@@ -79,6 +79,12 @@ def register(commands: Any) -> None:
     show.add_argument("--actor", metavar="USER")
     show.add_argument("--action", metavar="ACTION")
     show.add_argument("--limit", type=int, metavar="N")
+    show.add_argument(
+        "--document",
+        metavar="DOC",
+        help="only what concerns a document: who added or removed it, and every answer "
+        "that was given passages of it",
+    )
     show.add_argument("--json", action="store_true", help="one JSON object per line")
     show.add_argument(
         "--decrypt", action="store_true", help="open prompts and answers (officer identity)"
@@ -294,9 +300,16 @@ def run_show(args: argparse.Namespace) -> int:
     with signed_in(args, permission) as (log, _):
         keys = openers(args.identity, args.passphrase_file) if args.decrypt else []
         opener = log.content_opener(keys) if keys else None
-        rows = log.events(since_us=since, user=args.actor, action=args.action, limit=args.limit)
+        limit = None if args.document else args.limit
+        rows = log.events(since_us=since, user=args.actor, action=args.action, limit=limit)
+        shown = 0
         for row in rows:
             event = json.loads(row["leaf"])
+            if args.document and not _concerns(event, args.document):
+                continue
+            if args.limit is not None and shown == args.limit:
+                break
+            shown += 1
             seq, blob = row["seq"], row["content"]
             state = "sealed" if blob is not None else "pruned" if "content_sha256" in event else "-"
             content = opener.open(blob, seq) if opener and blob is not None else None
@@ -316,7 +329,7 @@ def _show_remote(client: Client, args: argparse.Namespace, since: int | None) ->
             since_us=since,
             user=args.actor,
             action=args.action,
-            limit=min(left, 500) if left else None,
+            limit=min(left, 500) if left and not args.document else None,
             after=after,
             decrypt=args.decrypt or None,
         )
@@ -326,16 +339,30 @@ def _show_remote(client: Client, args: argparse.Namespace, since: int | None) ->
         for row in page["events"]:
             event = json.loads(row["leaf"])
             seq = row["seq"]
+            after = seq
+            if args.document and not _concerns(event, args.document):
+                continue
             blob = _unb64(row["content"]) if row.get("content") else None
             pruned = "content_sha256" in event
             state = "sealed" if row.get("sealed") else "pruned" if pruned else "-"
             content = opener.open(blob, seq) if opener and blob is not None else None
             _print_event(seq, event, state, content, args.json)
-            after = seq
             if left is not None:
                 left -= 1
-        if not page["more"] or left == 0:
+                if left == 0:
+                    return
+        if not page["more"]:
             return
+
+
+def _concerns(event: dict[str, Any], document: str) -> bool:
+    """An event about the document (added, removed, reindexed) or an answer given passages
+    of it (its `ask`, whose details list every source's document)."""
+    if event.get("object") == document:
+        return True
+    grounded = event.get("details", {}).get("documents")
+    sources = grounded.get("sources", []) if isinstance(grounded, dict) else []
+    return any(isinstance(s, dict) and s.get("document") == document for s in sources)
 
 
 def run_prune(args: argparse.Namespace) -> int:

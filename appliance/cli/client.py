@@ -75,7 +75,25 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
         "seed": args.seed,
+        "docs": getattr(args, "docs", False) or None,
+        "collection": getattr(args, "collection", None),
     }
+
+
+def print_sources(result: dict[str, Any], out: TextIO) -> None:
+    """Under a grounded answer: the numbered sources it was given, version and label."""
+    sources = result.get("sources") or []
+    for source in sources:
+        details = [str(source.get("label_name"))]
+        if source.get("effective"):
+            details.append(f"in force {source['effective']}")
+        if source.get("superseded"):
+            details.append("superseded")
+        where = f", {source['place']}" if source.get("place") else ""
+        out.write(
+            f"[{source.get('n')}] {printable(str(source.get('title')))}{printable(where)} "
+            f"({printable(', '.join(details))}) {source.get('document')}\n"
+        )
 
 
 def ask(args: argparse.Namespace, path: Path, prompt: str) -> int:
@@ -84,6 +102,7 @@ def ask(args: argparse.Namespace, path: Path, prompt: str) -> int:
         answer = client.ask(prompt, **_options(args))
         result = stream(answer, sys.stdout)
         sys.stdout.write("\n")
+        print_sources(result, sys.stdout)
         if args.stats:
             print(
                 f"[{result.get('prompt_tokens')} prompt tokens, "
@@ -105,6 +124,9 @@ def chat(args: argparse.Namespace, path: Path, lines: Iterator[str], interactive
 
         def answer(line: str) -> int:
             result = stream(client.ask(line, conversation="chat", **_options(args)), sys.stdout)
+            if result.get("sources"):
+                sys.stdout.write("\n")
+                print_sources(result, sys.stdout)
             return int(result.get("dropped_messages") or 0)
 
         chat_loop(lines, interactive, lambda: client.call("reset", conversation="chat"), answer)

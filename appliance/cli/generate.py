@@ -21,10 +21,15 @@ from appliance.cli.passphrase import openers
 from appliance.cli.progress import byte_progress
 from appliance.cli.seal import add_open_options
 from appliance.config import EngineSettings, GenerationParams, appliance_home, load_home_config
+from appliance.documents.answers import describe, ground
+from appliance.documents.home import open_documents
+from appliance.documents.library import Library
 from appliance.engine import ChatEngine, load_engine
 from appliance.errors import IntegrityError, UsageError
+from appliance.grounding import Grounding
 from appliance.policy import active_policy
 from appliance.policy.egress import report_to
+from appliance.seal import harden_process
 from appliance.service import find_service
 from appliance.session import Conversation, Session, Turn, check_airgap, session_level
 from appliance.textsafe import printable
@@ -73,6 +78,12 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens, metavar="N")
     parser.add_argument("--temperature", type=float, default=defaults.temperature, metavar="T")
     parser.add_argument("--seed", type=int, metavar="S", help="fix sampling (default: random)")
+    parser.add_argument(
+        "--docs", action="store_true", help="answer from your documents, citing them as [n]"
+    )
+    parser.add_argument(
+        "--collection", metavar="NAME", help="with --docs: only this collection's documents"
+    )
 
 
 def run_ask(args: argparse.Namespace) -> int:
@@ -84,9 +95,13 @@ def run_ask(args: argparse.Namespace) -> int:
         return client.ask(args, service, prompt)
     params = _params(args)
     with open_session(args) as session:
-        turn = session.turn(Conversation(args.system), prompt, params)
+        grounding = _ground(args, session, prompt)
+        turn = session.turn(Conversation(args.system), prompt, params, grounding)
         stream_to(turn, sys.stdout)
         sys.stdout.write("\n")
+        if grounding is not None:
+            client.print_sources({"sources": describe(grounding, session.policy.language)},
+                                 sys.stdout)  # fmt: skip
         if args.stats:
             stats = turn.stats
             print(
@@ -111,8 +126,13 @@ def run_chat(args: argparse.Namespace) -> int:
         conversation = Conversation(args.system)
 
         def answer(line: str) -> int:
-            turn = session.turn(conversation, line, params)
+            grounding = _ground(args, session, line)
+            turn = session.turn(conversation, line, params, grounding)
             stream_to(turn, sys.stdout)
+            if grounding is not None and grounding.sources:
+                sources = describe(grounding, session.policy.language)
+                sys.stdout.write("\n")
+                client.print_sources({"sources": sources}, sys.stdout)
             return turn.stats.dropped_messages
 
         client.chat_loop(_read_lines(interactive), interactive, conversation.reset, answer)
@@ -137,6 +157,17 @@ def open_session(args: argparse.Namespace) -> Iterator[Session]:
         engine, model = stack.enter_context(open_engine(args))
         warn_if_metadata_only(log)  # once the model loaded: a failure stays one line
         yield Session(home, engine, log, policy, principal, model, level)
+
+
+def _ground(args: argparse.Namespace, session: Session, question: str) -> Grounding | None:
+    """With --docs and no service: retrieval in this process, as the signed-in user."""
+    if not args.docs:
+        return None
+    session.check_still_allowed()
+    harden_process()  # this process is about to hold document text
+    with open_documents(session.home, session.audit) as store:
+        library = Library(session.home, session.policy, session.audit, session.principal, store)
+        return ground(library, question, collection=args.collection)
 
 
 def _record_egress(log: AuditLog, event: str, target: str) -> None:

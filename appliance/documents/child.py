@@ -16,14 +16,15 @@ exec), and is bound by RLIMIT_AS and RLIMIT_CPU, may write no file
 running out of memory) ends it with an exit status the parent explains; no
 traceback is ever written.
 
-The fork server (`--server FD`) saves each document the interpreter's start
-and the parsers' imports: started once, it imports them, hardens itself
-(never holding a document or a secret: it only forks), and for each request
-on its control socket (the limits, and the child's stdin, stdout, stderr and
-a status socket as descriptors) forks a child that takes those descriptors
-as its own, closes every other, and goes on as a spawned child would. The
-status socket gets the child's pid and a pidfd (to signal it without a pid
-race), then its exit status once the server has reaped it.
+The fork server (`--server FD`; its client is documents/forkserver.py) saves
+each document the interpreter's start and the parsers' imports: started
+once, it imports them, hardens itself (never holding a document or a
+secret: it only forks), and for each request on its control socket (the
+limits, and the child's stdin, stdout, stderr and a status socket as
+descriptors) forks a child that takes those descriptors as its own, closes
+every other, and goes on as a spawned child would. The status socket gets
+the child's pid and a pidfd (to signal it without a pid race), then its
+exit status once the server has reaped it.
 """
 
 from __future__ import annotations

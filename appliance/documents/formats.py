@@ -58,7 +58,9 @@ _OLE_KINDS = (
     ("PowerPoint Document", "a legacy PowerPoint (.ppt) presentation"),
 )
 _CONTROLS = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")  # all but tab, CR, LF, VT, FF
-_HWPML = re.compile(r"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<HWPML[\s>/]", re.DOTALL)
+# Possessive (`*+`): each comment ends at its first "-->" and is never re-split, else a run
+# of comments that does not end in <HWPML backtracks through every split (2^n of them).
+_HWPML = re.compile(r"^\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*+<HWPML[\s>/]", re.DOTALL)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The documents a signed-in user may work with: add, list, show, remove, reindex.
+"""The documents a signed-in user may work with: add, list, show, search, remove, reindex.
 
 Every call runs as one principal and enforces, in this order: the role's
 permission, the collection's membership, the clearance (nobody adds or sees
@@ -7,7 +7,9 @@ audited: by ids, sizes, labels and finding types in the clear, and the file
 name and title sealed to the officers, never the text.
 
 Parsing happens in a disposable child (`sandbox`), before the store's lock is
-taken; the store keeps the original (encrypted) so `reindex` can read it again
+taken, and so do the tokenizing and embedding of new chunks for retrieval
+(`retrieve.Retriever.prepare`): their postings and vectors are written with
+them. The store keeps the original (encrypted) so `reindex` can read it again
 when the parser, the chunker or the policy's rules change.
 """
 
@@ -28,6 +30,7 @@ from appliance.documents.chunking import CHUNKER_VERSION, chunk_document
 from appliance.documents.formats import sniff_family
 from appliance.documents.labels import DocumentLabel, document_label
 from appliance.documents.model import Parsed
+from appliance.documents.retrieve import Retrieval, Retriever
 from appliance.documents.sandbox import parse_document
 from appliance.documents.store import (
     PERSONAL,
@@ -62,7 +65,13 @@ def _quiet(stage: str, done: int, total: int) -> None:
 
 class Library:
     def __init__(
-        self, home: Path, policy: Policy, log: AuditLog, principal: Principal, store: DocumentStore
+        self,
+        home: Path,
+        policy: Policy,
+        log: AuditLog,
+        principal: Principal,
+        store: DocumentStore,
+        retriever: Retriever | None = None,
     ) -> None:
         self.home = home
         self.policy = policy
@@ -70,6 +79,14 @@ class Library:
         self.principal = principal
         self.store = store
         self.actor = Actor(principal.user, principal.role)
+        self._retriever = retriever
+
+    @property
+    def retriever(self) -> Retriever:
+        """The retriever given, else the one shared by every Library of this store."""
+        if self._retriever is None:
+            self._retriever = Retriever.of(self.store)
+        return self._retriever
 
     # -- adding -----------------------------------------------------------------------
 
@@ -88,7 +105,7 @@ class Library:
         self._require("documents.use")
         name = _file_name(name)
         target = self._writable(collection)
-        existing = self.store.find(target, name)
+        existing = self.store.find(target, self.principal.user, name)
         if existing is not None:  # what is not given again stays as it was
             level = level or existing.declared
             effective = effective or existing.effective
@@ -128,7 +145,6 @@ class Library:
         progress("label", 0, 1)
         read = document_label(self.policy, parsed, declared)
         self._check_clearance(read.label, facts, name, read)
-        progress("store", 0, 1)
         document = Document(
             id=existing.id if existing else new_document_id(),
             collection=target.id,
@@ -150,7 +166,11 @@ class Library:
             parser=PARSER_VERSION,
             chunker=CHUNKER_VERSION,
         )
-        stored = self.store.put(document, data, chunk_document(parsed))
+        chunks = chunk_document(parsed)
+        computed = self.retriever.prepare(document.id, chunks, progress)
+        progress("store", 0, 1)
+        stored = self.store.put(document, data, chunks, computed)
+        self.retriever.index(document.id)  # what a concurrent change left without
         progress("store", 1, 1)
         self._record_added(document, name, facts, kept=stored.kept, added=stored.added)
         return {
@@ -216,17 +236,29 @@ class Library:
 
     def list(self, collection: str | None = None) -> dict[str, Any]:
         self._require("documents.use")
-        collections = self._readable_collections()
-        if collection is not None:
-            collections = [c for c in collections if c.name == self._collection_name(collection)]
-            if not collections:
-                raise self._no_collection(collection)
+        collections = self._listed_collections(collection)
         names = {c.id: c.name for c in collections}
         documents = self.store.documents(names, self._readable_labels())
         return {
             "documents": [self._describe(d, names[d.collection]) for d in documents],
             "collections": [self._describe_collection(c) for c in collections],
         }
+
+    def search(
+        self, question: str, collection: str | None = None, k: int = 5, mode: str = "hybrid"
+    ) -> Retrieval:
+        """The passages of what the user may read (their collections, or the one named,
+        at labels up to their clearance) that best answer `question`, and whether the
+        documents answer it at all."""
+        self._require("documents.use")
+        collections = self._listed_collections(collection)
+        return self.retriever.search(
+            question,
+            collections=[c.id for c in collections],
+            labels=self._readable_labels(),
+            k=k,
+            mode=mode,
+        )
 
     def show(self, document_id: str, *, text: bool = False) -> dict[str, Any]:
         self._require("documents.use")
@@ -282,6 +314,8 @@ class Library:
             except DocumentError:
                 failed += 1  # recorded; the stored version stays as it was
         progress("reindex", len(stale), len(stale))
+        for item in listed:  # postings and vectors a document lacks (a store from before)
+            self.retriever.index(item["id"])
         return {"reindexed": done, "failed": failed, "current": len(listed) - len(stale)}
 
     def _reread(self, document: Document) -> None:
@@ -295,6 +329,8 @@ class Library:
             self.log.record(event)
             raise
         read = document_label(self.policy, parsed, self.policy.level(document.declared))
+        chunks = chunk_document(parsed)
+        computed = self.retriever.prepare(document.id, chunks)
         renewed = replace(
             document,
             title=parsed.title[:200],
@@ -307,7 +343,8 @@ class Library:
             parser=PARSER_VERSION,
             chunker=CHUNKER_VERSION,
         )
-        stored = self.store.put(renewed, None, chunk_document(parsed))
+        stored = self.store.put(renewed, None, chunks, computed)
+        self.retriever.index(renewed.id)
         details = {
             **facts,
             "previous_label": document.label,
@@ -362,6 +399,15 @@ class Library:
 
     def _collection_name(self, name: str) -> str:
         return PERSONAL + self.principal.user if name in ("", "~", "mine") else name
+
+    def _listed_collections(self, collection: str | None) -> Collections:
+        """The readable collections, or the one named if it is readable."""
+        collections = self._readable_collections()
+        if collection is not None:
+            collections = [c for c in collections if c.name == self._collection_name(collection)]
+            if not collections:
+                raise self._no_collection(collection)
+        return collections
 
     def _readable_collections(self) -> Collections:
         if self.principal.dev:

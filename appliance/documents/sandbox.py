@@ -8,11 +8,11 @@ child hardens itself and says so before it is sent a byte of the document;
 a child whose report is not right is killed unserved.
 
 A fresh interpreter and the parsers' imports cost about a second, so the
-children are forked by a fork server: a helper started (lazily, once) the
-same way, which imports the parsers and then only forks. It never sees a
-document or a secret. Each forked child hardens itself and takes its limits
-exactly as a spawned one does. When the helper cannot be used, children are
-spawned from a fresh interpreter instead.
+children are forked by a fork server (documents/forkserver.py): a helper
+started (lazily, once) the same way, which imports the parsers and then only
+forks. It never sees a document or a secret. Each forked child hardens
+itself and takes its limits exactly as a spawned one does. When the helper
+cannot be used, children are spawned from a fresh interpreter instead.
 
 The parent trusts nothing the child says: it reads at most `output_bytes`
 before a wall-clock deadline, kills the child on either, always reaps it,
@@ -26,13 +26,11 @@ caller. Each call has its own child and pipes, so threads may call at once.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
-import select
+import re
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -41,9 +39,19 @@ from dataclasses import asdict, dataclass
 from typing import IO, Any, Protocol
 
 from appliance.documents import child as protocol
+from appliance.documents.forkserver import ForkedProcess, fork_child, stop_fork_server
 from appliance.documents.formats import sniff_family
 from appliance.documents.model import FORMATS, KINDS, Block, Parsed
 from appliance.errors import DocumentError
+
+__all__ = [
+    "FORK_SERVER",
+    "ParseLimits",
+    "ParserChild",
+    "children_started",
+    "parse_document",
+    "stop_fork_server",
+]
 
 CHILD_MODULE = "appliance.documents.child"
 READY_BYTES = 4096  # the most the ready line may take
@@ -54,11 +62,11 @@ REAP_SECONDS = 10.0  # for a killed child to be reaped
 # Fork parser children from a prepared helper, sparing each document the interpreter's
 # start and the parsers' imports; a fresh interpreter is spawned when the helper is down.
 FORK_SERVER = True
-SERVER_FAILURES = 3  # after this many, children are only spawned
 REFUSAL_CODES = frozenset({"unsupported_format", "protected", "malformed", "parser_failed"})
 MESSAGE_CHARS = 500
 TITLE_CHARS = 1000
 MOST_PAGES = 1_000_000
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -129,13 +137,10 @@ class ParserChild:
     @classmethod
     def start(cls, limits: ParseLimits) -> ParserChild:
         """A child from the fork server; a freshly spawned one when the server is down."""
-        global _server_failures
-        if FORK_SERVER and _server_failures < SERVER_FAILURES and _pidfds_work():
-            deadline = time.monotonic() + limits.wall_seconds
-            try:
-                return cls(_fork_server().fork(limits, deadline), limits)
-            except (_ServerDown, OSError):
-                _server_failures += 1
+        if FORK_SERVER:
+            forked = fork_child(limits, time.monotonic() + limits.wall_seconds)
+            if forked is not None:
+                return cls(forked, limits)
         return cls.spawn(limits)
 
     @classmethod
@@ -176,7 +181,7 @@ class ParserChild:
             if not line.startswith(protocol.READY) or rest:
                 raise ValueError("not a ready line")
             report = json.loads(line[len(protocol.READY) :])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise self._failure("the parser gave an invalid answer") from None
         if not isinstance(report, dict) or not _hardened(report, self.limits, self.pid):
             raise self._failure("the parser process could not harden itself")
@@ -204,7 +209,7 @@ class ParserChild:
                 self.process.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=REAP_SECONDS)
-        if isinstance(self.process, _ForkedProcess):
+        if isinstance(self.process, ForkedProcess):
             self.process.release()
         for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
             if pipe is not None:
@@ -372,7 +377,7 @@ def _parsed(answer: Any) -> Parsed:
     if not isinstance(answer, dict) or set(answer) != {"format", "title", "pages", "blocks"}:
         raise ValueError("answer")
     fmt, title, pages, blocks = answer["format"], answer["title"], answer["pages"], answer["blocks"]
-    if fmt not in FORMATS or not isinstance(title, str) or len(title) > TITLE_CHARS:
+    if fmt not in FORMATS or not _text(title) or len(title) > TITLE_CHARS:
         raise ValueError("answer")
     if not _number(pages, allow_zero=True) or not isinstance(blocks, list):
         raise ValueError("answer")
@@ -383,11 +388,16 @@ def _block(item: Any) -> Block:
     if not isinstance(item, dict) or set(item) != {"text", "kind", "page", "section"}:
         raise ValueError("block")
     text, kind, page, section = item["text"], item["kind"], item["page"], item["section"]
-    if not isinstance(text, str) or kind not in KINDS:
+    if not _text(text) or kind not in KINDS:
         raise ValueError("block")
     if not _number(page) or not _number(section):
         raise ValueError("block")
     return Block(text=text, kind=kind, page=page, section=section)
+
+
+def _text(value: Any) -> bool:
+    """A string UTF-8 can carry: JSON's escapes can make lone surrogates, which it cannot."""
+    return isinstance(value, str) and _SURROGATE.search(value) is None
 
 
 def _number(value: Any, *, allow_zero: bool = False) -> bool:
@@ -400,184 +410,3 @@ def _number(value: Any, *, allow_zero: bool = False) -> bool:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"JSON constant {name}")
-
-
-# The fork server --------------------------------------------------------------------------
-
-
-class _ServerDown(Exception):
-    """The fork server could not be started or did not fork: spawn instead."""
-
-
-class _ForkServer:
-    """The long-lived helper (child.serve) that forks parser children; it holds no secret
-    and no document: it only ever receives the limits and the children's descriptors."""
-
-    def __init__(self, process: subprocess.Popen[bytes], control: socket.socket) -> None:
-        self.process = process
-        self.control = control
-        self.owner = os.getpid()  # a service that forks must not use its parent's helper
-        self.lock = threading.Lock()
-        self.stopped = False
-
-    @classmethod
-    def start(cls) -> _ForkServer:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        with theirs:
-            try:
-                process = subprocess.Popen(
-                    [sys.executable, "-I", "-m", CHILD_MODULE, "--server", str(theirs.fileno())],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    env={},
-                    cwd="/",
-                    close_fds=True,
-                    pass_fds=(theirs.fileno(),),
-                )
-            except OSError:
-                ours.close()
-                raise _ServerDown from None
-        return cls(process, ours)
-
-    @property
-    def alive(self) -> bool:
-        return not self.stopped and self.owner == os.getpid() and self.process.poll() is None
-
-    def fork(self, limits: ParseLimits, deadline: float) -> _ForkedProcess:
-        """Have the helper fork a child on new pipes, and learn its pid."""
-        stdin_read, stdin_write = os.pipe()
-        stdout_read, stdout_write = os.pipe()
-        stderr_read, stderr_write = os.pipe()
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        kept = [stdin_write, stdout_read, stderr_read]
-        try:
-            with self.lock:
-                request = json.dumps(asdict(limits)).encode()
-                given = [stdin_read, stdout_write, stderr_write, theirs.fileno()]
-                socket.send_fds(self.control, [request], given)
-            ours.settimeout(max(deadline - time.monotonic(), 0.001))
-            message, fds, _, _ = socket.recv_fds(ours, protocol.FORKED.size, 1)
-        except OSError:  # TimeoutError too: the helper is gone or stuck
-            self.stop()
-            _close(ours, *kept)
-            raise _ServerDown from None
-        finally:
-            _close(theirs, stdin_read, stdout_write, stderr_write)
-        if len(message) != protocol.FORKED.size or len(fds) != 1:
-            self.stop()
-            _close(ours, *kept, *fds)
-            raise _ServerDown
-        (pid,) = protocol.FORKED.unpack(message)
-        return _ForkedProcess(pid, fds[0], ours, stdin_write, stdout_read, stderr_read)
-
-    def stop(self) -> None:
-        """Hang up: the helper exits once its control socket closes."""
-        self.stopped = True
-        self.control.close()
-        if self.owner == os.getpid():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=REAP_SECONDS)
-
-
-class _ForkedProcess:
-    """A child the fork server forked, with what ParserChild uses of Popen's interface.
-
-    It is not our child: it is signalled through a pidfd (no pid reuse race) and
-    its exit status comes from the helper, which reaps it, on the status socket.
-    """
-
-    def __init__(
-        self, pid: int, pidfd: int, status: socket.socket, stdin: int, stdout: int, stderr: int
-    ) -> None:
-        self.pid = pid
-        self.returncode: int | None = None
-        self.stdin: IO[bytes] | None = os.fdopen(stdin, "wb", buffering=0)
-        self.stdout: IO[bytes] | None = os.fdopen(stdout, "rb", buffering=0)
-        self.stderr: IO[bytes] | None = os.fdopen(stderr, "rb", buffering=0)
-        self._pidfd = pidfd
-        self._status = status
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            self._collect(0.0)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            self._collect(timeout)
-        if self.returncode is None:
-            raise subprocess.TimeoutExpired("parser", timeout or 0.0)
-        return self.returncode
-
-    def kill(self) -> None:
-        if self.returncode is None and self._pidfd >= 0:
-            with contextlib.suppress(OSError):
-                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-
-    def _collect(self, timeout: float | None) -> None:
-        """The helper's word on how the child ended, if it comes within `timeout`."""
-        poller = select.poll()
-        poller.register(self._status, select.POLLIN)
-        if not poller.poll(None if timeout is None else timeout * 1000):
-            return
-        try:
-            message = self._status.recv(protocol.EXITED.size)
-        except OSError:
-            message = b""
-        if len(message) == protocol.EXITED.size and protocol.EXITED.unpack(message)[0] == self.pid:
-            self.returncode = protocol.EXITED.unpack(message)[1]
-        else:  # the helper died without a word: make sure the child is gone too
-            self.kill()
-            self.returncode = -signal.SIGKILL
-        self.release()
-
-    def release(self) -> None:
-        """Close the status socket and the pidfd (the helper reaps the child regardless)."""
-        if self._pidfd >= 0:  # once only: the number may be another file's by now
-            _close(self._status, self._pidfd)
-            self._pidfd = -1
-
-
-_server: _ForkServer | None = None
-_server_lock = threading.Lock()
-_server_failures = 0
-
-
-@functools.cache
-def _pidfds_work() -> bool:
-    """Whether this kernel has pidfds (Linux 5.3), which forked children are signalled by."""
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except (AttributeError, OSError):
-        return False
-    return True
-
-
-def _fork_server() -> _ForkServer:
-    """The running fork server, started (again) when there is none."""
-    global _server
-    with _server_lock:
-        if _server is None or not _server.alive:
-            if _server is not None and _server.owner == os.getpid():
-                _server.stop()
-            _server = _ForkServer.start()
-        return _server
-
-
-def stop_fork_server() -> None:
-    """End the fork server, if one runs (the service calls this as it stops)."""
-    global _server
-    with _server_lock:
-        if _server is not None and _server.owner == os.getpid():
-            _server.stop()
-        _server = None
-
-
-def _close(*things: socket.socket | int) -> None:
-    for thing in things:
-        with contextlib.suppress(OSError):
-            if isinstance(thing, int):
-                os.close(thing)
-            else:
-                thing.close()

@@ -2,13 +2,20 @@
 
 SQLite3 Multiple Ciphers (the `apsw` module of `apsw-sqlite3mc`) encrypts
 every page of the database and of its WAL with ChaCha20-Poly1305 under the
-store key (`keys.py`), so document text, chunks and originals never reach
-the disk in plaintext; temporary tables and sorts stay in memory, and
-deleted pages are zeroed before a VACUUM rewrites the file. The format is
-specified in docs/formats/documents.md.
+store key (`keys.py`), so document text, chunks, originals and what retrieval
+computes from them (postings, vectors) never reach the disk in plaintext;
+temporary tables and sorts stay in memory, and deleted pages are zeroed
+before a VACUUM rewrites the file. The format is specified in
+docs/formats/documents.md.
 
 One connection per store, shared by the service's threads under a lock:
-writes are short (the parsing happens before, in a child).
+writes are short (the parsing, the tokenizing and the embedding happen before).
+
+Retrieval reads the store one partition at a time: the chunks of one
+collection at one label. Every write that changes what a partition holds
+(its chunks, their postings and vectors, its documents' metadata) bumps the
+partition's version in `partitions`, which is how a reader's cache knows it
+is stale, in this process or another.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -29,7 +36,7 @@ from appliance.documents.keys import documents_dir, store_key
 from appliance.errors import ConfigError, IntegrityError
 from appliance.seal import Recipient
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STORE_FILE = "store.db"
 CIPHER = "chacha20"
 PERSONAL = "~"  # a personal collection is named "~" + its owner
@@ -74,7 +81,7 @@ CREATE TABLE IF NOT EXISTS documents (
     added_us INTEGER NOT NULL,
     parser TEXT NOT NULL,
     chunker TEXT NOT NULL,
-    UNIQUE (collection, name)
+    UNIQUE (collection, added_by, name)
 );
 CREATE TABLE IF NOT EXISTS originals (
     document TEXT PRIMARY KEY REFERENCES documents(id) ON DELETE CASCADE,
@@ -92,6 +99,28 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks(document, seq);
+CREATE INDEX IF NOT EXISTS documents_by_partition ON documents(collection, label);
+CREATE TABLE IF NOT EXISTS postings (
+    chunk INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+    words INTEGER NOT NULL,
+    grams INTEGER NOT NULL,
+    split INTEGER NOT NULL,
+    terms TEXT NOT NULL,
+    tfs BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vectors (
+    chunk INTEGER NOT NULL REFERENCES chunks(id) ON DELETE CASCADE,
+    embedder TEXT NOT NULL,
+    scale REAL NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (chunk, embedder)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS partitions (
+    collection INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (collection, label)
+) WITHOUT ROWID;
 """
 
 
@@ -143,12 +172,82 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class Postings:
+    """A chunk's keyword postings, as `index.py` encodes them."""
+
+    words: int  # morpheme tokens in the chunk (the BM25 length of that field)
+    grams: int  # bigram tokens
+    split: int  # the first `split` terms are morphemes, the rest bigrams
+    terms: str  # the distinct terms, one a line
+    tfs: bytes  # each term's frequency, uint16 little-endian
+
+
+@dataclass(frozen=True)
+class Vector:
+    """A chunk's dense vector: int8 components times `scale`."""
+
+    embedder: str
+    scale: float
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ChunkIndex:
+    """What retrieval computed from one chunk's text, written with the chunk."""
+
+    postings: Postings | None  # None: the stored ones stay
+    vector: Vector | None
+
+
+@dataclass(frozen=True)
 class Stored:
     """What storing a document changed."""
 
-    kept: int  # chunks whose hash was already stored: rows (and later vectors) kept
+    kept: int  # chunks whose hash was already stored: rows, postings and vectors kept
     added: int
     removed: int
+
+
+@dataclass(frozen=True)
+class PartitionDocument:
+    id: str
+    name: str
+    title: str
+    effective: str | None
+    supersedes: str | None
+
+
+@dataclass(frozen=True)
+class PartitionRow:
+    """One chunk of a partition with its postings and vector (None where not computed)."""
+
+    chunk: int
+    document: str
+    postings: Postings | None
+    vector: Vector | None
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Everything retrieval keeps in memory of one collection at one label."""
+
+    collection: int
+    label: str
+    version: int
+    documents: list[PartitionDocument]
+    rows: list[PartitionRow]
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    id: int
+    document: str
+    seq: int
+    kind: str
+    page: int | None
+    section: int | None
+    label: str
+    text: str
 
 
 _DOCUMENT_COLUMNS = ", ".join(field.name for field in fields(Document))
@@ -193,6 +292,18 @@ class DocumentStore:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif row[0] == "1":
+            # Version 2 only added tables (made above, empty) and an index: every
+            # partition gets a version, and retrieval computes the postings and vectors
+            # a partition lacks when it first reads it (`retrieve.py`).
+            with self._db:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO partitions SELECT DISTINCT collection, label, 1 "
+                    "FROM documents"
+                )
+                self._db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),)
+                )
         elif row[0] != str(SCHEMA_VERSION):
             raise ConfigError(
                 f"the documents store {self.path} has schema {row[0]}; this release reads "
@@ -302,11 +413,14 @@ class DocumentStore:
             ).fetchone()
         return _document(row) if row else None
 
-    def find(self, collection: Collection, name: str) -> Document | None:
+    def find(self, collection: Collection, added_by: str, name: str) -> Document | None:
+        """What `added_by` added to `collection` under `name`: each user names their own
+        documents, so adding one says nothing about anybody else's."""
         with self._locked():
             row = self._db.execute(
-                f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE collection = ? AND name = ?",
-                (collection.id, name),
+                f"SELECT {_DOCUMENT_COLUMNS} FROM documents "
+                "WHERE collection = ? AND added_by = ? AND name = ?",
+                (collection.id, added_by, name),
             ).fetchone()
         return _document(row) if row else None
 
@@ -355,13 +469,33 @@ class DocumentStore:
             for chunk_id, text, kind, page, section, hash_ in rows
         ]
 
-    def put(self, document: Document, original: bytes | None, chunks: Sequence[Chunk]) -> Stored:
+    def chunk_hashes(self, document_id: str) -> set[str]:
+        """The hashes of a document's stored chunks: what `put` would keep."""
+        with self._locked():
+            rows = self._db.execute(
+                "SELECT hash FROM chunks WHERE document = ?", (document_id,)
+            ).fetchall()
+        return {str(row[0]) for row in rows}
+
+    def put(
+        self,
+        document: Document,
+        original: bytes | None,
+        chunks: Sequence[Chunk],
+        index: Mapping[str, ChunkIndex] | None = None,
+    ) -> Stored:
         """Insert or replace a document, its original and its chunks in one transaction.
 
-        A chunk whose hash the document already had keeps its row (and, in
-        the retrieval index, what was computed for it); the rest are new.
+        A chunk whose hash the document already had keeps its row (and its
+        postings and vectors); a new one is inserted with what `index` holds
+        for its hash, in the same transaction. A new chunk that `index` lacks
+        is left for `Retriever.index` to complete.
         """
+        index = index or {}
         with self._locked(), self._db:
+            before = self._db.execute(
+                "SELECT collection, label FROM documents WHERE id = ?", (document.id,)
+            ).fetchone()
             self._db.execute(
                 f"INSERT INTO documents ({_DOCUMENT_COLUMNS}) VALUES ({_marks(fields(Document))}) "
                 "ON CONFLICT (id) DO UPDATE SET "
@@ -401,10 +535,39 @@ class DocumentStore:
                             chunk.text,
                         ),
                     )
+                    computed = index.get(chunk.hash)
+                    if computed is not None:
+                        self._write_index(self._db.last_insert_rowid(), computed)
                     added += 1
             stale = [chunk_id for ids in old.values() for chunk_id in ids]
             self._db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in stale])
+            self._bump(
+                [(document.collection, document.label), *([tuple(before)] if before else [])]
+            )
         return Stored(kept, added, len(stale))
+
+    def _write_index(self, chunk_id: int, computed: ChunkIndex) -> None:
+        postings = computed.postings
+        if postings is not None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO postings VALUES (?, ?, ?, ?, ?, ?)",
+                (chunk_id, postings.words, postings.grams, postings.split, postings.terms,
+                 postings.tfs),
+            )  # fmt: skip
+        vector = computed.vector
+        if vector is not None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?)",
+                (chunk_id, vector.embedder, vector.scale, vector.data),
+            )
+
+    def _bump(self, partitions: Iterable[tuple[Any, ...]]) -> None:
+        """A new version for each partition: what readers cached of it is stale."""
+        self._db.executemany(
+            "INSERT INTO partitions VALUES (?, ?, 1) "
+            "ON CONFLICT (collection, label) DO UPDATE SET version = version + 1",
+            sorted({(int(c), str(label)) for c, label in partitions}),
+        )
 
     def update(self, document: Document) -> None:
         """New metadata for a document whose text did not change (label, dates)."""
@@ -423,13 +586,172 @@ class DocumentStore:
                     "SELECT count(*) FROM chunks WHERE document = ?", (document_id,)
                 ).fetchone()
                 count = int(row[0]) if row else 0
+                touched = self._db.execute(
+                    "SELECT collection, label FROM documents WHERE id = ? OR supersedes = ?",
+                    (document_id, document_id),
+                ).fetchall()
                 self._db.execute(
                     "UPDATE documents SET supersedes = NULL WHERE supersedes = ?", (document_id,)
                 )
                 self._db.execute("DELETE FROM documents WHERE id = ?", (document_id,))
+                self._bump(touched)
             self._db.execute("VACUUM")
             self.checkpoint()
         return int(count)
+
+    # -- retrieval ------------------------------------------------------------------------
+
+    def partitions(
+        self, collections: Iterable[int], labels: Iterable[str]
+    ) -> list[tuple[int, str, int]]:
+        """(collection, label, version) of each partition of these collections and labels."""
+        ids, levels = list(collections), list(labels)
+        if not ids or not levels:
+            return []
+        query = (
+            f"SELECT collection, label, version FROM partitions WHERE collection IN "
+            f"({_marks(ids)}) AND label IN ({_marks(levels)}) ORDER BY collection, label"
+        )
+        with self._locked():
+            rows = self._db.execute(query, (*ids, *levels)).fetchall()
+        return [(_int(c), str(label), _int(v)) for c, label, v in rows]
+
+    def partition(self, collection: int, label: str, embedder: str | None) -> Partition:
+        """A partition's documents and chunks with their postings and `embedder`'s vectors,
+        read at one version."""
+        with self._locked():
+            row = self._db.execute(
+                "SELECT version FROM partitions WHERE collection = ? AND label = ?",
+                (collection, label),
+            ).fetchone()
+            documents = self._partition_documents(collection, label)
+            rows = [
+                PartitionRow(
+                    int(chunk),
+                    str(document),
+                    None if terms is None else Postings(words, grams, split, terms, bytes(tfs)),
+                    None if data is None else Vector(str(embedder), float(scale), bytes(data)),
+                )
+                for chunk, document, words, grams, split, terms, tfs, scale, data in (
+                    self._db.execute(
+                        "SELECT c.id, c.document, p.words, p.grams, p.split, p.terms, p.tfs, "
+                        "v.scale, v.data FROM documents d JOIN chunks c ON c.document = d.id "
+                        "LEFT JOIN postings p ON p.chunk = c.id "
+                        "LEFT JOIN vectors v ON v.chunk = c.id AND v.embedder = ? "
+                        "WHERE d.collection = ? AND d.label = ? ORDER BY c.id",
+                        (embedder or "", collection, label),
+                    )
+                )
+            ]
+        version = int(row[0]) if row else 0
+        return Partition(collection, label, version, documents, rows)
+
+    def partition_texts(
+        self, collection: int, label: str
+    ) -> tuple[int, list[PartitionDocument], list[tuple[int, str, str]]]:
+        """A partition's version, documents and chunks' (id, document, text)."""
+        with self._locked():
+            row = self._db.execute(
+                "SELECT version FROM partitions WHERE collection = ? AND label = ?",
+                (collection, label),
+            ).fetchone()
+            documents = self._partition_documents(collection, label)
+            texts = [
+                (int(chunk), str(document), str(text))
+                for chunk, document, text in self._db.execute(
+                    "SELECT c.id, c.document, c.text FROM documents d JOIN chunks c "
+                    "ON c.document = d.id WHERE d.collection = ? AND d.label = ? ORDER BY c.id",
+                    (collection, label),
+                )
+            ]
+        return (int(row[0]) if row else 0), documents, texts
+
+    def _partition_documents(self, collection: int, label: str) -> list[PartitionDocument]:
+        return [
+            PartitionDocument(str(i), str(n), str(t), e, s)
+            for i, n, t, e, s in self._db.execute(
+                "SELECT id, name, title, effective, supersedes FROM documents "
+                "WHERE collection = ? AND label = ? ORDER BY id",
+                (collection, label),
+            )
+        ]
+
+    def stored_chunks(self, chunk_ids: Iterable[int]) -> dict[int, StoredChunk]:
+        ids = list(chunk_ids)
+        if not ids:
+            return {}
+        with self._locked():
+            rows = self._db.execute(
+                "SELECT id, document, seq, kind, page, section, label, text FROM chunks "
+                f"WHERE id IN ({_marks(ids)})",
+                ids,
+            ).fetchall()
+        return {
+            _int(i): StoredChunk(
+                _int(i), str(d), _int(q), str(k), _whole(p), _whole(s), str(lb), str(t)
+            )
+            for i, d, q, k, p, s, lb, t in rows
+        }
+
+    def unindexed(
+        self, embedder: str | None, document_id: str | None = None
+    ) -> list[tuple[StoredChunk, bool, bool]]:
+        """Chunks (of one document, or all) without postings or without a vector of
+        `embedder` (when given): each with whether it lacks postings, and a vector."""
+        where = "WHERE c.document = ?" if document_id is not None else ""
+        missing = "p.chunk IS NULL" + (" OR v.chunk IS NULL" if embedder else "")
+        query = (
+            "SELECT c.id, c.document, c.seq, c.kind, c.page, c.section, c.label, c.text, "
+            "p.chunk IS NULL, v.chunk IS NULL "
+            "FROM chunks c LEFT JOIN postings p ON p.chunk = c.id "
+            "LEFT JOIN vectors v ON v.chunk = c.id AND v.embedder = ? "
+            f"{where} {'AND' if where else 'WHERE'} ({missing}) ORDER BY c.id"
+        )
+        args: tuple[Any, ...] = (embedder or "",) + (
+            (document_id,) if document_id is not None else ()
+        )
+        with self._locked():
+            rows = self._db.execute(query, args).fetchall()
+        return [
+            (
+                StoredChunk(
+                    _int(i), str(d), _int(q), str(k), _whole(p), _whole(s), str(lb), str(t)
+                ),
+                bool(no_postings),
+                bool(no_vector) and embedder is not None,
+            )
+            for i, d, q, k, p, s, lb, t, no_postings, no_vector in rows
+        ]
+
+    def put_index(self, computed: Mapping[int, ChunkIndex]) -> int:
+        """Write postings and vectors for chunks that lack them; those that were removed
+        meanwhile are skipped. How many were written."""
+        if not computed:
+            return 0
+        written = 0
+        with self._locked(), self._db:
+            touched = []
+            for chunk_id, entry in computed.items():
+                row = self._db.execute(
+                    "SELECT d.collection, d.label FROM chunks c JOIN documents d "
+                    "ON d.id = c.document WHERE c.id = ?",
+                    (chunk_id,),
+                ).fetchone()
+                if row is None:
+                    continue
+                self._write_index(chunk_id, entry)
+                touched.append(tuple(row))
+                written += 1
+            self._bump(touched)
+        return written
+
+    def counts(self) -> dict[str, int]:
+        """Rows in the tables that hold text or what was computed from it."""
+        with self._locked():
+            return {
+                table: _int(self._db.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+                for table in ("documents", "originals", "chunks", "postings", "vectors")
+            }
 
     def size(self) -> int:
         """Bytes of the store's files on disk (database and WAL)."""
@@ -459,6 +781,12 @@ def _document(row: Any) -> Document:
 
 def _collection(row: Any) -> Collection:
     return Collection(*row)
+
+
+def _int(value: object) -> int:
+    if not isinstance(value, int):
+        raise IntegrityError(f"the documents store holds {type(value).__name__} for a number")
+    return value
 
 
 def _whole(value: object) -> int | None:

@@ -259,7 +259,13 @@ class Users:
     def sign_in(
         self, name: str, password: str, *, max_failures: int, lockout_minutes: int
     ) -> SignInResult:
-        """Check a password, counting failures per name; see the module's docstring."""
+        """Check a password, counting failures per name; see the module's docstring.
+
+        Each attempt is counted as a failure before its password is checked, in one
+        short transaction, so that attempts in parallel cannot outrun the throttle;
+        the slow check (argon2id) runs with no lock held, and a right password then
+        clears the count. Sign-ins of many users at once do not queue behind it.
+        """
         key = self.name_key(name)
         with self._transaction():
             now = _now_us()
@@ -270,22 +276,23 @@ class Users:
                     f"{_clock(wait_until)}"
                 )
             row = self._row(name if NAME.fullmatch(name) else "")
-            stored = row[2] if row is not None else self._decoy
-            right = self._verify(stored, password) and row is not None
-            if right:
-                self.conn.execute("DELETE FROM throttle WHERE name_key = ?", (key,))
-            else:
-                failures += 1
-                wait_until = 0
-                if failures >= max_failures:
-                    doublings = min(failures - max_failures, 30)  # 2**30 s is past any cap
-                    seconds = min(2**doublings, lockout_minutes * 60)
-                    wait_until = now + seconds * 1_000_000
-                self.conn.execute(
-                    "INSERT OR REPLACE INTO throttle VALUES (?, ?, ?)", (key, failures, wait_until)
-                )
-            if not right or row is None:
+            failures += 1
+            wait_until = 0
+            if failures >= max_failures:
+                doublings = min(failures - max_failures, 30)  # 2**30 s is past any cap
+                seconds = min(2**doublings, lockout_minutes * 60)
+                wait_until = now + seconds * 1_000_000
+            self.conn.execute(
+                "INSERT OR REPLACE INTO throttle VALUES (?, ?, ?)", (key, failures, wait_until)
+            )
+        stored = row[2] if row is not None else self._decoy
+        if not (self._verify(stored, password) and row is not None):
+            return SignInResult(None, wait_until)
+        with self._transaction():
+            row = self._row(name)  # as it is now: the password may have changed meanwhile
+            if row is None or row[2] != stored:
                 return SignInResult(None, wait_until)
+            self.conn.execute("DELETE FROM throttle WHERE name_key = ?", (key,))
             role, clearance, _, disabled, generation, must_change, os_uid = row
             if disabled:  # said only to someone who knows the password
                 raise AuthenticationError(f"the account {name} is locked")

@@ -26,12 +26,14 @@ from typing import TYPE_CHECKING, Any
 from appliance.accounts import AccountAdmin
 from appliance.audit import Event
 from appliance.config import GenerationParams
+from appliance.documents.answers import describe, ground
 from appliance.errors import (
     ApplianceError,
     AuthenticationError,
     BusyError,
     UsageError,
 )
+from appliance.grounding import Grounding
 from appliance.policy.airgap import attest
 from appliance.policy.override import current
 from appliance.service import accounts
@@ -82,6 +84,8 @@ class Question:
     prompt: str
     params: GenerationParams
     saved: SavedConversations | None = None  # where to save it once answered, if asked to
+    docs: bool = False  # ground the answer in the user's documents
+    collection: str | None = None  # only this collection's
 
 
 class Outbox:
@@ -362,7 +366,16 @@ class Connection:
             seed=args["seed"] if "seed" in args else secrets.randbits(32),
             ignore_eos=args.get("ignore_eos", False),
         )
-        question = Question(request.id, session, conversation, args["prompt"], params, saved)
+        question = Question(
+            request.id,
+            session,
+            conversation,
+            args["prompt"],
+            params,
+            saved,
+            docs=bool(args.get("docs")),
+            collection=args.get("collection"),
+        )
 
         def execute(job: Job) -> None:
             self._answer(job, question)
@@ -494,7 +507,11 @@ class Connection:
 
     def _run_turn(self, job: Job, question: Question) -> dict[str, Any]:
         request_id, session = question.request_id, question.session
-        turn = session.turn(question.conversation, question.prompt, question.params)
+        grounding = None
+        if question.docs:  # retrieval as this user, on the engine's thread, in queue order
+            library = self._documents.library(session)
+            grounding = ground(library, question.prompt, collection=question.collection)
+        turn = session.turn(question.conversation, question.prompt, question.params, grounding)
         job.on_cancel = turn.cancel
         if job.cancelled.is_set():
             turn.cancel()
@@ -527,6 +544,7 @@ class Connection:
             "first_token_seconds": stats.time_to_first_token,
             "finish": stats.finish_reason,
             "dropped_messages": stats.dropped_messages,
+            **(_grounded(grounding, policy.language) if grounding is not None else {}),
         }
 
     def _save(self, saved: SavedConversations, conversation: Conversation) -> dict[str, Any]:
@@ -633,6 +651,10 @@ class Connection:
             "since": round(self.opened),
             "answering": bool(self._pending),
         }
+
+
+def _grounded(grounding: Grounding, language: str) -> dict[str, Any]:
+    return {"sources": describe(grounding, language), "declined": grounding.declined is not None}
 
 
 _IDLE = {

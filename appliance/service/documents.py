@@ -58,7 +58,7 @@ class DocumentCalls:
             raise UsageError(f"docs: no call {call[:40]!r}", code="unknown_op")
         if call == "upload":
             return self._receive(args)
-        library = self._library(session)
+        library = self.library(session)
         if call == "add":
             return self._add(library, args, send)
         if call == "list":
@@ -78,7 +78,8 @@ class DocumentCalls:
         member = call == "add_member"
         return library.set_member(_needed(args, "collection"), _needed(args, "name"), member=member)
 
-    def _library(self, session: Session) -> Library:
+    def library(self, session: Session) -> Library:
+        """The session's user's documents (also what `ask` with `docs` retrieves from)."""
         store: DocumentStore = self.server.documents()
         server = self.server
         return Library(server.home, server.policy, server.log, session.principal, store)

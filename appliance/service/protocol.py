@@ -115,6 +115,8 @@ OPS: dict[str, dict[str, tuple[type, bool]]] = {
         "seed": (int, False),
         "ignore_eos": (bool, False),
         "save": (bool, False),
+        "docs": (bool, False),
+        "collection": (str, False),
     },
     "reset": {**_SESSION, "conversation": (str, True)},
     "cancel": {**_SESSION, "request": (int, True)},

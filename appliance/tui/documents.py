@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from appliance.tui.app import ApplianceApp
 
 MAX_READ = 1 << 30  # bounds the read; the policy's own limit is the service's to check
-STAGES = ("upload", "parse", "label", "store")  # in the order RemoteDocuments.add reports them
+# In the order RemoteDocuments.add reports them.
+STAGES = ("upload", "parse", "label", "terms", "embed", "store")
 COLUMNS = ("label", "name", "collection", "format", "pages", "date")
 NAME_CELLS = 30  # a long file name is cut so the table fits 80 columns
 

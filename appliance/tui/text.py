@@ -171,6 +171,8 @@ TEXT: dict[str, tuple[str, str]] = {
     "documents.stage.upload": ("sending", "전송"),
     "documents.stage.parse": ("reading", "분석"),
     "documents.stage.label": ("labelling", "등급 판정"),
+    "documents.stage.terms": ("indexing words", "색인"),
+    "documents.stage.embed": ("indexing meaning", "의미 색인"),
     "documents.stage.store": ("storing", "저장"),
     "documents.stage.done": ("done", "완료"),
     "chat.documents_denied": ("may not use documents", "문서를 사용할 수 없습니다"),

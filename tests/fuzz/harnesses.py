@@ -40,6 +40,10 @@ from appliance.bundle.archive import BundleArchive
 from appliance.bundle.manifest import model_pin, parse_manifest
 from appliance.bundle.verify import verify_bundle
 from appliance.config import load_home_config
+from appliance.documents import sandbox
+from appliance.documents.chunking import chunk_document
+from appliance.documents.formats import ZipLimits, read_zip_parts, sniff, sniff_family
+from appliance.documents.model import FORMATS, KINDS, Parsed
 from appliance.engine.gguf import GGUFFile, read_gguf
 from appliance.engine.hparams import check_hyperparameters
 from appliance.engine.info import describe
@@ -48,6 +52,7 @@ from appliance.errors import (
     BundleError,
     ConfigError,
     CredentialError,
+    DocumentError,
     InputError,
     IntegrityError,
     ModelFormatError,
@@ -102,6 +107,10 @@ def _check_refusal(exc: Exception) -> None:
     # exit code 1 is "internal error (a bug)": a refusal has its own class
     assert type(exc) is not ApplianceError, exc
     assert str(exc).strip(), f"{type(exc).__name__} without a message"
+    if isinstance(exc, DocumentError):  # what the parent takes as a child's refusal
+        assert exc.code in sandbox.REFUSAL_CODES, exc.code
+        assert exc.message.isprintable(), exc.message
+        assert len(exc.message) <= sandbox.MESSAGE_CHARS, exc.message
 
 
 @cache
@@ -402,6 +411,53 @@ def fuzz_protocol(data: bytes) -> None:
                     assert set(request.args) <= set(OPS[request.op])
 
 
+# -- documents: what the service and the parser child make of untrusted bytes ---------
+
+# Small, so that an archive the fuzzer makes cannot take long to inflate.
+DOC_ZIP_LIMITS = ZipLimits(entries=64, total_bytes=1 << 20, ratio=200)
+_FAMILIES = {"hwpx": "zip", "docx": "zip", "hwp5": "ole", "pdf": "pdf", "text": "text"}
+
+
+def fuzz_doc_sniff(data: bytes) -> None:
+    """The service's look at the leading bytes, the child's sniffing and its ZIP reader."""
+    family = None
+    with refusals(DocumentError):
+        family = sniff_family(data[:4096])
+        assert family in ("zip", "ole", "pdf", "text")
+    with refusals(DocumentError):
+        fmt = sniff(data)
+        assert _FAMILIES[fmt] == family  # the service never refuses what the child takes
+    with refusals(DocumentError):
+        parts = read_zip_parts(data, DOC_ZIP_LIMITS)
+        assert len(parts) <= DOC_ZIP_LIMITS.entries
+        assert sum(map(len, parts.values())) <= DOC_ZIP_LIMITS.total_bytes
+        assert not any(name.endswith("/") for name in parts)
+
+
+def fuzz_doc_answer(data: bytes) -> None:
+    """The parent's reading of a parser child's answer (the JSON after the length).
+
+    Whatever a compromised child sends is refused in one sentence, or is a
+    result the service can store: fields in range, text that encodes, chunks.
+    """
+    with refusals(DocumentError):
+        _check_parsed(sandbox._decode(data))
+
+
+def _check_parsed(parsed: Parsed) -> None:
+    assert parsed.format in FORMATS
+    assert len(parsed.title) <= sandbox.TITLE_CHARS
+    parsed.title.encode()
+    assert parsed.pages is None or 0 <= parsed.pages <= sandbox.MOST_PAGES
+    for block in parsed.blocks:
+        assert block.kind in KINDS
+        block.text.encode()
+        for place in (block.page, block.section):
+            assert place is None or 1 <= place <= sandbox.MOST_PAGES
+    for chunk in chunk_document(parsed):
+        chunk.text.encode()
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "gguf": fuzz_gguf,
     "sealed": fuzz_sealed,
@@ -414,5 +470,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "dlp": fuzz_dlp,
     "dlp_stream": fuzz_dlp_stream,
     "protocol": fuzz_protocol,
+    "doc_sniff": fuzz_doc_sniff,
+    "doc_answer": fuzz_doc_answer,
 }
 assert TARGETS.keys() == INSTRUMENT.keys()

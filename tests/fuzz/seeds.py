@@ -4,19 +4,22 @@
 
 Seeds are small, valid files of each kind (GGUFs from tests/ggufs.py, sealed
 files, signed bundles, the shipped policies, an audit export, the DLP
-corpus): the fuzzer mutates them into the invalid ones. Keys are the
+corpus, documents from tests/docfiles.py and a parser child's answers to
+them): the fuzzer mutates them into the invalid ones. Keys are the
 harnesses' fixed ones, so sealed files open and exports verify; the bundle
 seeds are signed under a new trust root, written to tests/fuzz/bundle-root.json.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import shutil
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,12 +33,14 @@ from appliance.audit import Actor, AuditLog, Event
 from appliance.audit.export import write_export
 from appliance.bundle import repository
 from appliance.bundle.archive import write_bundle
+from appliance.documents import child
+from appliance.documents.sandbox import ParseLimits
 from appliance.policy import shipped_policy
 from appliance.seal import Identity, Passphrase, seal_bytes
 from appliance.seal.header import MIN_SEGMENT_SIZE
 from appliance.seal.keys import MIN_WORK_FACTOR
 from appliance.seal.stream import seal_stream
-from tests import dlp_corpus
+from tests import dlp_corpus, docfiles
 from tests.fuzz.harnesses import (
     AUDIT_PRIVATE_KEY,
     BUNDLE_ROOT,
@@ -189,6 +194,62 @@ def dlp_seeds(work: Path) -> Seeds:
     return {f"{n:03d}.txt": bytes([n * 37 % 64]) + text.encode() for n, text in enumerate(texts)}
 
 
+_PARAGRAPHS = ["국방 행정 보고서", "둘째 문단입니다."]
+_W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+# python-docx's template parts the parsers never read, cut to a root element: the
+# template's two style parts are nearly 800 KiB unpacked, too much for the fuzzer to mutate.
+_DOCX_STUBS = {
+    "word/styles.xml": f"<w:styles {_W}/>".encode(),
+    "word/stylesWithEffects.xml": f"<w:styles {_W}/>".encode(),
+    "word/theme/theme1.xml": b'<a:theme xmlns:a="http://schemas.openxmlformats.org/'
+    b'drawingml/2006/main" name=""/>',
+    "docProps/thumbnail.jpeg": b"",
+}
+
+
+def doc_sniff_seeds(work: Path) -> Seeds:
+    """Small real documents of every format (tests/docfiles.py), and files that are refused."""
+    table = [["구분", "내용"]]
+    docx = docfiles.docx_bytes(_PARAGRAPHS, header="대외비", table=table, footnote="각주")
+    with zipfile.ZipFile(io.BytesIO(docx)) as archive:
+        parts = {info.filename: archive.read(info) for info in archive.infolist()}
+    small = io.BytesIO()
+    with zipfile.ZipFile(small, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in parts.items():
+            archive.writestr(name, _DOCX_STUBS.get(name, data))
+    return {
+        "report.hwpx": docfiles.hwpx_bytes(_PARAGRAPHS, header="대외비", table=table),
+        "report.hwp": docfiles.hwp5_bytes(_PARAGRAPHS, header="대외비"),
+        "report.docx": small.getvalue(),
+        "report.pdf": docfiles.pdf_bytes([_PARAGRAPHS], header="대외비", title="보고서"),
+        "report.txt": "\ufeff# 보고서\n\n국방 행정 보고서\n둘째 줄\n".encode(),
+        "report-utf16.txt": "국방 행정 보고서\r\n둘째 줄\r\n".encode("utf-16"),
+        "report.xml": docfiles.HWPML,
+        "legacy.doc": docfiles.legacy_doc(),
+        "hwp3.hwp": docfiles.HWP3,
+    }
+
+
+def doc_answer_seeds(work: Path) -> Seeds:
+    """The answers a parser child gives for the documents above, and some it must not give."""
+    limits = dataclasses.asdict(ParseLimits())
+    seeds = {
+        f"{Path(name).stem}-{Path(name).suffix[1:]}.json": child._answer(data, limits)
+        for name, data in doc_sniff_seeds(work).items()
+    }
+    block = {"text": "본문", "kind": "body", "page": 1, "section": None}
+    answer = {"format": "pdf", "title": "제목", "pages": 1, "blocks": [block]}
+    invalid = {
+        "bad-kind.json": {**answer, "blocks": [{**block, "kind": "secret"}]},
+        "bad-page.json": {**answer, "blocks": [{**block, "page": 0}]},
+        "extra-field.json": {**answer, "pid": 1},
+        "odd-code.json": {"error": {"code": "rm -rf", "message": "hi"}},
+        "control-message.json": {"error": {"code": "malformed", "message": "\x1b[2J"}},
+    }
+    seeds.update({name: json.dumps(value).encode() for name, value in invalid.items()})
+    return seeds
+
+
 SEEDS: dict[str, Callable[[Path], Seeds]] = {
     "gguf": gguf_seeds,
     "sealed": sealed_seeds,
@@ -200,11 +261,13 @@ SEEDS: dict[str, Callable[[Path], Seeds]] = {
     "audit_export": audit_seeds,
     "dlp": dlp_seeds,
     "dlp_stream": dlp_seeds,
+    "doc_sniff": doc_sniff_seeds,
+    "doc_answer": doc_answer_seeds,
 }
 
 
 def main(targets: list[str]) -> None:
-    assert set(SEEDS) == set(TARGETS)
+    assert set(SEEDS) <= set(TARGETS)  # protocol's seeds are written by hand
     targets = targets or list(SEEDS)
     if {"bundle_archive", "bundle_verify"} & set(targets):  # one signed root for both
         targets += ["bundle_archive", "bundle_verify"]

