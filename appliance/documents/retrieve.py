@@ -87,9 +87,7 @@ EVIDENCE_PASSAGES = 3  # the best passages whose text decides coverage
 # answered Korean questions ran 0.835-0.943, of the others 0.789-0.889;
 # English 0.757-0.816 against 0.691-0.773: these thresholds decline 22 of the
 # 24 unanswered and 2 of the 61 answered; on the 36-document evaluation set
-# (tests/docs_eval: 112 answered, 9 near-topic unanswered) 4 of 9 and 11 of
-# 112. With USE (similarities 0.06-0.59) they decline 21 of 24 and 2 of 61 on
-# the development set, 4 of 9 and 16 of 112 on the evaluation set.
+# (tests/docs_eval: 112 answered, 9 near-topic unanswered) 4 of 9 and 11 of 112.
 COVERAGE_MIN = 0.5
 COVERAGE_ALONE = 0.6
 
@@ -103,7 +101,6 @@ class Thresholds:
 
 THRESHOLDS = {
     "e5-small-q4": Thresholds(sure=0.90, least=0.83, cross=0.78),
-    "use-m3": Thresholds(sure=0.60, least=0.14, cross=0.30),
 }
 
 
