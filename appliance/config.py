@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,7 +160,9 @@ class HomeConfig:
     [engine] backend = "local" (in-process, the default) or "llama-server"
     (a supervised child answering several requests at once), slots = answers
     at once (llama-server only), context = tokens per answer, threads = CPU
-    threads. Command-line options override it.
+    threads; [exports] folder = the absolute folder where clients write drafts
+    and audit exports ("{user}" stands for the client's OS login; default
+    ~/appliance-exports). Command-line options override it.
     """
 
     model: Path | None = None
@@ -172,6 +175,7 @@ class HomeConfig:
     slots: int = 1
     context: int | None = None  # tokens per answer; None: EngineSettings' default
     threads: int | None = None
+    exports: str | None = None  # where clients write drafts; "{user}" is the OS login
 
     def engine_settings(
         self, *, context_length: int | None = None, threads: int | None = None
@@ -205,6 +209,7 @@ def load_home_config(home: Path) -> HomeConfig:
         "model": {"path", "identity", "manifest"},
         "ui": {"language", "demo"},
         "engine": {"backend", "slots", "context", "threads"},
+        "exports": {"folder"},
     }
     for section, table in raw.items():
         if section not in (*allowed, "keys") or not isinstance(table, dict):
@@ -249,6 +254,9 @@ def load_home_config(home: Path) -> HomeConfig:
             raise fail(f"engine.{key}", f"must be at most {high}")
         return value
 
+    exports = raw.get("exports", {}).get("folder")
+    if exports is not None and not _export_folder(exports):
+        raise fail("exports.folder", 'must be an absolute path, "{user}" its only field')
     slots = whole("slots", 1, MAX_SLOTS) or 1
     if backend == "local" and slots != 1:
         raise fail("engine.slots", 'the local engine answers one at a time; use "llama-server"')
@@ -263,4 +271,26 @@ def load_home_config(home: Path) -> HomeConfig:
         slots=slots,
         context=whole("context", 64),
         threads=whole("threads", 1),
+        exports=exports,
     )
+
+
+def _export_folder(value: object) -> bool:
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > 1024:
+        return False
+    if not value.isprintable() or "\\" in value:
+        return False
+    rest = value.replace("{user}", "")
+    return "{" not in rest and "}" not in rest and ".." not in Path(rest).parts
+
+
+def export_folder(template: str | None) -> Path:
+    """Where this OS user's drafts and exports go: the site's folder (`{user}`: their
+    login), else ~/appliance-exports."""
+    if not template:
+        return Path.home() / "appliance-exports"
+    try:
+        login = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        login = f"uid{os.getuid()}"
+    return Path(template.replace("{user}", login))

@@ -27,7 +27,7 @@ from typing import Any
 from appliance.audit import Actor, AuditLog, Event
 from appliance.config import GenerationParams
 from appliance.engine import ChatEngine, Generation, GenerationStats, Message
-from appliance.errors import ApplianceError, AuthenticationError, BlockedError
+from appliance.errors import ApplianceError, AuthenticationError, BlockedError, UsageError
 from appliance.grounding import Grounding, compose
 from appliance.homestate import record_state
 from appliance.identity import DEV_ROLE, Principal, Users, check_account, has_users
@@ -46,7 +46,9 @@ def development_mode(home: Path, policy: Policy, account: str) -> Principal | No
         return None
     if not policy.allow_dev_mode:
         raise AuthenticationError(
-            f"no users exist and policy {policy.describe()} forbids development mode; {SETUP_HINT}"
+            f"no users exist and policy {policy.describe()} forbids development mode; {SETUP_HINT}",
+            code="no_dev_mode",
+            policy=policy.describe(),
         )
     return Principal(account, DEV_ROLE, policy.levels[-1].id, dev=True)
 
@@ -69,7 +71,7 @@ def authenticate(
     binds accounts to OS users, the account must be bound to that one.
     """
     if not has_users(home):
-        raise AuthenticationError(f"there are no users yet; {SETUP_HINT}")
+        raise AuthenticationError(f"there are no users yet; {SETUP_HINT}", code="no_users")
     with Users(home) as users:
         known = users.account(user) is not None
         failure = Actor(user if known else f"?{users.name_key(user)}", "unknown")
@@ -91,7 +93,9 @@ def authenticate(
         if result.wait_until_us:
             clock = time.strftime("%H:%M:%S UTC", time.gmtime(result.wait_until_us / 1e6))
             message += f"; the next attempt with this name must wait until {clock}"
-        raise AuthenticationError(message)
+        raise AuthenticationError(
+            message, code="wrong_password", wait_until_us=result.wait_until_us
+        )
     principal = result.principal
     if policy.service.bind_os_users and os_uid is not None and principal.os_uid != os_uid:
         actor = Actor(principal.user, principal.role)
@@ -101,6 +105,7 @@ def authenticate(
             f"{principal.user} may sign in only from the OS account bound to it "
             "(an admin binds it: appliance users bind)",
             code="os_user",
+            user=principal.user,
         )
     details = {"must_change": True} if principal.must_change else {}
     log.record(Event(Actor(principal.user, principal.role), "login", "appliance", details=details))
@@ -124,6 +129,7 @@ def session_level(
             code="level_above_clearance",
             level=level.id,
             clearance=clearance.id,
+            user=principal.user,
         )
     return level
 
@@ -137,7 +143,9 @@ def check_airgap(home: Path, policy: Policy, actor: Actor, log: AuditLog) -> str
     log.record(Event(actor, "policy_block", "appliance", "denied", details=details))
     raise BlockedError(
         f"policy {policy.describe()} requires an air gap, but {verdict.detail}; "
-        "run the appliance under its systemd unit (no network) or disconnect the host"
+        "run the appliance under its systemd unit (no network) or disconnect the host",
+        code="no_airgap",
+        policy=policy.describe(),
     )
 
 
@@ -167,9 +175,36 @@ class Conversation:
     system: str | None = None
     messages: list[Message] = field(default_factory=list)  # user/assistant, redacted
     label: Level | None = None
+    task: str | None = None  # the policy's preset that gave the system prompt
 
     def reset(self) -> None:
         self.messages, self.label = [], None
+
+
+def start_conversation(policy: Policy, system: str | None, task: str | None) -> Conversation:
+    """A new conversation: a system prompt of the user's own, or a policy's task preset's."""
+    if task is None:
+        return Conversation(system)
+    if system is not None:
+        raise UsageError(
+            "a task preset brings its own system prompt: give --task or --system, not both",
+            code="task_and_system",
+        )
+    return Conversation(policy.task(task).system, task=task)
+
+
+def task_params(
+    policy: Policy, task: str | None, max_tokens: int | None, temperature: float | None
+) -> tuple[int, float]:
+    """Sampling for a turn: what the user asked for, else the preset's, else the defaults."""
+    preset = policy.task(task) if task is not None else None
+    defaults = GenerationParams()
+    if max_tokens is None:
+        max_tokens = (preset and preset.max_tokens) or defaults.max_tokens
+    if temperature is None:
+        preset_temperature = preset.temperature if preset is not None else None
+        temperature = defaults.temperature if preset_temperature is None else preset_temperature
+    return max_tokens, temperature
 
 
 @dataclass
@@ -206,7 +241,9 @@ class Session:
             check_account(self.home, self.principal)
         except AuthenticationError as exc:
             self.sign_out("account changed")
-            raise AuthenticationError(exc.message, code="account_changed") from None
+            raise AuthenticationError(
+                exc.message, code="account_changed", user=self.principal.user
+            ) from None
 
     def check_still_allowed(self) -> None:
         """Before every question: active, the role may ask, the air gap holds."""
@@ -248,7 +285,10 @@ class Session:
             if checked.blocked is not None:
                 raise BlockedError(
                     f"{what} was refused by policy {self.policy.describe()}: it contains "
-                    f"{_kind(checked.blocked.detector)}"
+                    f"{_kind(checked.blocked.detector)}",
+                    code="dlp_blocked",
+                    what=what,
+                    kind=checked.blocked.detector,
                 )
             label = checked.label
             redacted += checked.actions.count("redact")
@@ -279,6 +319,7 @@ class Session:
             "temperature": params.temperature,
             "seed": params.seed,
             "redacted": redacted,
+            **({"task": conversation.task} if conversation.task else {}),
             **self.origin,
         }
         if grounding is not None:
@@ -339,7 +380,12 @@ class Session:
         language = self.policy.language
         raise BlockedError(
             f"the {what} is labelled {label.name(language)}, above the clearance of "
-            f"{self.principal.user} ({self.clearance.name(language)})"
+            f"{self.principal.user} ({self.clearance.name(language)})",
+            code="label_above_clearance",
+            what=what,
+            label=label.id,
+            clearance=self.clearance.id,
+            user=self.principal.user,
         )
 
 
@@ -445,7 +491,9 @@ class Turn(Iterator[str]):
             self._deny()
             raise BlockedError(
                 f"the answer was stopped by policy {session.policy.describe()}: it contained "
-                f"{_kind(self.guard.blocked.detector)}"
+                f"{_kind(self.guard.blocked.detector)}",
+                code="answer_blocked",
+                kind=self.guard.blocked.detector,
             )
         if self.guard.label.rank > session.clearance.rank:
             self._deny()

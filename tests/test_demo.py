@@ -33,7 +33,7 @@ def test_the_demo_home_is_complete_and_says_it_is_a_demo(demo) -> None:
     assert sorted(passwords) == ["demo-admin", "demo-officer", "demo-operator"]
     assert all(len(p) >= 12 for p in passwords.values())
     policy = load_policy(home / "policy.toml")
-    assert policy.describe() == "defense-kr-demo v3"
+    assert policy.describe() == "defense-kr-demo v4"
     assert policy.language == "ko"
     assert policy.require_content
     assert not policy.require_airgap

@@ -370,7 +370,8 @@ def test_the_terminal_ui_is_a_client_of_the_service(
     """The UI on a home its service owns: kim signs in there, and the service answers and
     records the question as the UI asked it."""
     from appliance.tui import AppContext, ApplianceApp
-    from appliance.tui.chat import ChatScreen, PromptArea
+    from appliance.tui.chat import ChatScreen
+    from appliance.tui.prompt import PromptArea
 
     app = ApplianceApp(AppContext(service.socket, max_tokens=7))
 

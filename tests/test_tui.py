@@ -28,8 +28,9 @@ from appliance.policy.airgap import attest
 from appliance.service import embedded_service
 from appliance.tui import AppContext, ApplianceApp
 from appliance.tui.audit import AuditScreen
-from appliance.tui.chat import ChatScreen, PromptArea
+from appliance.tui.chat import ChatScreen
 from appliance.tui.login import LoginScreen
+from appliance.tui.prompt import PromptArea
 from appliance.tui.users import AccountForm, UsersScreen
 
 SIZE = (80, 24)
@@ -206,7 +207,7 @@ def test_sign_in_then_a_streamed_answer_under_banners(accounts: Path) -> None:
         assert banners == ["공개 · UNCLASSIFIED"] * 2
         status = str(app.screen.query_one("#status", Static).render())
         network = "air-gapped" if attest().airgapped else "NETWORK PRESENT"
-        assert status.startswith(f"kim (operator) · default v3 · {network}")
+        assert status.startswith(f"kim (operator) · default v4 · {network}")
 
     run(app, scenario)
     assert engine.prompts == ["What is the capital of France?"]
@@ -258,7 +259,7 @@ def test_a_blocked_prompt_shows_the_reason(accounts: Path) -> None:
         await ask(pilot, "주민번호 900101-1234568 확인")
         await until(pilot, lambda: bool(str(app.screen.query_one("#notice").render())))
         notice = str(app.screen.query_one("#notice", Static).render())
-        assert "contains a resident registration number" in notice
+        assert "주민등록번호" in notice  # the Korean UI says why in Korean
         assert app.screen.query_one("#prompt", PromptArea).text == "주민번호 900101-1234568 확인"
 
     run(app, scenario)
@@ -374,7 +375,7 @@ def test_help_lists_the_keys_of_the_screen_and_status_shows_the_checks(accounts:
         assert isinstance(app.screen, ChatScreen)
         await pilot.press("f4")
         body = str(app.screen.query_one("#body", Static).render())
-        assert "policy    default v3" in body
+        assert "policy    default v4" in body
         assert "network   " in body
         assert "audit" not in body  # an operator does not read the log
         await pilot.press("escape")
@@ -519,14 +520,15 @@ def test_the_palette_offers_only_what_the_screen_and_role_allow(accounts: Path) 
         assert titles() == {"Help", "Status", "Quit"}  # signed out
         await sign_in(pilot, "kim", "operator-pass-1")
         assert titles() == {
-            "Cancel answer", "New conversation", "Conversations", "Documents", "Help", "Status",
-            "Quit",
-            "Sign out",
+            "Cancel answer", "New conversation", "Conversations", "Documents", "Task preset",
+            "Save draft", "Help", "Status", "Quit", "Sign out", "Password",
         }  # fmt: skip
         app.sign_out()
         await pilot.pause()
         await sign_in(pilot, "lee", "officer-pass-1")
-        assert titles() == {"Verify", "Export", "Back", "Help", "Status", "Quit", "Sign out"}
+        assert titles() == {
+            "Verify", "Export", "Back", "Help", "Status", "Quit", "Sign out", "Password"
+        }  # fmt: skip
 
     run(app, scenario)
 
@@ -538,7 +540,7 @@ def test_the_defense_kr_policy_speaks_korean(accounts: Path) -> None:
         assert app.screen.query_one("#user", Input).placeholder == "사용자 이름"
         await sign_in(pilot, "kim", "wrong")
         message = str(app.screen.query_one("#message", Static).render())
-        assert message == "로그인 실패: wrong user name or password"
+        assert message == "로그인 실패: 사용자 이름 또는 비밀번호가 틀렸습니다."
         await sign_in(pilot, "kim", "operator-pass-1")
         assert isinstance(app.screen, ChatScreen)
         descriptions = {b.description for _, b in app.screen._bindings}

@@ -67,6 +67,7 @@ ACTIONS = frozenset(
         "doc_reindex",
         "collection_change",
         "store_key",
+        "draft",
     }
 )
 OUTCOMES = frozenset({"ok", "denied", "failed", "cancelled"})

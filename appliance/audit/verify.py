@@ -28,7 +28,9 @@ class TamperError(IntegrityError):
     """The log or export is not what the device wrote: `seq` is the first bad event."""
 
     def __init__(self, seq: int, reason: str) -> None:
-        super().__init__(f"audit log fails verification at seq {seq}: {reason}")
+        super().__init__(
+            f"audit log fails verification at seq {seq}: {reason}", code="tampered", seq=seq
+        )
         self.seq = seq
         self.reason = reason
 

@@ -16,11 +16,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from appliance.cli.auth import changing_own_password
+from appliance.cli.drafts import draft_target, report_saved
 from appliance.errors import AuthenticationError, BlockedError, ContextOverflowError, UsageError
 from appliance.service import Answer, Client
 from appliance.textsafe import printable
 
-CHAT_HELP = "Commands: /reset forgets the conversation, /exit quits (or Ctrl-D)."
+CHAT_HELP = (
+    "Commands: /reset forgets the conversation, /save NAME.hwpx|.docx|.md saves it as a "
+    "draft, /exit quits (or Ctrl-D)."
+)
 _LOCAL_ONLY = ("model", "identity", "content_id", "passphrase_file", "threads")
 
 
@@ -72,6 +76,7 @@ def _replace_password(client: Client, user: str, old: str, args: argparse.Namesp
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "system": args.system,
+        "task": args.task,
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
         "seed": args.seed,
@@ -99,10 +104,18 @@ def print_sources(result: dict[str, Any], out: TextIO) -> None:
 def ask(args: argparse.Namespace, path: Path, prompt: str) -> int:
     refuse_local_options(args)
     with signed_in_client(args, path) as client:
-        answer = client.ask(prompt, **_options(args))
+        site_folder = client.hello().get("exports")
+        target = None
+        if args.save is not None:  # checked before the question is asked
+            target = draft_target(args.save, args.exports, site_folder)
+        answer = client.ask(prompt, conversation="ask", **_options(args))
         result = stream(answer, sys.stdout)
         sys.stdout.write("\n")
         print_sources(result, sys.stdout)
+        if target is not None and result.get("outcome") == "ok":
+            draft, fmt = target
+            saved = client.draft_to(draft, conversation="ask", format=fmt, title=args.title)
+            report_saved(draft, saved)
         if args.stats:
             print(
                 f"[{result.get('prompt_tokens')} prompt tokens, "
@@ -129,7 +142,14 @@ def chat(args: argparse.Namespace, path: Path, lines: Iterator[str], interactive
                 print_sources(result, sys.stdout)
             return int(result.get("dropped_messages") or 0)
 
-        chat_loop(lines, interactive, lambda: client.call("reset", conversation="chat"), answer)
+        def save(name: str) -> None:
+            draft, fmt = draft_target(name, args.exports, client.hello().get("exports"))
+            saved = client.draft_to(draft, conversation="chat", format=fmt, whole=True)
+            report_saved(draft, saved)
+
+        chat_loop(
+            lines, interactive, lambda: client.call("reset", conversation="chat"), answer, save
+        )
     return 0
 
 
@@ -138,6 +158,7 @@ def chat_loop(
     interactive: bool,
     reset: Callable[[], object],
     answer: Callable[[str], int],
+    save: Callable[[str], None],
 ) -> None:
     """The chat's commands and turns, in-process or through the service alike.
 
@@ -153,6 +174,14 @@ def chat_loop(
             continue
         if line == "/help":
             print(CHAT_HELP, file=sys.stderr)
+            continue
+        if line == "/save" or line.startswith("/save "):
+            try:
+                save(line.removeprefix("/save").strip())
+            except (UsageError, BlockedError) as exc:
+                if not interactive:
+                    raise
+                print(f"[{printable(str(exc))}]", file=sys.stderr)
             continue
         try:
             dropped = answer(line)

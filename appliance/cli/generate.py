@@ -17,6 +17,7 @@ from appliance.bundle.manifest import model_pin
 from appliance.cli import client
 from appliance.cli.audit import warn_if_metadata_only
 from appliance.cli.auth import add_auth_options, sign_in
+from appliance.cli.drafts import add_draft_options, draft_target, report_saved
 from appliance.cli.passphrase import openers
 from appliance.cli.progress import byte_progress
 from appliance.cli.seal import add_open_options
@@ -24,14 +25,24 @@ from appliance.config import EngineSettings, GenerationParams, appliance_home, l
 from appliance.documents.answers import describe, ground
 from appliance.documents.home import open_documents
 from appliance.documents.library import Library
+from appliance.drafting import save_draft
 from appliance.engine import ChatEngine, load_engine
 from appliance.errors import IntegrityError, UsageError
+from appliance.fsutil import atomic_writer
 from appliance.grounding import Grounding
-from appliance.policy import active_policy
+from appliance.policy import Policy, active_policy
 from appliance.policy.egress import report_to
 from appliance.seal import harden_process
 from appliance.service import find_service
-from appliance.session import Conversation, Session, Turn, check_airgap, session_level
+from appliance.session import (
+    Conversation,
+    Session,
+    Turn,
+    check_airgap,
+    session_level,
+    start_conversation,
+    task_params,
+)
 from appliance.textsafe import printable
 
 CHAT_HELP = client.CHAT_HELP
@@ -42,10 +53,12 @@ def register(commands: Any) -> None:
     ask.add_argument("prompt", help="the prompt, or - to read it from standard input")
     _add_options(ask)
     ask.add_argument("--stats", action="store_true", help="print token counts and speed on stderr")
+    add_draft_options(ask, save=True)
     ask.set_defaults(run=run_ask)
 
     chat = commands.add_parser("chat", help="line-mode chat (for scripts and SSH)")
     _add_options(chat)
+    add_draft_options(chat, save=False)
     chat.set_defaults(run=run_chat)
 
 
@@ -75,8 +88,15 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
         "--level", metavar="LEVEL", help="classification level of the session (a policy level id)"
     )
     parser.add_argument("--system", help="system prompt")
-    parser.add_argument("--max-tokens", type=int, default=defaults.max_tokens, metavar="N")
-    parser.add_argument("--temperature", type=float, default=defaults.temperature, metavar="T")
+    parser.add_argument(
+        "--task", metavar="ID", help="a task preset of the policy (its system prompt and options)"
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, metavar="N", help=f"(default: {defaults.max_tokens})"
+    )
+    parser.add_argument(
+        "--temperature", type=float, metavar="T", help=f"(default: {defaults.temperature})"
+    )
     parser.add_argument("--seed", type=int, metavar="S", help="fix sampling (default: random)")
     parser.add_argument(
         "--docs", action="store_true", help="answer from your documents, citing them as [n]"
@@ -93,12 +113,18 @@ def run_ask(args: argparse.Namespace) -> int:
     service = find_service(appliance_home())
     if service is not None:
         return client.ask(args, service, prompt)
-    params = _params(args)
+    site_folder = load_home_config(appliance_home()).exports
+    target = None  # checked before the model loads
+    if args.save is not None:
+        target = draft_target(args.save, args.exports, site_folder)
     with open_session(args) as session:
+        conversation = start_conversation(session.policy, args.system, args.task)
         grounding = _ground(args, session, prompt)
-        turn = session.turn(Conversation(args.system), prompt, params, grounding)
+        turn = session.turn(conversation, prompt, _params(args, session.policy), grounding)
         stream_to(turn, sys.stdout)
         sys.stdout.write("\n")
+        if target is not None and turn.outcome == "ok":
+            _save_draft(session, conversation, target, args.title)
         if grounding is not None:
             client.print_sources({"sources": describe(grounding, session.policy.language)},
                                  sys.stdout)  # fmt: skip
@@ -117,13 +143,13 @@ def run_chat(args: argparse.Namespace) -> int:
     service = find_service(appliance_home())
     if service is not None:
         return client.chat(args, service, _read_lines(interactive), interactive)
-    params = _params(args)
     with open_session(args) as session:
+        params = _params(args, session.policy)
         if interactive:
             info = session.engine.info
             name = printable(info.name)  # from the model file
             print(f"{name} ({info.quantization}), local. {CHAT_HELP}", file=sys.stderr)
-        conversation = Conversation(args.system)
+        conversation = start_conversation(session.policy, args.system, args.task)
 
         def answer(line: str) -> int:
             grounding = _ground(args, session, line)
@@ -135,7 +161,11 @@ def run_chat(args: argparse.Namespace) -> int:
                 client.print_sources({"sources": sources}, sys.stdout)
             return turn.stats.dropped_messages
 
-        client.chat_loop(_read_lines(interactive), interactive, conversation.reset, answer)
+        def save(name: str) -> None:
+            target = draft_target(name, args.exports, load_home_config(session.home).exports)
+            _save_draft(session, conversation, target, None, whole=True)
+
+        client.chat_loop(_read_lines(interactive), interactive, conversation.reset, answer, save)
     return 0
 
 
@@ -293,9 +323,30 @@ def stream_to(turn: Turn, out: TextIO) -> str:
     return turn.text
 
 
-def _params(args: argparse.Namespace) -> GenerationParams:
+def _params(args: argparse.Namespace, policy: Policy) -> GenerationParams:
     seed = args.seed if args.seed is not None else secrets.randbits(32)
-    return GenerationParams(max_tokens=args.max_tokens, temperature=args.temperature, seed=seed)
+    max_tokens, temperature = task_params(policy, args.task, args.max_tokens, args.temperature)
+    return GenerationParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+
+
+def _save_draft(
+    session: Session,
+    conversation: Conversation,
+    target: tuple[Path, str],
+    title: str | None,
+    *,
+    whole: bool = False,
+) -> None:
+    """With no service: the draft rendered and audited here, written as the service's
+    client writes it."""
+    path, fmt = target
+    draft = save_draft(session, conversation, fmt, whole=whole, title=title, task=conversation.task)
+    with atomic_writer(path, mode=0o600) as sink:
+        sink.write(draft.data)
+    language = session.policy.language
+    report_saved(
+        path, {"label_name": draft.label.name(language), "copy": draft.copy, "sha256": draft.sha256}
+    )
 
 
 def _read_lines(interactive: bool) -> Iterator[str]:

@@ -35,7 +35,8 @@ def register(commands: Any) -> None:
         "--exports",
         type=Path,
         metavar="DIR",
-        help="where F3 writes audit exports (default: ~/appliance-exports)",
+        help="where drafts (F9) and audit exports (F3) go "
+        "(default: the site's folder, else ~/appliance-exports)",
     )
     ui.set_defaults(run=run_ui)
 

@@ -121,6 +121,8 @@ class Library:
                 f"{name} is {len(data) >> 20} MiB; the policy takes documents up to "
                 f"{self.policy.documents.max_file_mb} MiB",
                 code="too_large",
+                name=name,
+                most_mib=self.policy.documents.max_file_mb,
             )
         if supersedes is not None:
             supersedes = self._superseded(target, supersedes, existing)
@@ -186,7 +188,7 @@ class Library:
             parsed = parse_document(data)
         except DocumentError as exc:
             self._refused(facts, exc.code, name)
-            raise DocumentError(f"{name}: {exc.message}", code=exc.code) from None
+            raise DocumentError(f"{name}: {exc.message}", code=exc.code, name=name) from None
         progress("parse", 1, 1)
         return parsed
 
@@ -208,6 +210,10 @@ class Library:
             f"{name} is {label.name(self.policy.language)}{why}, above the clearance of "
             f"{self.principal.user}; it was not added",
             code="above_clearance",
+            name=name,
+            label=label.id,
+            clearance=clearance.id,
+            user=self.principal.user,
         )
 
     def _record_added(
@@ -368,10 +374,13 @@ class Library:
         if not _COLLECTION_NAME.fullmatch(name):
             raise UsageError(
                 "a collection's name is 1 to 64 letters, digits, '.', '_' or '-', "
-                "starting with a letter or digit"
+                "starting with a letter or digit",
+                code="bad_collection_name",
             )
         if self.store.collection(name) is not None:
-            raise UsageError(f"a collection named {name} exists already")
+            raise UsageError(
+                f"a collection named {name} exists already", code="collection_exists", name=name
+            )
         created = self.store.create_collection(name, self.principal.user)
         event = Event(self.actor, "collection_change", name, details={"call": "create"})
         self.log.record(event)
@@ -431,7 +440,12 @@ class Library:
 
     def _no_collection(self, name: str) -> UsageError:
         # The same words whether it does not exist or is not the user's: nothing is revealed.
-        return UsageError(f"no collection {name[:64]!r} that {self.principal.user} may use")
+        return UsageError(
+            f"no collection {name[:64]!r} that {self.principal.user} may use",
+            code="no_collection",
+            name=name[:64],
+            user=self.principal.user,
+        )
 
     def _readable_document(self, document_id: str) -> Document:
         if _DOCUMENT_ID.fullmatch(document_id):
@@ -440,7 +454,11 @@ class Library:
             document = self.store.document(document_id)
             if document and document.collection in collections and document.label in labels:
                 return document
-        raise UsageError(f"no document {document_id[:40]!r} that {self.principal.user} may read")
+        raise UsageError(
+            f"no document {document_id[:40]!r} that {self.principal.user} may read",
+            code="no_document",
+            user=self.principal.user,
+        )
 
     def _removable(self, document_id: str) -> Document:
         """Its own documents for a user; any in a shared collection for an officer."""
@@ -453,7 +471,9 @@ class Library:
         collection = self._collection_of(document)
         if collection.shared and document.added_by != self.principal.user:
             raise PermissionDeniedError(
-                f"{document_id} was added by {document.added_by}; they or an officer remove it"
+                f"{document_id} was added by {document.added_by}; they or an officer remove it",
+                code="not_your_document",
+                added_by=document.added_by,
             )
         return document
 
@@ -471,6 +491,9 @@ class Library:
                 f"{self.principal.user} is cleared to {clearance.name(self.policy.language)} and "
                 f"cannot add a document at {declared.name(self.policy.language)}",
                 code="above_clearance",
+                label=declared.id,
+                clearance=clearance.id,
+                user=self.principal.user,
             )
         return declared
 
@@ -537,7 +560,11 @@ def _file_name(name: str) -> str:
     """The name a document is listed under: the file's own name, no folders."""
     base = PurePath(name.replace("\\", "/")).name.strip()
     if not base or len(base) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in base):
-        raise UsageError(f"{name[:80]!r} is not a file name a document can be listed under")
+        raise UsageError(
+            f"{name[:80]!r} is not a file name a document can be listed under",
+            code="bad_file_name",
+            name=name[:80],
+        )
     return base
 
 

@@ -40,7 +40,9 @@ def fit(
         if len(turns) <= 1:
             raise ContextOverflowError(
                 f"the prompt needs {len(tokens)} tokens but the context window "
-                f"of {context_length} leaves room for {budget}"
+                f"of {context_length} leaves room for {budget}",
+                needed=len(tokens),
+                room=budget,
             )
         turns = turns[2:]  # one user/assistant exchange, oldest first
         dropped += 2

@@ -23,6 +23,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # remove a document from one, never reading it; admins have no access to documents.
     "documents.use": frozenset({"operator"}),
     "documents.collections": frozenset({"officer"}),
+    "drafts.save": frozenset({"operator"}),  # a conversation saved as HWPX/DOCX/Markdown
 }
 
 
@@ -51,5 +52,9 @@ class Principal:
         if not self.may(permission):
             allowed = " or ".join(sorted(PERMISSIONS[permission]))
             raise PermissionDeniedError(
-                f"{self.user} ({self.role}) may not do this; it needs the {allowed} role"
+                f"{self.user} ({self.role}) may not do this; it needs the {allowed} role",
+                code="role_denied",
+                user=self.user,
+                role=self.role,
+                roles=sorted(PERMISSIONS[permission]),
             )

@@ -161,11 +161,13 @@ class Users:
         """A new account; `must_change` unless the user typed the password themselves."""
         check_name(name)
         if role not in ROLES:
-            raise UsageError(f"unknown role '{role}' (use {', '.join(ROLES)})")
+            raise UsageError(
+                f"unknown role '{role}' (use {', '.join(ROLES)})", code="unknown_role", role=role
+            )
         _check_password(password, min_length)
         with self._transaction():
             if self._row(name) is not None:
-                raise UsageError(f"the user {name} already exists")
+                raise UsageError(f"the user {name} already exists", code="user_exists", user=name)
             self.conn.execute(
                 "INSERT INTO users (name, role, clearance, hash, created_us, must_change) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -192,7 +194,7 @@ class Users:
     def bind(self, name: str, os_uid: int | None) -> None:
         """Bind the account to an OS uid (None: to none); its open sessions end."""
         if os_uid is not None and not 0 <= os_uid <= MAX_UID:
-            raise UsageError(f"an OS uid is from 0 to {MAX_UID}")
+            raise UsageError(f"an OS uid is from 0 to {MAX_UID}", code="bad_uid", most=MAX_UID)
         self._update(name, "os_uid = ?", (os_uid,))
 
     def account(self, name: str) -> Account | None:
@@ -273,7 +275,9 @@ class Users:
             if wait_until > now:
                 raise AuthenticationError(
                     f"too many wrong passwords for this user name; try again after "
-                    f"{_clock(wait_until)}"
+                    f"{_clock(wait_until)}",
+                    code="throttled",
+                    wait_until_us=wait_until,
                 )
             row = self._row(name if NAME.fullmatch(name) else "")
             failures += 1
@@ -295,7 +299,7 @@ class Users:
             self.conn.execute("DELETE FROM throttle WHERE name_key = ?", (key,))
             role, clearance, _, disabled, generation, must_change, os_uid = row
             if disabled:  # said only to someone who knows the password
-                raise AuthenticationError(f"the account {name} is locked")
+                raise AuthenticationError(f"the account {name} is locked", code="locked", user=name)
             if self.hasher.check_needs_rehash(stored):
                 self.conn.execute(
                     "UPDATE users SET hash = ? WHERE name = ?", (self.hasher.hash(password), name)
@@ -318,7 +322,7 @@ class Users:
         expires = _now_us() + REQUEST_HOURS * 3_600_000_000
         with self._transaction():
             if self._row(name) is not None:
-                raise UsageError(f"the user {name} already exists")
+                raise UsageError(f"the user {name} already exists", code="user_exists", user=name)
             self.conn.execute(
                 "INSERT OR REPLACE INTO requests VALUES (?, ?, ?, ?, ?)",
                 (name, role, clearance, requested_by, expires),
@@ -338,7 +342,11 @@ class Users:
             row = self.conn.execute("SELECT * FROM requests WHERE name = ?", (name,)).fetchone()
             self.conn.execute("DELETE FROM requests WHERE name = ?", (name,))
         if row is None or row[4] <= _now_us():
-            raise UsageError(f"there is no pending request for {name} (or it expired)")
+            raise UsageError(
+                f"there is no pending request for {name} (or it expired)",
+                code="no_request",
+                user=name,
+            )
         return Request(*row)
 
     # -- internals ---------------------------------------------------------------------------
@@ -365,7 +373,7 @@ class Users:
                 (*values, name),
             )
             if cursor.rowcount == 0:
-                raise UsageError(f"there is no user {name}")
+                raise UsageError(f"there is no user {name}", code="no_user", user=name)
 
     def _migrate(self) -> None:
         have = {row[1] for row in self.conn.execute("PRAGMA table_info(users)")}
@@ -405,12 +413,19 @@ def check_account(home: Path, principal: Principal) -> None:
 
 def check_name(name: str) -> None:
     if not NAME.fullmatch(name):
-        raise UsageError("that is not a valid user name (a-z, 0-9, . _ -; 2-32, a letter first)")
+        raise UsageError(
+            "that is not a valid user name (a-z, 0-9, . _ -; 2-32, a letter first)",
+            code="bad_user_name",
+        )
 
 
 def _check_password(password: str, min_length: int) -> None:
     if len(password) < min_length:
-        raise UsageError(f"the password must have at least {min_length} characters")
+        raise UsageError(
+            f"the password must have at least {min_length} characters",
+            code="password_short",
+            min_length=min_length,
+        )
 
 
 def _now_us() -> int:

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import PolicyError
+from appliance.errors import PolicyError, UsageError
 from appliance.fsutil import read_limited
+from appliance.policy.work import DraftRules, Task, read_drafts, read_tasks
 
 SCHEMA_VERSION = 1
 MAX_POLICY_FILE = 256 * 1024
@@ -112,6 +113,8 @@ class Policy:
     airgap_override_max_minutes: int
     service: ServiceLimits
     documents: DocumentLimits
+    drafts: DraftRules
+    tasks: tuple[Task, ...]
     levels: tuple[Level, ...]
     default_level: str
     holdback: int
@@ -130,6 +133,26 @@ class Policy:
         except KeyError:
             known = ", ".join(self._by_id)
             raise PolicyError(f"no classification level '{level_id}' (known: {known})") from None
+
+    def task(self, task_id: str) -> Task:
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        known = ", ".join(task.id for task in self.tasks) or "none"
+        raise UsageError(
+            f"policy {self.describe()} has no task '{task_id}' (known: {known})",
+            code="no_task",
+            task=task_id,
+        )
+
+    def draft_level(self) -> Level:
+        """The highest label a draft may carry out of the appliance."""
+        return self.level(self.drafts.max_level or self.lowest.id)
+
+    def classified(self, level: Level) -> bool:
+        """Whether a draft at `level` carries a notice and a copy number."""
+        start = self.drafts.classified_from
+        return level.rank >= (self.level(start).rank if start else 1)
 
     def level_for_marking(self, marking: str) -> Level | None:
         """The lowest level that claims `marking`, or None."""
@@ -185,6 +208,12 @@ class _Reader:
             raise self.fail(key, f"must be between {low} and {high}")
         return int(number)
 
+    def identifier(self, value: Any, key: str) -> str:
+        text = self.typed(value, key, str)
+        if not _ID.fullmatch(text):
+            raise self.fail(key, "must be lower-case letters, digits and -")
+        return str(text)
+
     def choice(self, value: Any, key: str, choices: tuple[str, ...]) -> str:
         text = self.typed(value, key, str)
         if text not in choices:
@@ -194,9 +223,10 @@ class _Reader:
     def policy(self, raw: dict[str, Any], digest: str) -> Policy:
         sections = {
             "policy", "identity", "audit", "network", "classification", "dlp", "service",
-            "documents",
+            "documents", "drafts", "tasks",
         }  # fmt: skip
-        top = self.table(raw, "", sections, sections - {"dlp", "service", "documents"})
+        optional = {"dlp", "service", "documents", "drafts", "tasks"}
+        top = self.table(raw, "", sections, sections - optional)
         meta = self.table(
             top["policy"], "policy", {"name", "version", "language", "description"},
             {"name", "version", "language"},
@@ -253,6 +283,8 @@ class _Reader:
             ),
             service=self.service(top.get("service", {})),
             documents=self.documents(top.get("documents", {})),
+            drafts=read_drafts(self, top.get("drafts", {}), levels),
+            tasks=read_tasks(self, top.get("tasks", [])),
             levels=levels,
             default_level=default,
             holdback=holdback,

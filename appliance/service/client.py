@@ -7,6 +7,7 @@ as a client fails exactly as it would in-process.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import itertools
@@ -59,7 +60,9 @@ class Client:
         try:
             self.sock.sendall(encode(message))
         except OSError as exc:
-            gone = ServiceError(f"the appliance service went away ({exc.strerror})")
+            gone = ServiceError(
+                f"the appliance service went away ({exc.strerror})", code="service_gone"
+            )
             raise self._parting_words() or gone from None
         return request_id
 
@@ -79,17 +82,25 @@ class Client:
         try:
             line = self._reader.read()
         except ProtocolError as exc:
-            raise ServiceError(f"the appliance service broke the protocol: {exc}") from None
+            raise ServiceError(
+                f"the appliance service broke the protocol: {exc}", code="protocol_broken"
+            ) from None
         except TimeoutError:
-            raise ServiceError("the appliance service did not answer in time") from None
+            raise ServiceError(
+                "the appliance service did not answer in time", code="service_timeout"
+            ) from None
         except OSError as exc:
-            raise ServiceError(f"the appliance service went away ({exc.strerror})") from None
+            raise ServiceError(
+                f"the appliance service went away ({exc.strerror})", code="service_gone"
+            ) from None
         if line is None:
-            raise ServiceError("the appliance service closed the connection")
+            raise ServiceError("the appliance service closed the connection", code="service_closed")
         try:
             return decode(line)
         except ProtocolError as exc:
-            raise ServiceError(f"the appliance service broke the protocol: {exc}") from None
+            raise ServiceError(
+                f"the appliance service broke the protocol: {exc}", code="protocol_broken"
+            ) from None
 
     def call(
         self,
@@ -154,18 +165,30 @@ class Client:
         """Write the audit export the service sends to `path` (0600, atomically), only if
         its bytes are those the service recorded by their sha256; else IntegrityError
         and no file. `fields`: `audit export`'s (`format`, `since_seq`, ...)."""
+        return self._receive_to(
+            path, "export", lambda text: text.encode("utf-8"), "audit", call="export", **fields
+        )
+
+    def draft_to(self, path: Path, **fields: Any) -> dict[str, Any]:
+        """Write the draft the service renders (`draft`'s fields: conversation, format,
+        whole, title) to `path`, as `export_to` writes an export."""
+        return self._receive_to(path, "draft", _base64, "draft", **fields)
+
+    def _receive_to(
+        self, path: Path, what: str, decode: Callable[[str], bytes], op: str, **fields: Any
+    ) -> dict[str, Any]:
         digest = hashlib.sha256()
         with atomic_writer(path, mode=0o600) as sink:
 
             def write(text: str) -> None:
-                data = text.encode("utf-8")
+                data = decode(text)
                 digest.update(data)
                 sink.write(data)
 
-            found = self.call("audit", on_data=write, call="export", **fields)
+            found = self.call(op, on_data=write, **fields)
             if not hmac.compare_digest(digest.hexdigest(), str(found.get("sha256"))):
                 raise IntegrityError(
-                    f"the export for {path} is not what the service sent and recorded; "
+                    f"the {what} for {path} is not what the service sent and recorded; "
                     "nothing was written"
                 )
         return found
@@ -257,3 +280,10 @@ class Answer(Iterator[str]):
 
     def text(self) -> str:
         return "".join(self)
+
+
+def _base64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error
+        raise ServiceError("the appliance service sent a part that is not base64") from None

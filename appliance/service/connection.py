@@ -10,6 +10,7 @@ reading loses its connection, the engine never waits for it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hmac
 import logging
@@ -27,6 +28,7 @@ from appliance.accounts import AccountAdmin
 from appliance.audit import Event
 from appliance.config import GenerationParams
 from appliance.documents.answers import describe, ground
+from appliance.drafting import save_draft
 from appliance.errors import (
     ApplianceError,
     AuthenticationError,
@@ -58,6 +60,8 @@ from appliance.session import (
     development_mode,
     grant_airgap_override,
     session_level,
+    start_conversation,
+    task_params,
 )
 
 if TYPE_CHECKING:
@@ -70,6 +74,7 @@ SEND_SECONDS = 30.0  # a client that takes longer to accept a message is dropped
 OUTBOX_BYTES = 4 << 20  # what may wait for a slow reader before it is dropped
 MAX_CONVERSATIONS = 16  # per connection
 TEXT_CHUNK = 64 << 10  # characters per message when a whole answer is sent at once
+DRAFT_PART = 384 << 10  # bytes of a draft per message (512 KiB as base64)
 PASSWORD_CALLS = ("authorize_password", "set_password")
 SESSION_ENDED = ("idle", "account_changed")  # Session's own refusals: it signed itself out
 
@@ -263,6 +268,7 @@ class Connection:
                 f"the password of {self.session.principal.user} was set by someone else; "
                 "set your own first",
                 code="must_change",
+                user=self.session.principal.user,
             )
         # Idle since the connection's last activity (a client's poll is none); a question
         # runs the full check again on the engine's thread, however long it waited.
@@ -358,11 +364,15 @@ class Connection:
             if "conversation" not in args:
                 raise UsageError("ask: 'save' needs a 'conversation' to save", code="bad_field")
             saved = self._require_saved()
-        conversation = self._conversation(args.get("conversation"), args.get("system"))
-        defaults = GenerationParams()
+        conversation = self._conversation(
+            args.get("conversation"), args.get("system"), args.get("task")
+        )
+        max_tokens, temperature = task_params(
+            session.policy, conversation.task, args.get("max_tokens"), args.get("temperature")
+        )
         params = GenerationParams(
-            max_tokens=args.get("max_tokens", defaults.max_tokens),
-            temperature=args.get("temperature", defaults.temperature),
+            max_tokens=max_tokens,
+            temperature=temperature,
             seed=args["seed"] if "seed" in args else secrets.randbits(32),
             ignore_eos=args.get("ignore_eos", False),
         )
@@ -472,6 +482,40 @@ class Connection:
 
         return self._documents.call(session, request.args, send)
 
+    def _op_draft(self, request: Request) -> dict[str, Any]:
+        """A kept conversation rendered as a document, sent in parts; the client writes
+        those bytes where its user asked and checks them against the sha256."""
+        session, args = self._signed_in(), request.args
+        if self._pending:
+            raise UsageError(
+                "one request at a time on a connection: wait for the answer or cancel it",
+                code="one_at_a_time",
+            )
+        conversation = self._conversations.get(args["conversation"])
+        if conversation is None:
+            raise UsageError("there is no answer to save yet", code="draft_empty")
+        draft = save_draft(
+            session,
+            conversation,
+            args["format"],
+            whole=bool(args.get("whole")),
+            title=args.get("title"),
+            task=conversation.task,
+        )
+        for start in range(0, len(draft.data), DRAFT_PART):
+            part = base64.b64encode(draft.data[start : start + DRAFT_PART]).decode("ascii")
+            if not self.outbox.put({"id": request.id, "data": part}, wait=SEND_SECONDS):
+                raise UsageError("the client stopped reading the draft", code="gone")
+        policy = session.policy
+        return {
+            "sha256": draft.sha256,
+            "bytes": len(draft.data),
+            "format": draft.format,
+            "label": draft.label.id,
+            "label_name": draft.label.name(policy.language),
+            "copy": draft.copy,
+        }
+
     def _op_sign_out(self, request: Request) -> dict[str, Any]:
         self._signed_in()
         self._end_session("signed out")
@@ -571,16 +615,20 @@ class Connection:
             raise UsageError(
                 f"a connection keeps at most {MAX_CONVERSATIONS} conversations; reset one",
                 code="too_many_conversations",
+                most=MAX_CONVERSATIONS,
             )
 
-    def _conversation(self, name: str | None, system: str | None) -> Conversation:
+    def _conversation(self, name: str | None, system: str | None, task: str | None) -> Conversation:
+        started = start_conversation(self.server.policy, system, task)
         if name is None:
-            return Conversation(system)
+            return started
         kept = self._conversations.get(name)
         if kept is None:
             self._check_room()
-            kept = self._conversations[name] = Kept(system)
-        elif system is not None and system != kept.system:
+            kept = self._conversations[name] = Kept(started.system, task=started.task)
+        elif (system is not None or task is not None) and (
+            started.system != kept.system or started.task != kept.task
+        ):
             raise UsageError(
                 "a conversation keeps the system prompt it started with; reset it to change it",
                 code="system_changed",

@@ -104,6 +104,7 @@ class DocumentCalls:
                 f"the file is larger than the policy's {self.server.policy.documents.max_file_mb} "
                 "MiB for a document",
                 code="too_large",
+                most_mib=self.server.policy.documents.max_file_mb,
             )
         self._upload += data
         return {"received": len(self._upload)}

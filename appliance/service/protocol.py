@@ -117,6 +117,14 @@ OPS: dict[str, dict[str, tuple[type, bool]]] = {
         "save": (bool, False),
         "docs": (bool, False),
         "collection": (str, False),
+        "task": (str, False),
+    },
+    "draft": {
+        **_SESSION,
+        "conversation": (str, True),
+        "format": (str, True),
+        "whole": (bool, False),
+        "title": (str, False),
     },
     "reset": {**_SESSION, "conversation": (str, True)},
     "cancel": {**_SESSION, "request": (int, True)},
@@ -211,6 +219,7 @@ TEXT_LIMITS = {
     "reason": 1024,
     "data": 700 << 10,  # one upload part, base64 (service/documents.py, UPLOAD_PART)
     "file": 255,
+    "title": 200,
 }
 
 

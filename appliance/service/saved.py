@@ -122,7 +122,7 @@ class SavedConversations:
         label = session.policy.level(label_id)
         if label.rank > session.clearance.rank:
             session._refuse_label(label, "saved conversation")  # audited; raises
-        return Kept(None, messages, label, saved_id)
+        return Kept(None, messages, label, saved_id=saved_id)
 
     def delete(self, saved_id: str) -> None:
         self._run(self._store.delete, saved_id)

@@ -92,6 +92,7 @@ class Server:
                 f"the appliance has {self.policy.service.max_sessions} sessions open, the most "
                 "its policy allows; try again shortly",
                 code="sessions_full",
+                most=self.policy.service.max_sessions,
             )
             with contextlib.suppress(OSError):
                 sock.settimeout(2.0)
@@ -135,6 +136,8 @@ class Server:
             "airgapped": attest().airgapped,  # as the service sees its own network
             "demo": config.demo,
             "keymap": config.keymap,
+            "tasks": [{"id": t.id, "ko": t.ko, "en": t.en} for t in policy.tasks],
+            "exports": config.exports,
         }
 
     def status(self) -> dict[str, Any]:

@@ -18,14 +18,17 @@ from typing import Any, ClassVar
 from textual import events, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.command import CommandPalette
 from textual.screen import Screen
 
+from appliance.config import export_folder
 from appliance.errors import ApplianceError, AuthenticationError
 from appliance.policy import Level
 from appliance.tui.audit import AuditScreen
 from appliance.tui.chat import ChatScreen
 from appliance.tui.link import Link, greet, levels_of
 from appliance.tui.login import LoginScreen
+from appliance.tui.messages import say
 from appliance.tui.panels import HelpPanel, StatusPanel
 from appliance.tui.text import localize_bindings, words
 from appliance.tui.users import UsersScreen
@@ -42,7 +45,7 @@ class AppContext:
     keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys; else the site's
     max_tokens: int = 512  # the longest answer, in tokens
     trusted: str | None = None  # an officer's trusted checkpoint, for F2
-    exports: Path = field(default_factory=lambda: Path.home() / "appliance-exports")
+    exports: Path | None = None  # drafts and audit exports; None: the site's folder
 
 
 class ApplianceApp(App[None]):
@@ -51,6 +54,8 @@ class ApplianceApp(App[None]):
         Binding("f1", "help", "Help", id="help"),
         Binding("f4", "status", "Status", id="status"),
         Binding("ctrl+q", "quit", "Quit", id="quit"),
+        # Textual's own, declared here so that its footer words follow the UI's language.
+        Binding("ctrl+p", "command_palette", "palette", show=False, priority=True, id="palette"),
     ]
 
     def __init__(self, context: AppContext) -> None:
@@ -62,6 +67,7 @@ class ApplianceApp(App[None]):
         self.link: Link | None = None  # the signed-in session
         self._active = False  # a key or click since the last check with the service
         localize_bindings(self, self.ui_language)
+        self.title = self.words("login.title")  # the terminal's title, too
         keymap = context.keymap or self.hello.get("keymap") or {}
         if keymap:
             self.set_keymap(keymap)
@@ -69,11 +75,22 @@ class ApplianceApp(App[None]):
     def words(self, key: str, **fields: object) -> str:
         return words(self.ui_language, key, **fields)
 
+    def say(self, error: ApplianceError) -> str:
+        """An error or refusal in the UI's language, its levels by their names."""
+        names = {level.id: level.name(self.ui_language) for level in self.levels}
+        return say(error, self.ui_language, names)
+
     def level(self, level_id: str) -> Level:
         for level in self.levels:
             if level.id == level_id:
                 return level
         return self.levels[-1]  # unknown to this UI: shown as the highest, never lower
+
+    def exports(self) -> Path:
+        """Where drafts and audit exports go: --exports, else the site's export folder
+        (from the service), else ~/appliance-exports."""
+        exports = self.hello.get("exports")
+        return self.context.exports or export_folder(exports if isinstance(exports, str) else None)
 
     @property
     def policy_name(self) -> str:
@@ -114,7 +131,7 @@ class ApplianceApp(App[None]):
         elif isinstance(error, AuthenticationError):
             notice = self.words("login.changed")
         else:
-            notice = str(error)
+            notice = self.say(error)
         self.sign_out(notice=notice)
 
     def start_session(self, link: Link) -> None:
@@ -152,6 +169,12 @@ class ApplianceApp(App[None]):
         ]
         app_keys = [(b.key, b.description) for _, b in self._bindings if b.show and b.id]
         self.push_screen(HelpPanel(self, [*keys, *app_keys]))
+
+    def action_command_palette(self) -> None:
+        """Textual's command palette, its prompt in the UI's language."""
+        if self.use_command_palette and not CommandPalette.is_open(self):
+            placeholder = self.words("palette.search")
+            self.push_screen(CommandPalette(placeholder=placeholder, id="--command-palette"))
 
     def action_status(self) -> None:
         self.push_screen(StatusPanel(self))

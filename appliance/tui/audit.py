@@ -24,10 +24,11 @@ from appliance.errors import ApplianceError, AuthenticationError
 from appliance.textsafe import printable
 from appliance.tui.link import Link
 from appliance.tui.login import LoginScreen
+from appliance.tui.password import change_own_password
 from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
 
-COLUMNS = ("seq", "time (UTC)", "user", "role", "action", "label", "outcome")
+COLUMNS = ("seq", "time", "user", "role", "action", "label", "outcome")  # audit.column.*
 SHOWN = 500  # the newest events matching the filter
 
 
@@ -35,6 +36,7 @@ class AuditScreen(ApplianceScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "verify", "Verify", id="audit.verify"),
         Binding("f3", "export", "Export", id="audit.export"),
+        Binding("f8", "password", "Password", id="password"),
         Binding("escape", "back", "Back", id="back"),
     ]
     DEFAULT_CSS = """
@@ -54,7 +56,8 @@ class AuditScreen(ApplianceScreen):
 
     def on_mount(self) -> None:
         localize_bindings(self, self.owner.ui_language)
-        self.query_one(DataTable).add_columns(*COLUMNS)
+        words = self.owner.words
+        self.query_one(DataTable).add_columns(*(words(f"audit.column.{c}") for c in COLUMNS))
         self._load("")
         self.query_one("#filter", Input).focus()
 
@@ -117,7 +120,7 @@ class AuditScreen(ApplianceScreen):
     def action_export(self) -> None:
         result = self.query_one("#result", Static)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        target = ensure_dir(self.owner.context.exports) / f"audit-{stamp}.jsonl"
+        target = ensure_dir(self.owner.exports()) / f"audit-{stamp}.jsonl"
         try:
             done = self.link.export_to(target)  # the UI writes what it asked for
         except ApplianceError as exc:
@@ -128,9 +131,13 @@ class AuditScreen(ApplianceScreen):
         )
         self._load(self.query_one("#filter", Input).value.strip())
 
+    def action_password(self) -> None:
+        """Change one's own password (F8); the service then ends the session."""
+        change_own_password(self.owner, self.link)
+
     def _failed(self, heading: str, exc: ApplianceError) -> None:
         if isinstance(exc, AuthenticationError):  # the service ended the session
             self.owner.session_ended(self.link, exc)
             return
-        message = escape(printable(str(exc)))
+        message = escape(printable(self.owner.say(exc)))
         self.query_one("#result", Static).update(f"[b red]{self.owner.words(heading)}[/] {message}")

@@ -1,74 +1,41 @@
 """The chat screen: answers stream into Markdown under classification banners.
 
-The service runs each turn (DLP, labels, audit) and keeps the conversation;
-a worker thread reads its answer into a buffer, and a 50 ms timer on the UI
-thread moves the buffer into the Markdown stream, so the screen is never
-written once per token. The service saves each finished turn to the user's
-encrypted conversation store, as it checked it (redacted). An answer the
-policy stops after text was shown is withdrawn from the screen.
+The service runs each turn (DLP, labels, audit) and keeps the conversation; a
+worker thread reads its answer into the `AnswerView`. The service saves each
+finished turn to the user's encrypted conversation store, as it checked it
+(redacted). An answer the policy stops after text was shown is withdrawn from
+the screen.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
-import threading
 from typing import Any, ClassVar
 
-from textual import events, work
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
-from textual.message import Message as TextualMessage
-from textual.widgets import Footer, Markdown, Static, TextArea
-from textual.widgets.markdown import MarkdownStream
+from textual.widgets import Footer, Markdown, Static
 
+from appliance.config import ensure_dir
 from appliance.errors import ApplianceError, AuthenticationError
+from appliance.identity import ROLES
 from appliance.policy import Level
 from appliance.service import Answer
+from appliance.tui.answer_view import FLUSH_SECONDS, AnswerView
 from appliance.tui.audit import AuditScreen
 from appliance.tui.banner import Banner
 from appliance.tui.documents import DocumentsScreen
+from appliance.tui.drafts import NO_TASK, DraftChoice, SaveDraftForm, TaskPicker, task_name
 from appliance.tui.link import CONVERSATION, Link
 from appliance.tui.panels import ConversationsPanel
+from appliance.tui.password import change_own_password
+from appliance.tui.prompt import PromptArea
 from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
-
-FLUSH_SECONDS = 0.05
-
-
-class PromptArea(TextArea):
-    """Multi-line prompt: Enter sends, Ctrl+J starts a new line, Up/Down at the edges
-    walk the prompt history."""
-
-    DEFAULT_CSS = """
-    PromptArea { height: auto; min-height: 3; max-height: 8; }
-    """
-
-    class Submitted(TextualMessage):
-        def __init__(self, text: str) -> None:
-            super().__init__()
-            self.text = text
-
-    class Recall(TextualMessage):
-        def __init__(self, step: int) -> None:
-            super().__init__()
-            self.step = step
-
-    async def _on_key(self, event: events.Key) -> None:
-        if event.key == "enter":
-            self.post_message(self.Submitted(self.text))
-        elif event.key in ("ctrl+j", "shift+enter"):
-            self.insert("\n")
-        elif event.key == "up" and self.cursor_location[0] == 0:
-            self.post_message(self.Recall(-1))
-        elif event.key == "down" and self.cursor_location[0] == self.document.line_count - 1:
-            self.post_message(self.Recall(1))
-        else:
-            await super()._on_key(event)
-            return
-        event.stop()
-        event.prevent_default()
 
 
 class ChatScreen(ApplianceScreen):
@@ -77,7 +44,10 @@ class ChatScreen(ApplianceScreen):
         Binding("ctrl+n", "reset", "New conversation", id="reset"),
         Binding("f6", "conversations", "Conversations", id="conversations", priority=True),
         Binding("f5", "audit", "Audit log", id="audit"),
+        Binding("f3", "task", "Task preset", id="task"),
+        Binding("f9", "save_draft", "Save draft", id="draft"),
         Binding("f7", "documents", "Documents", id="documents", priority=True),
+        Binding("f8", "password", "Password", id="password"),
     ]
     DEFAULT_CSS = """
     #log { height: 1fr; padding: 0 1; }
@@ -91,16 +61,12 @@ class ChatScreen(ApplianceScreen):
         self.link = link
         self.label: Level | None = None  # the highest label this conversation reached
         self.turns = 0  # finished exchanges in this conversation
-        self._pending: list[str] = []
-        self._lock = threading.Lock()
+        self.preset: str | None = None  # the policy's task preset this conversation follows
         self._answer_stream: Answer | None = None  # the answer being written
         self._answering = False
         self._cancelled = False  # Escape before the service took the question
-        self._answer: Markdown | None = None
-        self._stream: MarkdownStream | None = None
+        self._view: AnswerView | None = None
         self._prompt = ""
-        self._sent: list[str] = []  # prompts of this session, for Up and Down
-        self._recall = 0
 
     def compose(self) -> ComposeResult:
         yield Banner(id="top")
@@ -116,6 +82,7 @@ class ChatScreen(ApplianceScreen):
     def on_mount(self) -> None:
         localize_bindings(self, self.owner.ui_language)
         self._show_banners()
+        self._view = AnswerView(self.query_one("#log", VerticalScroll))
         self.set_interval(FLUSH_SECONDS, self._flush)
         self.query_one("#prompt", PromptArea).focus()
 
@@ -132,15 +99,22 @@ class ChatScreen(ApplianceScreen):
     def allows(self, binding_id: str) -> bool:
         """What the command palette offers: the audit log and the documents only to roles
         that may use them."""
-        needs = {"audit": "audit.read", "documents": "documents.use"}.get(binding_id)
+        needs = {
+            "audit": "audit.read", "documents": "documents.use", "draft": "drafts.save"
+        }.get(binding_id)  # fmt: skip
         return needs is None or self.link.principal.may(needs)
 
     def _status(self) -> str:
         owner, principal = self.owner, self.link.principal
-        role = owner.words("chat.dev") if principal.dev else principal.role
+        role = owner.words("chat.dev") if principal.dev else self._role()
         network = owner.words("chat.airgapped" if owner.hello.get("airgapped") else "chat.network")
         model = owner.hello.get("model")
-        return f"{principal.user} ({role}) · {owner.policy_name} · {network} · {model}"
+        status = f"{principal.user} ({role}) · {owner.policy_name} · {network} · {model}"
+        return status + (f" · {task_name(owner, self.preset)}" if self.preset else "")
+
+    def _role(self) -> str:
+        role = self.link.principal.role
+        return self.owner.words(f"role.{role}") if role in ROLES else role
 
     def _show_banners(self) -> None:
         language = self.owner.ui_language
@@ -154,18 +128,20 @@ class ChatScreen(ApplianceScreen):
 
     def on_prompt_area_submitted(self, event: PromptArea.Submitted) -> None:
         prompt = event.text.strip()
-        if not prompt or self._answering:
+        if self._answering:  # the prompt stays in its field for when the answer ends
+            self._notice(self.owner.words("chat.still_answering"))
+            return
+        if not prompt:
             return
         self._answering, self._cancelled = True, False
-        self.query_one("#prompt", PromptArea).clear()
+        field = self.query_one("#prompt", PromptArea)
+        field.clear()
+        field.remember(prompt)
         self._prompt = prompt
-        self._sent.append(prompt)
-        self._recall = len(self._sent)
         self._notice("")
         self._show_prompt(prompt)
-        self._answer = Markdown()
-        self.query_one("#log", VerticalScroll).mount(self._answer)
-        self._stream = Markdown.get_stream(self._answer)
+        assert self._view is not None  # made at mount
+        self._view.start()
         self._run(prompt)
 
     def _show_prompt(self, prompt: str) -> None:
@@ -174,12 +150,14 @@ class ChatScreen(ApplianceScreen):
     @work(thread=True, exclusive=True, group="turn")
     def _run(self, prompt: str) -> None:
         """The worker: answer text into the buffer; every widget change goes via the UI thread."""
-        app = self.app
+        app, view = self.app, self._view
+        assert view is not None
         options: dict[str, Any] = {
             "conversation": CONVERSATION,
             "max_tokens": self.owner.context.max_tokens,
             "seed": secrets.randbits(32),
             "save": True if self.link.saves_conversations else None,
+            "task": self.preset,
         }
         result: dict[str, Any] | None = None
         error: ApplianceError | None = None
@@ -191,8 +169,7 @@ class ChatScreen(ApplianceScreen):
                     answer.cancel()
                 for piece in answer:
                     shown = True
-                    with self._lock:
-                        self._pending.append(piece)
+                    view.feed(piece)
                 result = answer.result
         except ApplianceError as exc:
             error = exc
@@ -201,25 +178,15 @@ class ChatScreen(ApplianceScreen):
         app.call_from_thread(self._finished, result, error, shown)  # type: ignore[arg-type]
 
     async def _flush(self) -> None:
-        with self._lock:
-            text, self._pending = "".join(self._pending), []
-        if text and self._stream is not None:
-            await self._stream.write(text)
-            self.query_one("#log", VerticalScroll).scroll_end(animate=False)
+        if self._view is not None:
+            await self._view.flush()
 
     async def _finished(
         self, result: dict[str, Any] | None, error: ApplianceError | None, shown: bool
     ) -> None:
         withdrawn = error is not None and shown  # stopped by the policy after text was shown
-        if withdrawn:
-            with self._lock:
-                self._pending = []
-        await self._flush()
-        if self._stream is not None:
-            await self._stream.stop()
-        if self._answer is not None and (withdrawn or result is None):
-            await self._answer.remove()
-        self._answer = self._stream = None
+        if self._view is not None:
+            await self._view.end(keep=not withdrawn and result is not None)
         self._answering = False
         if result is not None and isinstance(result.get("label"), str):
             label = self.owner.level(result["label"])
@@ -236,18 +203,16 @@ class ChatScreen(ApplianceScreen):
             self._notice(result["save_error"])
 
     def _failed(self, error: ApplianceError, *, withdrawn: bool = False) -> None:
-        notice = f"{self.owner.words('chat.refused')}: {error}"
+        said = self.owner.say(error)  # in the UI's language, from its code and parameters
+        notice = f"{self.owner.words('chat.refused')}: {said}"
         if withdrawn:
-            notice = f"{self.owner.words('chat.withdrawn')} {error}"
+            notice = f"{self.owner.words('chat.withdrawn')} {said}"
         self._notice(notice)
         if isinstance(error, AuthenticationError):  # the service ended the session
             self.owner.session_ended(self.link, error)
 
     def _restore_prompt(self) -> None:
-        prompt = self.query_one("#prompt", PromptArea)
-        prompt.text = self._prompt
-        prompt.move_cursor(prompt.document.end)
-        prompt.focus()
+        self.query_one("#prompt", PromptArea).restore(self._prompt)
 
     # -- conversations --------------------------------------------------------------------
 
@@ -266,7 +231,7 @@ class ChatScreen(ApplianceScreen):
                 "conversations", call="open", saved_id=conversation_id, conversation=CONVERSATION
             )
         except ApplianceError as exc:
-            self._notice(str(exc))
+            self._notice(self.owner.say(exc))
             return
         self._clear()
         messages = opened.get("messages") or []
@@ -299,7 +264,7 @@ class ChatScreen(ApplianceScreen):
             return
         with contextlib.suppress(ApplianceError):
             self.link.call("audit", call="key")
-        self._notice(f"{principal.user} ({principal.role}) {self.owner.words('chat.audit_denied')}")
+        self._notice(f"{principal.user} ({self._role()}) {self.owner.words('chat.audit_denied')}")
 
     def action_documents(self) -> None:
         """Operators' own documents; another role's attempt is refused (and audited) by
@@ -313,27 +278,72 @@ class ChatScreen(ApplianceScreen):
         with contextlib.suppress(ApplianceError):
             self.link.call("docs", call="list")
         notice = self.owner.words("chat.documents_denied")
-        self._notice(f"{principal.user} ({principal.role}) {notice}")
+        self._notice(f"{principal.user} ({self._role()}) {notice}")
 
-    def on_prompt_area_recall(self, event: PromptArea.Recall) -> None:
-        """Walk back and forth through the prompts sent in this session."""
-        if not self._sent:
+    def action_task(self) -> None:
+        """Pick a preset; a conversation keeps its system prompt, so a new one starts."""
+        if not self._answering:
+            self.app.push_screen(TaskPicker(self.owner, self.preset), self._pick_task)
+
+    def _pick_task(self, picked: str | None) -> None:
+        if picked is None:
             return
-        self._recall = max(0, min(len(self._sent), self._recall + event.step))
-        field = self.query_one("#prompt", PromptArea)
-        field.text = self._sent[self._recall] if self._recall < len(self._sent) else ""
-        field.move_cursor(field.document.end)
+        task = None if picked == NO_TASK else picked
+        if task == self.preset:
+            return
+        if self.turns and not self._reset():
+            return
+        self.preset = task
+        self.query_one("#status", Static).update(self._status())
+        name = task_name(self.owner, task) if task else self.owner.words("task.none")
+        self._notice(self.owner.words("task.picked", task=name))
+
+    def action_save_draft(self) -> None:
+        if self._answering:
+            self._notice(self.owner.words("chat.still_answering"))
+        elif not self.turns:
+            self._notice(self.owner.words("draft.nothing"))
+        else:
+            form = SaveDraftForm(self.owner, str(self.owner.exports()))
+            self.app.push_screen(form, self._save_draft)
+
+    def _save_draft(self, choice: DraftChoice | None) -> None:
+        if choice is None:
+            return
+        try:
+            target = ensure_dir(self.owner.exports()) / choice.name
+            if os.path.lexists(target):
+                self._notice(self.owner.words("draft.exists", path=target))
+                return
+            saved = self.link.draft_to(
+                target, conversation=CONVERSATION, format=choice.format, whole=choice.whole
+            )
+        except ApplianceError as exc:
+            self._notice(self.owner.say(exc))
+            return
+        label = self.owner.level(str(saved.get("label"))).name(self.owner.ui_language)
+        copy = saved.get("copy")
+        key = "draft.saved_copy" if copy else "draft.saved"
+        self._notice(self.owner.words(key, path=target, label=label, copy=copy))
 
     def action_reset(self) -> None:
         if not self._answering:
-            try:
-                self.link.call("reset", conversation=CONVERSATION)
-            except ApplianceError as exc:
-                self._notice(str(exc))
-                return
-            self._clear()
-            self._show_banners()
+            self._reset()
+
+    def _reset(self) -> bool:
+        try:
+            self.link.call("reset", conversation=CONVERSATION)
+        except ApplianceError as exc:
+            self._notice(self.owner.say(exc))
+            return False
+        self._clear()
+        self._show_banners()
+        return True
 
     def _clear(self) -> None:
         self.label, self.turns = None, 0
         self.query_one("#log", VerticalScroll).remove_children()
+
+    def action_password(self) -> None:
+        """Change one's own password (F8); the service then ends the session."""
+        change_own_password(self.owner, self.link)

@@ -31,6 +31,7 @@ from appliance.service import RemoteDocuments
 from appliance.textsafe import printable
 from appliance.tui.banner import Banner, label_style
 from appliance.tui.link import Link
+from appliance.tui.messages import KINDS
 from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
 
@@ -300,7 +301,8 @@ class DocumentsScreen(ApplianceScreen):
         if isinstance(exc, AuthenticationError):
             self.owner.session_ended(self.link, exc)
             return
-        self._say(f"{self.owner.words('documents.refused')}: {printable(str(exc))}", kind="error")
+        refused = self.owner.words("documents.refused")
+        self._say(f"{refused}: {printable(self.owner.say(exc))}", kind="error")
 
     def _busy(self) -> bool:
         if self.adding:
@@ -414,7 +416,9 @@ class DocumentsScreen(ApplianceScreen):
             return level.name(language) if level else printable(str(level_id))
 
         markings = [name(marking) for marking in shown.get("markings") or []]
-        findings = [f"{printable(str(k))} {v}" for k, v in (shown.get("findings") or {}).items()]
+        findings = [
+            f"{_kind(str(k), language)} {v}" for k, v in (shown.get("findings") or {}).items()
+        ]
         none = words("documents.none")
         declared = words(
             "documents.declared",
@@ -422,6 +426,7 @@ class DocumentsScreen(ApplianceScreen):
             found=name(shown.get("found")),
         )
         pages = document.get("pages")
+        size = words("documents.bytes", count=f"{int(document.get('bytes') or 0):,}")
         added = time.localtime(int(document.get("added_us") or 0) / 1e6)
         return [
             f"{words('documents.name')}: {printable(str(document.get('name')))}",
@@ -432,8 +437,7 @@ class DocumentsScreen(ApplianceScreen):
             f"{words('documents.chunks')}: {len(shown.get('chunks') or [])}",
             f"{words('documents.collection')}: {printable(str(document.get('collection')))}",
             f"{words('documents.format')}: {printable(str(document.get('format')))}, "
-            f"{words('documents.pages')}: {pages if pages is not None else '-'}, "
-            f"{int(document.get('bytes') or 0):,} bytes",
+            f"{words('documents.pages')}: {pages if pages is not None else '-'}, {size}",
             f"{words('documents.date')}: {time.strftime('%Y-%m-%d %H:%M', added)}, "
             f"{printable(str(document.get('added_by')))}",
             f"id: {printable(str(document.get('id')))}",
@@ -467,3 +471,10 @@ class DocumentsScreen(ApplianceScreen):
     def action_back(self) -> None:
         if not self._busy():
             self.app.pop_screen()
+
+
+def _kind(detector: str, language: str) -> str:
+    """A DLP detector's id, or in Korean its name."""
+    if language == "ko" and detector in KINDS:
+        return KINDS[detector][1]
+    return printable(detector)

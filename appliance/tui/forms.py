@@ -1,7 +1,9 @@
-"""Modal forms: an account (name, role, clearance) and a password typed twice."""
+"""Modal forms: an account (name, role, clearance), a password typed twice, and one's
+own new password (after the current one)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import ComposeResult
@@ -28,7 +30,9 @@ class _Form(ModalScreen[dict[str, str] | None]):
     _Form { align: center middle; }
     #form { width: 60; height: auto; border: round $primary; padding: 0 1; background: $surface; }
     #error { color: $error; height: auto; }
+    #hint { color: $text-muted; }
     """
+    password_key: ClassVar[str] = "login.password"  # the words of the first password field
 
     def __init__(self, app: ApplianceApp, title: str) -> None:
         super().__init__()
@@ -43,9 +47,9 @@ class _Form(ModalScreen[dict[str, str] | None]):
         with Vertical(id="form"):
             yield Static(f"[b]{escape(self.title_text)}[/]")
             yield from self.fields()
-            yield Input(placeholder=words("login.password"), password=True, id="password")
+            yield Input(placeholder=words(self.password_key), password=True, id="password")
             yield Input(placeholder=words("users.repeat"), password=True, id="repeat")
-            yield Static("", id="error")
+            yield Static("", id="error", markup=False)
 
     def on_mount(self) -> None:
         localize_bindings(self, self.owner.ui_language)
@@ -61,10 +65,19 @@ class _Form(ModalScreen[dict[str, str] | None]):
             repeat.value = ""
             self.query_one("#error", Static).update(self.owner.words("users.mismatch"))
             return
-        self.dismiss({**self.values(), "password": password})
+        values = {**self.values(), "password": password}
+        problem = self.accept(values)
+        if problem is not None:  # the form stays open, with the reason under it
+            self.query_one("#error", Static).update(problem)
+            return
+        self.dismiss(values)
 
     def values(self) -> dict[str, str]:
         return {}
+
+    def accept(self, values: dict[str, str]) -> str | None:
+        """Why the form cannot close with `values`, or None: it closes."""
+        return None
 
     def action_cancel(self) -> None:
         self.dismiss(None)
@@ -80,7 +93,7 @@ class AccountForm(_Form):
         language = self.owner.ui_language
         yield Input(placeholder=words("users.name"), id="name")
         yield Select(
-            [(role, role) for role in ROLES],
+            [(words(f"role.{role}"), role) for role in ROLES],
             prompt=words("users.role"),
             id="role",
             value="operator",
@@ -107,3 +120,31 @@ class PasswordForm(_Form):
 
     def values(self) -> dict[str, str]:
         return {"name": self.account_name}
+
+
+class OwnPasswordForm(_Form):
+    """The current password, then the new one twice. `change(current, new)` makes the
+    change and says why it failed (the form stays open), or None (the form closes)."""
+
+    password_key = "password.new"
+
+    def __init__(
+        self, app: ApplianceApp, name: str, change: Callable[[str, str], str | None]
+    ) -> None:
+        super().__init__(app, app.words("password.title", name=name))
+        self.change = change
+
+    def fields(self) -> ComposeResult:
+        words = self.owner.words
+        yield Static(words("password.hint"), id="hint")
+        yield Input(placeholder=words("password.current"), password=True, id="current")
+
+    def values(self) -> dict[str, str]:
+        return {"current": self.query_one("#current", Input).value}
+
+    def accept(self, values: dict[str, str]) -> str | None:
+        problem = self.change(values["current"], values["password"])
+        if problem is not None:
+            self.query_one("#current", Input).value = ""
+            self.query_one("#current", Input).focus()
+        return problem

@@ -19,6 +19,7 @@ from textual.widgets import Footer, Input, Static
 from appliance.errors import ApplianceError
 from appliance.tui.forms import PasswordForm
 from appliance.tui.link import Link
+from appliance.tui.messages import notice
 from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
 
@@ -97,14 +98,14 @@ class LoginScreen(ApplianceScreen):
         if link is not None:
             with contextlib.suppress(ApplianceError):
                 link.close()
-        self.show_message(f"{self.owner.words('login.failed')}: {exc}")
+        self.show_message(f"{self.owner.words('login.failed')}: {self.owner.say(exc)}")
 
     def _start(self, link: Link) -> None:
         self.query_one("#message", Static).update("")
         self.query_one("#user", Input).value = ""
-        notice = link.signed_in.get("notice")
-        if isinstance(notice, str) and notice:
-            self.owner.notify(notice, severity="warning", timeout=15)
+        sent = link.signed_in.get("notice")
+        if isinstance(sent, str) and sent:
+            self.owner.notify(notice(sent, self.owner.ui_language), severity="warning", timeout=15)
         self.owner.start_session(link)
 
     def on_screen_resume(self) -> None:

@@ -58,40 +58,45 @@ class StatusPanel(_Panel):
     log (for roles that read it), model."""
 
     def __init__(self, app: ApplianceApp) -> None:
-        hello = app.hello
+        hello, words = app.hello, app.words
         lines = [
-            f"service   appliance {hello.get('appliance')}, {app.context.service}",
-            f"policy    {hello.get('policy')} (sha256 {str(hello.get('policy_sha256'))[:16]}...)",
-            f"model     {hello.get('model')}",
+            words("status.service", version=hello.get("appliance"), socket=app.context.service),
+            words(
+                "status.policy",
+                policy=hello.get("policy"),
+                sha256=str(hello.get("policy_sha256"))[:16],
+            ),
+            words("status.model", model=hello.get("model")),
         ]
         if app.link is not None:
-            lines[1:1] = _network(app.link)
+            lines[1:1] = _network(app, app.link)
             if app.link.principal.may("audit.read"):
-                lines.append(f"audit     {_verify(app.link)}")
+                lines.append(_verify(app, app.link))
         super().__init__(app, "panel.status", lines)
 
 
-def _network(link: Link) -> list[str]:
+def _network(app: ApplianceApp, link: Link) -> list[str]:
+    """The air gap as the service sees it; the reasons are the service's own words."""
     try:
         status = link.call("airgap", call="status")
     except ApplianceError as exc:
-        return [f"network   unknown: {exc}"]
+        return [app.words("status.network_unknown", reason=app.say(exc))]
     attestation = status.get("attestation") or {}
     reasons = [str(reason) for reason in attestation.get("reasons", [])][:4]
     gapped = attestation.get("airgapped")
     return [
-        f"network   {'air-gapped' if gapped else 'NOT air-gapped'} (as the service sees it)",
+        app.words("status.airgapped" if gapped else "status.not_airgapped"),
         *(f"          - {reason}" for reason in reasons),
     ]
 
 
-def _verify(link: Link) -> str:
+def _verify(app: ApplianceApp, link: Link) -> str:
     try:
         report = link.call("audit", call="verify").get("report") or {}
     except ApplianceError as exc:
-        return f"FAILED: {exc}"
-    return (
-        f"verified, {report.get('events')} events, {report.get('checkpoints')} signed checkpoints"
+        return app.words("status.audit_failed", reason=app.say(exc))
+    return app.words(
+        "status.audit_verified", events=report.get("events"), checkpoints=report.get("checkpoints")
     )
 
 
@@ -132,7 +137,7 @@ class ConversationsPanel(ModalScreen[str | None]):
             listed = self.link.call("conversations", call="list").get("conversations") or []
         except ApplianceError as exc:
             listed = []
-            self.owner.notify(str(exc), severity="error")
+            self.owner.notify(self.owner.say(exc), severity="error")
         for summary in listed:
             when = time.strftime("%m-%d %H:%M", time.localtime(int(summary["updated_us"]) / 1e6))
             level = self.owner.level(str(summary["label"])).name(self.owner.ui_language)
@@ -155,7 +160,7 @@ class ConversationsPanel(ModalScreen[str | None]):
             try:
                 self.link.call("conversations", call="delete", saved_id=option.id)
             except ApplianceError as exc:
-                self.owner.notify(str(exc), severity="error")
+                self.owner.notify(self.owner.say(exc), severity="error")
             self._fill()
 
     def action_close(self) -> None:

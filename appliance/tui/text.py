@@ -2,8 +2,8 @@
 
 Keys name the place a text appears; binding descriptions are keyed by the
 binding's id, so the footer, help and command palette speak the same language.
-Messages from the core (errors, refusals) stay as the core words them, after
-a translated lead-in, so that what an operator reads matches the audit log.
+Errors and refusals are worded by `appliance.tui.messages`, from their code and
+parameters: in English as the core (and the audit log) words them.
 """
 
 from __future__ import annotations
@@ -58,6 +58,42 @@ TEXT: dict[str, tuple[str, str]] = {
         "개발 모드에서는 대화가 저장되지 않습니다.",
     ),
     "chat.you": ("You", "사용자"),
+    # drafts and task presets
+    "draft.title": ("Save as a draft", "초안으로 저장"),
+    "draft.folder": ("Folder: {folder}", "저장 위치: {folder}"),
+    "draft.default_name": ("draft", "초안"),
+    "draft.whole": (
+        "The whole conversation (not only the last answer)",
+        "대화 전체 (마지막 답변만이 아니라)",
+    ),
+    "draft.hint": (
+        "Enter saves, Esc cancels. The file carries this conversation's classification.",
+        "Enter 저장, Esc 취소. 파일에는 이 대화의 비밀 등급이 표시됩니다.",
+    ),
+    "draft.bad_name": (
+        "Give a file name without a folder, at most 120 characters.",
+        "폴더 없이 120자 이내의 파일 이름을 입력하십시오.",
+    ),
+    "draft.nothing": ("There is no answer to save yet.", "저장할 답변이 아직 없습니다."),
+    "draft.exists": (
+        "{path} already exists; choose another name.",
+        "{path} 파일이 이미 있습니다. 다른 이름을 입력하십시오.",
+    ),
+    "draft.saved": ("Draft saved: {path} ({label})", "초안 저장됨: {path} ({label})"),
+    "draft.saved_copy": (
+        "Draft saved: {path} ({label}, copy No. {copy})",
+        "초안 저장됨: {path} ({label}, 사본 제{copy}호)",
+    ),
+    "task.title": ("Task preset", "작업 유형"),
+    "task.none": ("No preset (free question)", "작업 유형 없음 (자유 질문)"),
+    "task.picked": (
+        "Task preset: {task}. It applies from the next question in a new conversation.",
+        "작업 유형: {task}. 새 대화의 다음 질문부터 적용됩니다.",
+    ),
+    "chat.still_answering": (
+        "The answer is still being written: wait for it, or press Esc to cancel it.",
+        "답변을 작성하는 중입니다. 끝날 때까지 기다리거나 Esc를 눌러 취소하십시오.",
+    ),
     # conversations
     "conversations.title": ("Conversations", "대화 목록"),
     "conversations.empty": ("No saved conversations.", "저장된 대화가 없습니다."),
@@ -167,6 +203,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "documents.markings": ("markings", "표시"),
     "documents.findings": ("findings", "탐지"),
     "documents.chunks": ("chunks", "청크"),
+    "documents.bytes": ("{count} bytes", "{count}바이트"),
     "documents.none": ("none", "없음"),
     "documents.stage.upload": ("sending", "전송"),
     "documents.stage.parse": ("reading", "분석"),
@@ -203,10 +240,76 @@ TEXT: dict[str, tuple[str, str]] = {
     "users.passwd": ("Set password", "비밀번호 설정"),
     "panel.close": ("Close", "닫기"),
     "documents": ("Documents", "문서"),
+    "task": ("Task preset", "작업 유형"),
+    "draft": ("Save draft", "초안 저장"),
     "documents.add": ("Add file", "파일 추가"),
     "documents.remove": ("Remove", "삭제"),
     "documents.show": ("Details", "상세 정보"),
     "documents.confirm_yes": ("Remove", "삭제"),
+    "conversations.delete": ("Delete", "삭제"),
+    "palette": ("palette", "명령"),
+    "palette.search": ("Search for commands…", "명령 검색…"),
+    "password": ("Password", "비밀번호 변경"),
+    # one's own password (F8)
+    "password.title": ("Change the password of {name}", "{name}의 비밀번호 변경"),
+    "password.current": ("current password", "현재 비밀번호"),
+    "password.new": ("new password", "새 비밀번호"),
+    "password.hint": (
+        "Your saved conversations stay locked with the current password: at your next "
+        "sign-in they are set aside (kept, not deleted) and new ones are saved.",
+        "저장된 대화는 현재 비밀번호로 잠겨 있어, 다음 로그인 때 삭제되지 않고 따로 "
+        "보관되며 새 대화부터 다시 저장됩니다.",
+    ),
+    "password.wrong_current": ("The current password is wrong.", "현재 비밀번호가 틀렸습니다."),
+    "password.changed": (
+        "Your password was changed: sign in with the new one.",
+        "비밀번호를 변경했습니다. 새 비밀번호로 로그인하십시오.",
+    ),
+    "password.dev": (
+        "Development mode has no passwords to change.",
+        "개발 모드에는 변경할 비밀번호가 없습니다.",
+    ),
+    # roles, as tables and forms show them
+    "role.operator": ("operator", "운영자"),
+    "role.officer": ("officer", "보안담당관"),
+    "role.admin": ("admin", "관리자"),
+    # table headers
+    "audit.column.seq": ("seq", "순번"),
+    "audit.column.time": ("time (UTC)", "시각 (UTC)"),
+    "audit.column.user": ("user", "사용자"),
+    "audit.column.role": ("role", "역할"),
+    "audit.column.action": ("action", "동작"),
+    "audit.column.label": ("label", "등급"),
+    "audit.column.outcome": ("outcome", "결과"),
+    "users.column.user": ("user", "사용자"),
+    "users.column.role": ("role", "역할"),
+    "users.column.clearance": ("clearance", "비밀취급인가"),
+    "users.column.state": ("state", "상태"),
+    "users.column.failures": ("failures", "실패 횟수"),
+    # the status panel (F4); Korean labels are padded to the same 10 cells
+    "status.service": (
+        "service   appliance {version}, {socket}",
+        "서비스    어플라이언스 {version}, {socket}",
+    ),
+    "status.policy": (
+        "policy    {policy} (sha256 {sha256}...)",
+        "정책      {policy} (sha256 {sha256}...)",
+    ),
+    "status.model": ("model     {model}", "모델      {model}"),
+    "status.airgapped": (
+        "network   air-gapped (as the service sees it)",
+        "네트워크  망분리됨 (서비스가 확인한 상태)",
+    ),
+    "status.not_airgapped": (
+        "network   NOT air-gapped (as the service sees it)",
+        "네트워크  망분리되지 않음 (서비스가 확인한 상태)",
+    ),
+    "status.network_unknown": ("network   unknown: {reason}", "네트워크  알 수 없음: {reason}"),
+    "status.audit_verified": (
+        "audit     verified, {events} events, {checkpoints} signed checkpoints",
+        "감사 로그 검증됨, 이벤트 {events}건, 서명된 체크포인트 {checkpoints}개",
+    ),
+    "status.audit_failed": ("audit     FAILED: {reason}", "감사 로그 검증 실패: {reason}"),
 }
 
 

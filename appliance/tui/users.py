@@ -21,10 +21,11 @@ from appliance.service import RemoteAccounts
 from appliance.tui.audit import AuditScreen
 from appliance.tui.forms import AccountForm, PasswordForm
 from appliance.tui.link import Link
+from appliance.tui.password import change_own_password
 from appliance.tui.screen import ApplianceScreen
 from appliance.tui.text import localize_bindings
 
-COLUMNS = ("user", "role", "clearance", "state", "failures")
+COLUMNS = ("user", "role", "clearance", "state", "failures")  # users.column.*
 
 
 class UsersScreen(ApplianceScreen):
@@ -34,6 +35,7 @@ class UsersScreen(ApplianceScreen):
         Binding("u", "unlock", "Unlock", id="users.unlock"),
         Binding("p", "password", "Set password", id="users.passwd"),
         Binding("f5", "audit", "Audit log", id="audit"),
+        Binding("f8", "own_password", "Password", id="password"),
         Binding("escape", "app.sign_out", "Sign out", id="sign_out"),
     ]
     DEFAULT_CSS = """
@@ -53,7 +55,8 @@ class UsersScreen(ApplianceScreen):
 
     def on_mount(self) -> None:
         localize_bindings(self, self.owner.ui_language)
-        self.query_one(DataTable).add_columns(*COLUMNS)
+        words = self.owner.words
+        self.query_one(DataTable).add_columns(*(words(f"users.column.{c}") for c in COLUMNS))
         self._load()
         self.query_one(DataTable).focus()
 
@@ -92,7 +95,7 @@ class UsersScreen(ApplianceScreen):
         if isinstance(exc, AuthenticationError):  # this account changed: it signs out
             self.owner.session_ended(self.link, exc)
             return
-        self._report(str(exc), error=True)
+        self._report(self.owner.say(exc), error=True)
 
     def action_add(self) -> None:
         self.app.push_screen(AccountForm(self.owner), self._added)
@@ -147,3 +150,7 @@ class UsersScreen(ApplianceScreen):
 
     def action_audit(self) -> None:
         self.app.push_screen(AuditScreen(self.link))
+
+    def action_own_password(self) -> None:
+        """Change one's own password (F8); the service then ends the session."""
+        change_own_password(self.owner, self.link)
