@@ -49,8 +49,10 @@ def save_draft(
     whole: bool = False,
     title: str | None = None,
     task: str | None = None,
+    conversation_id: str | None = None,
 ) -> SavedDraft:
-    """Render the last answer (or, `whole`, every exchange) of `conversation`."""
+    """Render the last answer (or, `whole`, every exchange) of `conversation`;
+    `conversation_id`: the saved conversation it is, for the audit log."""
     session.check_active()
     session.principal.require("drafts.save")
     if fmt not in FORMATS:
@@ -69,6 +71,7 @@ def save_draft(
         "format": fmt,
         "scope": "conversation" if whole else "answer",
         **({"task": task} if task else {}),
+        **({"conversation": conversation_id} if conversation_id else {}),
     }
     if label.rank > session.clearance.rank:
         _refuse(session, label, details, "clearance")

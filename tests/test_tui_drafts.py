@@ -87,6 +87,7 @@ def test_a_preset_and_a_saved_draft(accounts: Path) -> None:
         "letter",
     )
     assert asked["details"]["task"] == "letter"
+    assert len(event["details"]["conversation"]) == 32  # the saved conversation it came from
 
 
 def test_enter_while_an_answer_is_written_says_so(accounts: Path) -> None:

@@ -63,6 +63,7 @@ ACTIONS = frozenset(
         "officer_recovery",
         "state",
         "doc_add",
+        "doc_ask",
         "doc_remove",
         "doc_reindex",
         "collection_change",

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from appliance.cli.askfile import file_fields, load_file
 from appliance.cli.auth import changing_own_password
 from appliance.cli.drafts import draft_target, report_saved
 from appliance.errors import AuthenticationError, BlockedError, ContextOverflowError, UsageError
@@ -103,12 +104,14 @@ def print_sources(result: dict[str, Any], out: TextIO) -> None:
 
 def ask(args: argparse.Namespace, path: Path, prompt: str) -> int:
     refuse_local_options(args)
+    data = load_file(args, in_process=False)
     with signed_in_client(args, path) as client:
         site_folder = client.hello().get("exports")
         target = None
         if args.save is not None:  # checked before the question is asked
             target = draft_target(args.save, args.exports, site_folder)
-        answer = client.ask(prompt, conversation="ask", **_options(args))
+        named = file_fields(client, args.file, data)
+        answer = client.ask(prompt, conversation="ask", **_options(args), **named)
         result = stream(answer, sys.stdout)
         sys.stdout.write("\n")
         print_sources(result, sys.stdout)
@@ -129,6 +132,7 @@ def ask(args: argparse.Namespace, path: Path, prompt: str) -> int:
 
 def chat(args: argparse.Namespace, path: Path, lines: Iterator[str], interactive: bool) -> int:
     refuse_local_options(args)
+    data = load_file(args, in_process=False)
     with signed_in_client(args, path) as client:
         if interactive:
             hello = client.hello()
@@ -136,7 +140,10 @@ def chat(args: argparse.Namespace, path: Path, lines: Iterator[str], interactive
             print(f"{model}, served by the appliance service. {CHAT_HELP}", file=sys.stderr)
 
         def answer(line: str) -> int:
-            result = stream(client.ask(line, conversation="chat", **_options(args)), sys.stdout)
+            named = file_fields(client, args.file, data)  # an upload serves one ask
+            result = stream(
+                client.ask(line, conversation="chat", **_options(args), **named), sys.stdout
+            )
             if result.get("sources"):
                 sys.stdout.write("\n")
                 print_sources(result, sys.stdout)

@@ -15,6 +15,7 @@ from appliance import catalog, seal
 from appliance.audit import Actor, AuditLog, Event, audit_dir
 from appliance.bundle.manifest import model_pin
 from appliance.cli import client
+from appliance.cli.askfile import add_file_option, check_file_options, load_file, open_file
 from appliance.cli.audit import warn_if_metadata_only
 from appliance.cli.auth import add_auth_options, sign_in
 from appliance.cli.drafts import add_draft_options, draft_target, report_saved
@@ -25,6 +26,7 @@ from appliance.config import EngineSettings, GenerationParams, appliance_home, l
 from appliance.documents.answers import describe, ground
 from appliance.documents.home import open_documents
 from appliance.documents.library import Library
+from appliance.documents.onefile import OneFile
 from appliance.drafting import save_draft
 from appliance.engine import ChatEngine, load_engine
 from appliance.errors import IntegrityError, UsageError
@@ -104,12 +106,15 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--collection", metavar="NAME", help="with --docs: only this collection's documents"
     )
+    add_file_option(parser)
 
 
 def run_ask(args: argparse.Namespace) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     if not prompt.strip():
         raise UsageError("the prompt is empty")
+    check_file_options(args)
+    _check_params(args)
     service = find_service(appliance_home())
     if service is not None:
         return client.ask(args, service, prompt)
@@ -117,9 +122,10 @@ def run_ask(args: argparse.Namespace) -> int:
     target = None  # checked before the model loads
     if args.save is not None:
         target = draft_target(args.save, args.exports, site_folder)
+    data = load_file(args, in_process=True)  # so is the file
     with open_session(args) as session:
         conversation = start_conversation(session.policy, args.system, args.task)
-        grounding = _ground(args, session, prompt)
+        grounding = _ground(args, session, prompt, open_file(args, session, data))
         turn = session.turn(conversation, prompt, _params(args, session.policy), grounding)
         stream_to(turn, sys.stdout)
         sys.stdout.write("\n")
@@ -140,11 +146,15 @@ def run_ask(args: argparse.Namespace) -> int:
 
 def run_chat(args: argparse.Namespace) -> int:
     interactive = sys.stdin.isatty()
+    check_file_options(args)
+    _check_params(args)
     service = find_service(appliance_home())
     if service is not None:
         return client.chat(args, service, _read_lines(interactive), interactive)
+    data = load_file(args, in_process=True)
     with open_session(args) as session:
         params = _params(args, session.policy)
+        one = open_file(args, session, data)  # read once; it grounds every turn
         if interactive:
             info = session.engine.info
             name = printable(info.name)  # from the model file
@@ -152,7 +162,7 @@ def run_chat(args: argparse.Namespace) -> int:
         conversation = start_conversation(session.policy, args.system, args.task)
 
         def answer(line: str) -> int:
-            grounding = _ground(args, session, line)
+            grounding = _ground(args, session, line, one)
             turn = session.turn(conversation, line, params, grounding)
             stream_to(turn, sys.stdout)
             if grounding is not None and grounding.sources:
@@ -189,8 +199,14 @@ def open_session(args: argparse.Namespace) -> Iterator[Session]:
         yield Session(home, engine, log, policy, principal, model, level)
 
 
-def _ground(args: argparse.Namespace, session: Session, question: str) -> Grounding | None:
-    """With --docs and no service: retrieval in this process, as the signed-in user."""
+def _ground(
+    args: argparse.Namespace, session: Session, question: str, one: OneFile | None = None
+) -> Grounding | None:
+    """With --file or --docs and no service: the file's chunks for the question, or
+    retrieval in this process, as the signed-in user."""
+    if one is not None:
+        session.check_still_allowed()
+        return one.ground(question)
     if not args.docs:
         return None
     session.check_still_allowed()
@@ -321,6 +337,16 @@ def stream_to(turn: Turn, out: TextIO) -> str:
         out.write(turn.text)
         out.flush()
     return turn.text
+
+
+def _check_params(args: argparse.Namespace) -> None:
+    """The sampling options the user gave are valid, before anything opens."""
+    defaults = GenerationParams()
+    GenerationParams(
+        max_tokens=defaults.max_tokens if args.max_tokens is None else args.max_tokens,
+        temperature=defaults.temperature if args.temperature is None else args.temperature,
+        seed=args.seed or 0,
+    )
 
 
 def _params(args: argparse.Namespace, policy: Policy) -> GenerationParams:

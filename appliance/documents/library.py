@@ -103,7 +103,7 @@ class Library:
     ) -> dict[str, Any]:
         """Take in one file; what was stored (or that nothing changed)."""
         self._require("documents.use")
-        name = _file_name(name)
+        name = listed_name(name)
         target = self._writable(collection)
         existing = self.store.find(target, self.principal.user, name)
         if existing is not None:  # what is not given again stays as it was
@@ -556,7 +556,7 @@ def _unchanged(
     )
 
 
-def _file_name(name: str) -> str:
+def listed_name(name: str) -> str:
     """The name a document is listed under: the file's own name, no folders."""
     base = PurePath(name.replace("\\", "/")).name.strip()
     if not base or len(base) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in base):

@@ -91,6 +91,7 @@ class Question:
     saved: SavedConversations | None = None  # where to save it once answered, if asked to
     docs: bool = False  # ground the answer in the user's documents
     collection: str | None = None  # only this collection's
+    grounding: Grounding | None = None  # from one uploaded file (`file`), read already
 
 
 class Outbox:
@@ -376,6 +377,7 @@ class Connection:
             seed=args["seed"] if "seed" in args else secrets.randbits(32),
             ignore_eos=args.get("ignore_eos", False),
         )
+        grounding = self._file_grounding(session, args) if "file" in args else None
         question = Question(
             request.id,
             session,
@@ -385,6 +387,7 @@ class Connection:
             saved,
             docs=bool(args.get("docs")),
             collection=args.get("collection"),
+            grounding=grounding,
         )
 
         def execute(job: Job) -> None:
@@ -400,6 +403,18 @@ class Connection:
         if ahead:
             self.outbox.put({"id": request.id, "queued": {"ahead": ahead}})
         return None  # the answer replies when it ends
+
+    def _file_grounding(self, session: Session, args: dict[str, Any]) -> Grounding:
+        """An `ask` about one uploaded file: parsed, labelled and chunked here, before the
+        question queues (as `docs add` parses), so a slow file holds up no one's answer."""
+        try:
+            if args.get("docs"):
+                raise UsageError("ask: 'file' or 'docs', not both", code="bad_field")
+            session.check_still_allowed()
+            read = self._documents.read_upload(session, args)
+        finally:
+            self._documents.discard()  # used once, whatever happened
+        return read.ground(args["prompt"])
 
     def _op_reset(self, request: Request) -> dict[str, Any]:
         self._signed_in()
@@ -501,6 +516,7 @@ class Connection:
             whole=bool(args.get("whole")),
             title=args.get("title"),
             task=conversation.task,
+            conversation_id=conversation.saved_id,
         )
         for start in range(0, len(draft.data), DRAFT_PART):
             part = base64.b64encode(draft.data[start : start + DRAFT_PART]).decode("ascii")
@@ -551,7 +567,7 @@ class Connection:
 
     def _run_turn(self, job: Job, question: Question) -> dict[str, Any]:
         request_id, session = question.request_id, question.session
-        grounding = None
+        grounding = question.grounding
         if question.docs:  # retrieval as this user, on the engine's thread, in queue order
             library = self._documents.library(session)
             grounding = ground(library, question.prompt, collection=question.collection)

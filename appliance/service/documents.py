@@ -3,11 +3,12 @@
 The client reads the user's files and sends them in `upload` parts (base64,
 each acknowledged, so a client cannot run ahead of the service); `add` then
 names the file, its size and sha256, and the service runs the same `Library`
-the in-process command runs, as the connection's principal. The upload is
-held in this connection's memory only, at most the policy's file size, and
-wiped once used: a document's bytes never touch the service's disk outside
-the encrypted store. `RemoteDocuments` is what a client holds: Library's
-methods, each one request.
+the in-process command runs, as the connection's principal. An `ask` with
+`file` names an upload the same way and has it read for that question alone
+(`onefile`: nothing stored). The upload is held in this connection's memory
+only, at most the policy's file size, and wiped once used: a document's
+bytes never touch the service's disk outside the encrypted store.
+`RemoteDocuments` is what a client holds: Library's methods, each one request.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from appliance.documents.library import Library, Progress
+from appliance.documents.onefile import OneFile, read_file
 from appliance.errors import UsageError
 from appliance.service.client import Client
 
@@ -114,10 +116,7 @@ class DocumentCalls:
     ) -> dict[str, Any]:
         try:
             data = bytes(self._upload)
-            digest = hashlib.sha256(data).hexdigest()
-            if args.get("size") != len(data) or not hmac.compare_digest(
-                digest, str(args.get("sha256", ""))
-            ):
+            if not _matches(data, args.get("size"), args.get("sha256")):
                 raise UsageError(
                     "docs add: the uploaded bytes are not the file the client named (size or "
                     "sha256 differ); nothing was added",
@@ -135,10 +134,42 @@ class DocumentCalls:
         finally:
             self.discard()
 
+    def read_upload(self, session: Session, args: dict[str, Any]) -> OneFile:
+        """An `ask` with `file`: the upload, if it is the file named (`file_size`,
+        `file_sha256`), read for questions as the session's user at its level; the
+        buffer is wiped either way, and nothing parses bytes that do not match."""
+        name = str(args["file"])
+        try:
+            data = bytes(self._upload)
+            if not _matches(data, args.get("file_size"), args.get("file_sha256")):
+                raise UsageError(
+                    f"ask: the uploaded bytes are not {name[:80]}, the file the client named "
+                    "(size or sha256 differ); it was not read",
+                    code="upload_mismatch",
+                    file=name[:80],
+                )
+            server = self.server
+            return read_file(
+                name,
+                data,
+                policy=server.policy,
+                principal=session.principal,
+                log=server.log,
+                level=session.level,
+            )
+        finally:
+            self.discard()
+
     def discard(self) -> None:
         """Wipe the upload buffer (a copy made for parsing is the child's, gone with it)."""
         self._upload[:] = bytes(len(self._upload))
         self._upload.clear()
+
+
+def _matches(data: bytes, size: object, sha256: object) -> bool:
+    """Whether the upload is the file a client named by its size and sha256."""
+    digest = hashlib.sha256(data).hexdigest()
+    return size == len(data) and hmac.compare_digest(digest, str(sha256 or ""))
 
 
 def _relay(send: Callable[[dict[str, Any]], object]) -> Progress:
@@ -182,23 +213,29 @@ class RemoteDocuments:
         supersedes: str | None = None,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
-        total = len(data)
-        for offset in range(0, max(total, 1), UPLOAD_PART):
-            part = base64.b64encode(data[offset : offset + UPLOAD_PART]).decode()
-            self._call("upload", offset=offset, data=part)
-            if progress is not None:
-                progress("upload", min(offset + UPLOAD_PART, total), total)
+        self.upload(data, progress)
         return self._call(
             "add",
             progress,
             file=name,
-            size=total,
+            size=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
             level=level,
             collection=collection,
             effective=effective,
             supersedes=supersedes,
         )
+
+    def upload(self, data: bytes, progress: Progress | None = None) -> dict[str, Any]:
+        """Send a file in acknowledged parts to the connection's upload buffer, for an
+        `add` or an `ask` with `file` to use; the fields that name it to the service."""
+        total = len(data)
+        for offset in range(0, max(total, 1), UPLOAD_PART):
+            part = base64.b64encode(data[offset : offset + UPLOAD_PART]).decode()
+            self._call("upload", offset=offset, data=part)
+            if progress is not None:
+                progress("upload", min(offset + UPLOAD_PART, total), total)
+        return {"size": total, "sha256": hashlib.sha256(data).hexdigest()}
 
     def list(self, collection: str | None = None) -> dict[str, Any]:
         return self._call("list", collection=collection)

@@ -118,6 +118,9 @@ OPS: dict[str, dict[str, tuple[type, bool]]] = {
         "docs": (bool, False),
         "collection": (str, False),
         "task": (str, False),
+        "file": (str, False),
+        "file_size": (int, False),
+        "file_sha256": (str, False),
     },
     "draft": {
         **_SESSION,
@@ -206,6 +209,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "os_uid": (0, 2**32 - 2),
     "offset": (0, 2**40),
     "size": (0, 2**40),
+    "file_size": (0, 2**40),
 }
 # A saved conversation's id, as the store makes them (uuid4().hex).
 PATTERNS = {"saved_id": re.compile(r"[0-9a-f]{32}")}

@@ -283,6 +283,11 @@ MESSAGES: dict[str, Template | list[Template]] = {
     # -- documents ---------------------------------------------------------------------------
     "above_clearance": [
         (
+            "{file} is {label}, above the clearance of {user}; it was not read",
+            "{file}의 등급은 {label}(으)로 {user}의 비밀취급인가({clearance})보다 높아 "
+            "읽지 않았습니다.",
+        ),
+        (
             "{name} is {label}, above the clearance of {user}; it was not added",
             "{name}의 등급은 {label}(으)로 {user}의 비밀취급인가({clearance})보다 높아 "
             "추가하지 않았습니다.",
@@ -302,10 +307,16 @@ MESSAGES: dict[str, Template | list[Template]] = {
             "파일이 정책의 문서 크기 한도({most_mib} MiB)보다 큽니다.",
         ),
     ],
-    "upload_mismatch": (
-        "the uploaded bytes are not the file the client named; nothing was added",
-        "전송된 내용이 지정한 파일과 다릅니다. 아무것도 추가하지 않았습니다.",
-    ),
+    "upload_mismatch": [
+        (
+            "the uploaded bytes are not {file}, the file the client named; it was not read",
+            "전송된 내용이 지정한 파일 {file}과(와) 다릅니다. 파일을 읽지 않았습니다.",
+        ),
+        (
+            "the uploaded bytes are not the file the client named; nothing was added",
+            "전송된 내용이 지정한 파일과 다릅니다. 아무것도 추가하지 않았습니다.",
+        ),
+    ],
     "malformed": [
         (
             "{name}: the document is damaged or malformed",
