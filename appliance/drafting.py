@@ -67,7 +67,7 @@ def save_draft(
     policy, language = session.policy, session.policy.language
     label = conversation.label or session.level
     label = label if label.rank >= session.level.rank else session.level
-    details = {
+    details: dict[str, object] = {
         "format": fmt,
         "scope": "conversation" if whole else "answer",
         **({"task": task} if task else {}),

@@ -18,7 +18,8 @@ from typing import Any
 from appliance.audit import Actor, AuditLog, audit_dir
 from appliance.homestate import record_state
 from appliance.identity import Users
-from appliance.service import Client, home_socket
+from appliance.policy import load_policy
+from appliance.service import Client, embedded_service, home_socket
 from tests.conftest import AIR_GAPPED
 from tests.staff import PASSWORDS
 
@@ -85,6 +86,26 @@ def start_service(home: Path, model: Path, *extra: str, air_gapped: bool = True)
         service.stop(signal.SIGKILL)
         raise AssertionError(f"the service did not start: {''.join(lines)}")
     return service
+
+
+@contextlib.contextmanager
+def defense_served(
+    home: Path, engine: Any, *, edit: tuple[str, str] | None = None
+) -> Iterator[Path]:
+    """The staffed defense-kr home served in this process (`embedded_service`, with a
+    scripted engine), its air-gap requirement lifted (the tests run on a networked
+    machine), and optionally one more edit of its policy; yields the socket."""
+    text = (home / "policy.toml").read_text(encoding="utf-8")
+    text = text.replace("require_airgap = true", "require_airgap = false")
+    if edit is not None:
+        assert edit[0] in text
+        text = text.replace(*edit)
+    (home / "policy.toml").write_text(text, encoding="utf-8")
+    with AuditLog(audit_dir(home)) as log:  # as the commands that made the accounts do
+        record_state(home, log, Actor("setup", "admin"), "user_add")
+    policy = load_policy(home / "policy.toml")
+    with AuditLog(audit_dir(home)) as log, embedded_service(home, policy, log, engine, "m") as path:
+        yield path
 
 
 @contextlib.contextmanager

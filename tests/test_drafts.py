@@ -26,12 +26,12 @@ from appliance.drafting import save_draft
 from appliance.engine import Message
 from appliance.errors import BlockedError, PolicyError, UsageError
 from appliance.policy import load_policy
-from appliance.service import Client, embedded_service
+from appliance.service import Client
 from appliance.session import Conversation
 from tests.conftest import assert_one_line_error, run_cli
-from tests.servicing import add_operator
+from tests.servicing import add_operator, defense_served
 from tests.staff import PASSWORDS, open_session
-from tests.test_tui import ScriptedEngine, signed
+from tests.test_tui import ScriptedEngine
 
 ANSWER = """# 훈련 일정 변경
 
@@ -58,24 +58,6 @@ class RecordingEngine(ScriptedEngine):
         self.systems.append(messages[0].content if messages[0].role == "system" else None)
         self.params.append(params)
         return super().chat(messages, params)
-
-
-@contextlib.contextmanager
-def drafting_service(
-    home: Path, engine: ScriptedEngine, *, edit: tuple[str, str] | None = None
-) -> Iterator[Path]:
-    """The staffed defense-kr home served in this process, its air-gap requirement lifted
-    (the tests run on a networked machine), optionally one more edit of its policy."""
-    text = (home / "policy.toml").read_text(encoding="utf-8")
-    text = text.replace("require_airgap = true", "require_airgap = false")
-    if edit is not None:
-        assert edit[0] in text
-        text = text.replace(*edit)
-    (home / "policy.toml").write_text(text, encoding="utf-8")
-    signed(home)
-    policy = load_policy(home / "policy.toml")
-    with AuditLog(audit_dir(home)) as log, embedded_service(home, policy, log, engine, "m") as path:
-        yield path
 
 
 @contextlib.contextmanager
@@ -110,7 +92,7 @@ def section_xml(data: bytes) -> str:
 def test_a_preset_reaches_the_engine_as_its_system_prompt_and_is_audited(staffed) -> None:
     engine = RecordingEngine(["초안입니다."])
     policy = load_policy(staffed / "policy.toml")
-    with drafting_service(staffed, engine) as path, signed_in(path, "kim") as kim:
+    with defense_served(staffed, engine) as path, signed_in(path, "kim") as kim:
         asked(kim, "훈련 일정 변경 공문", task="letter")
         assert engine.systems[-1] == policy.task("letter").system
         assert engine.params[-1].max_tokens == 1024  # the preset's, none was asked for
@@ -133,7 +115,7 @@ def test_a_draft_carries_the_label_the_conversation_rose_to(staffed, tmp_path) -
     engine = RecordingEngine([ANSWER])
     exports = tmp_path / "exports"
     exports.mkdir()
-    with drafting_service(staffed, engine) as path, signed_in(path, "kim") as kim:
+    with defense_served(staffed, engine) as path, signed_in(path, "kim") as kim:
         first = asked(kim, "훈련 일정을 정리해 주십시오.")
         assert first["label"] == "public"
         raised = asked(kim, "이 내용은 대외비로 취급합니다. 표로 정리해 주십시오.")
@@ -192,7 +174,7 @@ def check_structure(fmt: str, data: bytes) -> None:
 def test_classified_drafts_carry_the_notice_and_numbered_copies(staffed, tmp_path) -> None:
     add_operator(staffed, "park", "secret-2")
     engine = RecordingEngine([ANSWER])
-    with drafting_service(staffed, engine) as path, signed_in(path, "park") as park:
+    with defense_served(staffed, engine) as path, signed_in(path, "park") as park:
         asked(park, "Ⅲ급비밀 훈련 계획을 요약하십시오.")
         one = park.draft_to(tmp_path / "one.md", conversation="c", format="md")
         two = park.draft_to(tmp_path / "two.md", conversation="c", format="md", whole=True)
@@ -211,7 +193,7 @@ def test_a_draft_above_the_policys_export_level_is_refused_and_audited(staffed, 
     add_operator(staffed, "park", "secret-2")
     engine = RecordingEngine([ANSWER])
     edit = ('max_level = "secret-2"', 'max_level = "restricted"')
-    with drafting_service(staffed, engine, edit=edit) as path, signed_in(path, "park") as park:
+    with defense_served(staffed, engine, edit=edit) as path, signed_in(path, "park") as park:
         asked(park, "Ⅲ급비밀 훈련 계획을 요약하십시오.")
         with pytest.raises(BlockedError, match="lets no draft above 대외비") as refused:
             park.draft_to(tmp_path / "out.hwpx", conversation="c", format="hwpx")

@@ -100,7 +100,7 @@ def _wording(reader: _Reader, value: Any, key: str) -> str:
     if unknown or bad or FIELDS[key] - fields:
         names = ", ".join("{" + name + "}" for name in sorted(FIELDS[key]))
         raise reader.fail(f"drafts.{key}", f"must use exactly {names}, without formats")
-    return text
+    return str(text)
 
 
 def read_tasks(reader: _Reader, raw: Any) -> tuple[Task, ...]:

@@ -172,7 +172,7 @@ class ApplianceApp(App[None]):
 
     def action_command_palette(self) -> None:
         """Textual's command palette, its prompt in the UI's language."""
-        if self.use_command_palette and not CommandPalette.is_open(self):
+        if self.use_command_palette and not CommandPalette.is_open(self):  # type: ignore[arg-type]
             placeholder = self.words("palette.search")
             self.push_screen(CommandPalette(placeholder=placeholder, id="--command-palette"))
 
