@@ -15,10 +15,13 @@ from appliance.audit import AuditLog
 from appliance.identity import Users
 from appliance.tui.chat import ChatScreen
 from appliance.tui.documents import ConfirmPanel, DocumentForm, DocumentPanel, DocumentsScreen
+from appliance.tui.sources import SourcesView
 from appliance.tui.users import UsersScreen
 from tests.docfiles import docx_bytes, legacy_doc
 from tests.test_tui import (
     ScriptedEngine,
+    answered,
+    ask,
     begin_log,
     close_services,
     make_app,
@@ -208,5 +211,33 @@ def test_an_admin_has_no_documents(home: Path) -> None:
         await pilot.press("f7")
         assert isinstance(app.screen, UsersScreen)
         assert not any(isinstance(s, DocumentsScreen) for s in app.screen_stack)
+
+    run(app, scenario)
+
+
+def test_answers_from_documents_list_their_sources(home: Path, tmp_path: Path) -> None:
+    rule = tmp_path / "연가규정.txt"
+    rule.write_text(
+        "연가 규정\n연가는 사용하기 3일 전까지 소속 부서장에게 신청한다.\n", encoding="utf-8"
+    )
+    engine = ScriptedEngine(["3일 전까지 신청합니다 [1]."])
+    app = make_app(home, engine, "defense-kr")
+
+    async def scenario(pilot) -> None:
+        await sign_in(pilot, "kim", "operator-pass-1")
+        await pilot.press("f7")
+        await add_file(pilot, rule)
+        await pilot.press("escape")
+        chat = app.screen
+        assert isinstance(chat, ChatScreen)
+        await pilot.press("f2")
+        assert "문서 기반" in str(chat.query_one("#status", Static).render())
+        await ask(pilot, "연가는 며칠 전까지 신청해야 하나요?")
+        await until(pilot, lambda: answered(app))
+        (sources,) = chat.query(SourcesView)
+        text = str(sources.render())
+        assert text.startswith("이 답변에 주어진 자료:")
+        assert "[1] 연가 규정 (공개)" in text  # its title and label
+        assert "3일 전까지 소속 부서장에게 신청한다" in engine.prompts[-1]  # given as a source
 
     run(app, scenario)

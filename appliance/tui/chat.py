@@ -35,6 +35,7 @@ from appliance.tui.panels import ConversationsPanel
 from appliance.tui.password import change_own_password
 from appliance.tui.prompt import PromptArea
 from appliance.tui.screen import ApplianceScreen
+from appliance.tui.sources import SourcesView
 from appliance.tui.text import localize_bindings
 
 
@@ -45,6 +46,7 @@ class ChatScreen(ApplianceScreen):
         Binding("f6", "conversations", "Conversations", id="conversations", priority=True),
         Binding("f5", "audit", "Audit log", id="audit"),
         Binding("f3", "task", "Task preset", id="task"),
+        Binding("f2", "grounded", "Answer from documents", id="grounded"),
         Binding("f9", "save_draft", "Save draft", id="draft"),
         Binding("f7", "documents", "Documents", id="documents", priority=True),
         Binding("f8", "password", "Password", id="password"),
@@ -62,6 +64,7 @@ class ChatScreen(ApplianceScreen):
         self.label: Level | None = None  # the highest label this conversation reached
         self.turns = 0  # finished exchanges in this conversation
         self.preset: str | None = None  # the policy's task preset this conversation follows
+        self.grounded = False  # answers from the user's documents, sources listed under them
         self._answer_stream: Answer | None = None  # the answer being written
         self._answering = False
         self._cancelled = False  # Escape before the service took the question
@@ -100,7 +103,8 @@ class ChatScreen(ApplianceScreen):
         """What the command palette offers: the audit log and the documents only to roles
         that may use them."""
         needs = {
-            "audit": "audit.read", "documents": "documents.use", "draft": "drafts.save"
+            "audit": "audit.read", "documents": "documents.use", "draft": "drafts.save",
+            "grounded": "documents.use",
         }.get(binding_id)  # fmt: skip
         return needs is None or self.link.principal.may(needs)
 
@@ -110,6 +114,8 @@ class ChatScreen(ApplianceScreen):
         network = owner.words("chat.airgapped" if owner.hello.get("airgapped") else "chat.network")
         model = owner.hello.get("model")
         status = f"{principal.user} ({role}) · {owner.policy_name} · {network} · {model}"
+        if self.grounded:
+            status += f" · {owner.words('grounded.status')}"
         return status + (f" · {task_name(owner, self.preset)}" if self.preset else "")
 
     def _role(self) -> str:
@@ -158,6 +164,7 @@ class ChatScreen(ApplianceScreen):
             "seed": secrets.randbits(32),
             "save": True if self.link.saves_conversations else None,
             "task": self.preset,
+            "docs": True if self.grounded else None,
         }
         result: dict[str, Any] | None = None
         error: ApplianceError | None = None
@@ -199,6 +206,11 @@ class ChatScreen(ApplianceScreen):
             self._restore_prompt()
             return
         self.turns += 1
+        sources = result.get("sources")
+        if isinstance(sources, list) and sources:
+            log = self.query_one("#log", VerticalScroll)
+            await log.mount(SourcesView(sources, self.owner.ui_language))
+            log.scroll_end(animate=False)
         if isinstance(result.get("save_error"), str):
             self._notice(result["save_error"])
 
@@ -279,6 +291,15 @@ class ChatScreen(ApplianceScreen):
             self.link.call("docs", call="list")
         notice = self.owner.words("chat.documents_denied")
         self._notice(f"{principal.user} ({self._role()}) {notice}")
+
+    def action_grounded(self) -> None:
+        """Answers from the user's documents, or not; roles without documents are refused
+        (and audited) by the service at the first question."""
+        if not self.link.principal.may("documents.use"):
+            return
+        self.grounded = not self.grounded
+        self.query_one("#status", Static).update(self._status())
+        self._notice(self.owner.words("grounded.on" if self.grounded else "grounded.off"))
 
     def action_task(self) -> None:
         """Pick a preset; a conversation keeps its system prompt, so a new one starts."""

@@ -58,6 +58,19 @@ TEXT: dict[str, tuple[str, str]] = {
         "개발 모드에서는 대화가 저장되지 않습니다.",
     ),
     "chat.you": ("You", "사용자"),
+    # answers from documents
+    "sources.title": ("Sources given to this answer:", "이 답변에 주어진 자료:"),
+    "sources.effective": ("in force {date}", "{date} 시행"),
+    "sources.superseded": ("superseded", "폐지됨"),
+    "grounded.on": (
+        "Answers now come from your documents, with their sources (F2 turns it off).",
+        "이제 답변은 귀하의 문서에서 나오며 출처가 함께 표시됩니다 (F2로 끕니다).",
+    ),
+    "grounded.off": (
+        "Answers no longer come from your documents.",
+        "이제 답변에 문서를 쓰지 않습니다.",
+    ),
+    "grounded.status": ("from documents", "문서 기반"),
     # drafts and task presets
     "draft.title": ("Save as a draft", "초안으로 저장"),
     "draft.folder": ("Folder: {folder}", "저장 위치: {folder}"),
@@ -241,6 +254,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "panel.close": ("Close", "닫기"),
     "documents": ("Documents", "문서"),
     "task": ("Task preset", "작업 유형"),
+    "grounded": ("Answer from documents", "문서로 답변"),
     "draft": ("Save draft", "초안 저장"),
     "documents.add": ("Add file", "파일 추가"),
     "documents.remove": ("Remove", "삭제"),
