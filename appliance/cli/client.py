@@ -106,10 +106,9 @@ def ask(args: argparse.Namespace, path: Path, prompt: str) -> int:
     refuse_local_options(args)
     data = load_file(args, in_process=False)
     with signed_in_client(args, path) as client:
-        site_folder = client.hello().get("exports")
         target = None
         if args.save is not None:  # checked before the question is asked
-            target = draft_target(args.save, args.exports, site_folder)
+            target = draft_target(args.save, args.exports, client.hello().get("exports"))
         named = file_fields(client, args.file, data)
         answer = client.ask(prompt, conversation="ask", **_options(args), **named)
         result = stream(answer, sys.stdout)

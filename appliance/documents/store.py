@@ -427,15 +427,7 @@ class DocumentStore:
     def documents(self, collections: Iterable[int], labels: Iterable[str]) -> list[Document]:
         """Documents of these collections whose label is one of `labels`: the filter is
         in the query, so nothing above it is ever read out."""
-        ids, levels = list(collections), list(labels)
-        if not ids or not levels:
-            return []
-        query = (
-            f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE collection IN ({_marks(ids)}) "
-            f"AND label IN ({_marks(levels)}) ORDER BY added_us, id"
-        )
-        with self._locked():
-            rows = self._db.execute(query, (*ids, *levels)).fetchall()
+        rows = self._readable(_DOCUMENT_COLUMNS, "documents", collections, labels, "added_us, id")
         return [_document(row) for row in rows]
 
     def all_documents(self) -> list[Document]:
@@ -605,16 +597,29 @@ class DocumentStore:
         self, collections: Iterable[int], labels: Iterable[str]
     ) -> list[tuple[int, str, int]]:
         """(collection, label, version) of each partition of these collections and labels."""
+        columns, order = "collection, label, version", "collection, label"
+        rows = self._readable(columns, "partitions", collections, labels, order)
+        return [(_int(c), str(label), _int(v)) for c, label, v in rows]
+
+    def _readable(
+        self,
+        columns: str,
+        table: str,
+        collections: Iterable[int],
+        labels: Iterable[str],
+        order: str,
+    ) -> list[tuple[Any, ...]]:
+        """`columns` of `table`'s rows in these collections with one of these labels: the
+        reader's filter is part of the query. The names are this module's constants."""
         ids, levels = list(collections), list(labels)
         if not ids or not levels:
             return []
         query = (
-            f"SELECT collection, label, version FROM partitions WHERE collection IN "
-            f"({_marks(ids)}) AND label IN ({_marks(levels)}) ORDER BY collection, label"
+            f"SELECT {columns} FROM {table} WHERE collection IN ({_marks(ids)}) "
+            f"AND label IN ({_marks(levels)}) ORDER BY {order}"
         )
         with self._locked():
-            rows = self._db.execute(query, (*ids, *levels)).fetchall()
-        return [(_int(c), str(label), _int(v)) for c, label, v in rows]
+            return list(self._db.execute(query, (*ids, *levels)).fetchall())
 
     def partition(self, collection: int, label: str, embedder: str | None) -> Partition:
         """A partition's documents and chunks with their postings and `embedder`'s vectors,
