@@ -26,7 +26,7 @@ from typing import Any
 
 from appliance.audit import Actor, AuditLog, Event
 from appliance.config import GenerationParams
-from appliance.engine import ChatEngine, Generation, GenerationStats, Message
+from appliance.engine import AdapterUse, ChatEngine, Generation, GenerationStats, Message
 from appliance.errors import ApplianceError, AuthenticationError, BlockedError, UsageError
 from appliance.grounding import Grounding, compose
 from appliance.homestate import record_state
@@ -302,6 +302,7 @@ class Session:
             redacted += added.actions.count("redact")
             texts.append(added.text)
             label = source.label if source.label.rank > label.rank else label
+        adapter, label = self._adapter(label)
         if sources:
             composed = compose(asked.content, sources, texts, self.policy.language)
             sent[-1] = Message("user", composed)
@@ -322,6 +323,8 @@ class Session:
             **({"task": conversation.task} if conversation.task else {}),
             **self.origin,
         }
+        if adapter is not None:
+            details["adapter"] = self._adapter_details(adapter)
         if grounding is not None:
             details["documents"] = {
                 "sources": [
@@ -334,16 +337,34 @@ class Session:
         event = Event(self.actor, "ask", self.model, label=label.id, details=details)
         ask_seq = self.audit.record(event, content)
         history = sent[1:-1] if conversation.system else sent[:-1]
-        turn = Turn(self, conversation, history, asked, ask_seq, label)
+        turn = Turn(self, conversation, history, asked, ask_seq, label, adapter)
         try:
             if grounding is not None and grounding.declined is not None:
                 turn.generation = canned(grounding.declined)  # the model is not asked
             else:
-                turn.generation = self.engine.chat(sent, params)
+                turn.generation = self.engine.chat(sent, params, adapter=adapter)
         except ApplianceError as exc:
             turn.finish("failed", error=type(exc).__name__)
             raise
         return turn
+
+    def _adapter(self, label: Level) -> tuple[AdapterUse | None, Level]:
+        """The adapter the policy serves this turn with, if any, and the turn's label,
+        raised to the adapter's own classification."""
+        rule = self.policy.adapter_for(
+            self.principal.role, label, self.clearance, self.engine.adapters
+        )
+        if rule is None:
+            return None, label
+        own = self.policy.level(rule.classification)
+        return AdapterUse(rule.name, rule.scale), own if own.rank > label.rank else label
+
+    def _adapter_details(self, adapter: AdapterUse) -> dict[str, Any]:
+        return {
+            "name": adapter.name,
+            "scale": adapter.scale,
+            "sha256": self.engine.adapters[adapter.name],
+        }
 
     def idle(self) -> bool:
         """Whether the policy's idle timeout has passed since the last activity."""
@@ -430,8 +451,10 @@ class Turn(Iterator[str]):
         prompt: Message,
         ask_seq: int,
         label: Level,
+        adapter: AdapterUse | None = None,
     ) -> None:
         self.session = session
+        self.adapter = adapter
         self.conversation = conversation
         self.history = history  # as the engine saw them: redacted
         self.prompt = prompt
@@ -530,6 +553,8 @@ class Turn(Iterator[str]):
                 "completion_tokens": stats.completion_tokens,
                 "finish": stats.finish_reason,
             }
+        if self.adapter is not None:
+            details["adapter"] = session._adapter_details(self.adapter)
         if error:
             details["error"] = error
         event = Event(session.actor, "answer", session.model, outcome, self.label.id, details)

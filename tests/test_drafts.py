@@ -54,10 +54,10 @@ class RecordingEngine(ScriptedEngine):
         self.systems: list[str | None] = []
         self.params: list = []
 
-    def chat(self, messages, params):
+    def chat(self, messages, params, *, adapter=None):
         self.systems.append(messages[0].content if messages[0].role == "system" else None)
         self.params.append(params)
-        return super().chat(messages, params)
+        return super().chat(messages, params, adapter=adapter)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,13 +26,13 @@ from typing import Any
 import pytest
 
 from appliance.config import EngineSettings, GenerationParams, load_home_config
-from appliance.engine import Engine, GenerationStats, Message
+from appliance.engine import AdapterFile, Engine, GenerationStats, Message
 from appliance.engine.llama_server import LlamaServerEngine
 from appliance.engine.server_process import ServerProcess
 from appliance.engine.tools import NODUMP_PRELOAD, llama_tool, shipped_file
 from appliance.errors import ConfigError, EngineError, ModelFormatError
 from tests.conftest import TEST_SETTINGS
-from tests.ggufs import with_metadata, with_value
+from tests.ggufs import lora_adapter, with_metadata, with_value
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = "REPORT "
@@ -218,14 +219,16 @@ def test_an_unloadable_file_is_refused_before_any_child_starts(
     assert ServerProcess.started == started  # no llama-server was started for either
 
 
-def test_adapters_reach_the_child_with_the_model(model_path: Path) -> None:
-    """A LoRA adapter goes to llama-server as the model does (a descriptor after
-    the preload's word); the model itself is not an adapter, and llama.cpp says so."""
-    with pytest.raises(EngineError) as refused:
-        LlamaServerEngine(model_path, server_settings(1, 256), verified=True, adapters=[model_path])
-    message = str(refused.value)
-    assert message.startswith("llama-server stopped while loading the model (exit 1): ")
-    assert "expect general.type to be 'adapter', but got: model" in message
+def test_a_file_that_is_not_an_adapter_of_the_model_never_reaches_the_child(
+    model_path: Path,
+) -> None:
+    """Adapters are checked against the model before any child starts: the model
+    itself is not an adapter."""
+    started = ServerProcess.started
+    not_one = AdapterFile("model", model_path, "0" * 64)
+    with pytest.raises(ModelFormatError, match="not a valid LoRA adapter"):
+        LlamaServerEngine(model_path, server_settings(1, 256), verified=True, adapters=[not_one])
+    assert ServerProcess.started == started
 
 
 def test_the_child_cannot_be_read_by_another_process_of_the_user(model_path: Path) -> None:
@@ -246,6 +249,7 @@ def test_the_child_cannot_be_read_by_another_process_of_the_user(model_path: Pat
     assert report["reader_uid"] == report["child_uid"], report
     assert report["control"] == "opened", report  # the reader can read a dumpable process
     assert report["model_fd"] in ("EACCES", "EPERM"), report
+    assert report["adapter_fd"] in ("EACCES", "EPERM"), report
     assert report["any_fd_opened"] is False, report
     assert report["mem"] in ("EACCES", "EPERM"), report
     assert report["status"].startswith("llama-server"), report
@@ -328,12 +332,14 @@ def attempt(path):
         return errno.errorcode.get(exc.errno, "error")
 argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\\0")
 model = argv[argv.index(b"-m") + 1].decode().rsplit("/", 1)[1]
+adapter = argv[argv.index(b"--lora-scaled") + 1].decode().rsplit("/", 1)[1].split(":")[0]
 status = open(f"/proc/{pid}/status").read()
 limits = [x.split()[4:6] for x in open(f"/proc/{pid}/limits") if x.startswith("Max core")]
 print(json.dumps({
     "reader_uid": os.getuid(),
     "control": attempt(f"/proc/{control}/fd/{control_fd}"),
     "model_fd": attempt(f"/proc/{pid}/fd/{model}"),
+    "adapter_fd": attempt(f"/proc/{pid}/fd/{adapter}"),
     "any_fd_opened": any(attempt(f"/proc/{pid}/fd/{n}") == "opened" for n in range(64)),
     "mem": attempt(f"/proc/{pid}/mem"),
     "status": status.split("\\n", 1)[0].split(":", 1)[1].strip(),
@@ -355,12 +361,15 @@ def _as_an_ordinary_user() -> None:
 
 
 def scenario_dumpable(model: Path) -> dict[str, Any]:
-    memory = os.memfd_create("appliance-model", os.MFD_CLOEXEC)
-    with model.open("rb") as source, os.fdopen(os.dup(memory), "wb") as target:
-        while chunk := source.read(1 << 20):
-            target.write(chunk)
+    memory = _in_memory(model.read_bytes())
+    with tempfile.TemporaryDirectory() as scratch:  # a LoRA adapter, held as a sealed one is
+        made = lora_adapter(model, Path(scratch) / "zero.gguf")
+        adapter_memory = _in_memory(made.read_bytes())
+    adapter = AdapterFile("zero", f"/proc/self/fd/{adapter_memory}", "0" * 64)
     settings = server_settings(slots=1, context=256)
-    with LlamaServerEngine(f"/proc/self/fd/{memory}", settings, verified=True) as engine:
+    with LlamaServerEngine(
+        f"/proc/self/fd/{memory}", settings, verified=True, adapters=[adapter]
+    ) as engine:
         params = GenerationParams(max_tokens=4, temperature=0.0, ignore_eos=True)
         _, stats = ask(engine, "a prompt that stays in the child", params)
         pid = engine.server_pid
@@ -383,7 +392,14 @@ def scenario_dumpable(model: Path) -> dict[str, Any]:
         report["child_uid"] = int(uid.split()[1])
         report["answer_tokens"] = stats.completion_tokens
     os.close(memory)
+    os.close(adapter_memory)
     return report
+
+
+def _in_memory(data: bytes) -> int:
+    memory = os.memfd_create("appliance-test", os.MFD_CLOEXEC)
+    os.write(memory, data)  # a small model: one write is enough
+    return memory
 
 
 def main() -> None:

@@ -66,6 +66,7 @@ class ScriptedGeneration:
 
 class ScriptedEngine:
     slots = 1
+    adapters: dict[str, str] = {}  # noqa: RUF012 - read only
 
     def __init__(self, pieces: list[str], delay: float = 0.0) -> None:
         self.pieces = pieces
@@ -73,7 +74,7 @@ class ScriptedEngine:
         self.prompts: list[str] = []
         self.histories: list[list[str]] = []  # what the model saw, turn by turn
 
-    def chat(self, messages, params) -> ScriptedGeneration:
+    def chat(self, messages, params, *, adapter=None) -> ScriptedGeneration:
         self.prompts.append(messages[-1].content)
         self.histories.append([m.content for m in messages if m.role != "system"])
         return ScriptedGeneration(list(self.pieces), self.delay)

@@ -69,6 +69,7 @@ ACTIONS = frozenset(
         "collection_change",
         "store_key",
         "draft",
+        "adapter",
     }
 )
 OUTCOMES = frozenset({"ok", "denied", "failed", "cancelled"})

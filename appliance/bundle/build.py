@@ -1,7 +1,8 @@
 """`appliance bundle build`: one signed offline file from a model, a policy and wheels.
 
-On the connected build station: quantize (optional), seal the weights to the
-site recipients, gather the wheelhouse, llama.cpp's tools and the preload
+On the connected build station: quantize (optional), seal the weights and any
+LoRA adapters (each validated against the shipped model first) to the site
+recipients, gather the wheelhouse, llama.cpp's tools and the preload
 (`make setup` builds them), the policy, the installer and the docs, write an
 SBOM and a manifest, sign TUF metadata over every file, and write the bundle
 atomically.
@@ -23,12 +24,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from appliance import __version__, catalog, seal
+from appliance import __version__, adapters, catalog, seal
 from appliance.bundle import repository, sbom
 from appliance.bundle.archive import Progress, write_bundle
 from appliance.bundle.keys import load_signer
-from appliance.bundle.manifest import BINARIES_DIR, MANIFEST, MODEL_DIR, is_release
-from appliance.engine import read_gguf, sha256_file
+from appliance.bundle.manifest import (
+    ADAPTERS_DIR,
+    BINARIES_DIR,
+    MANIFEST,
+    MAX_ADAPTERS,
+    MODEL_DIR,
+    is_release,
+)
+from appliance.engine import GGUFFile, read_gguf, sha256_file
+from appliance.engine.adapter import AdapterInfo, read_adapter
 from appliance.engine.compare import EVALUATION_TEXTS, compare, evaluation_text
 from appliance.engine.info import quantization_of
 from appliance.engine.quantize import QuantizeReport, quantize
@@ -66,6 +75,8 @@ class BuildRequest:
     wheelhouse: Path | None = None  # None: collect with pip (needs the package index)
     tools: Path | None = None  # the built SHIPPED_FILES; None: the cache `make setup` fills
     timestamp_days: int = 30
+    # LoRA adapters for the shipped model: (file, name), sealed as adapters/NAME.sealed
+    adapters: tuple[tuple[Path, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +88,7 @@ class BuildResult:
     content_id: str
     quantized: QuantizeReport | None
     report: Report | None = None  # the lightweighting report, when the build quantized
+    adapters: tuple[dict[str, Any], ...] = ()  # the manifest's entries, one per adapter
 
 
 def build(request: BuildRequest, stage: Stage) -> BuildResult:
@@ -100,6 +112,14 @@ def _check(request: BuildRequest) -> None:
     for relative in INSTALLER:
         if not (SOURCE_ROOT / relative).is_file():
             raise UsageError(f"{SOURCE_ROOT} lacks {relative}: build from a source checkout")
+    names = [name for _path, name in request.adapters]
+    for name in names:
+        adapters.check_name(name)
+    if len(set(names)) != len(names):
+        twice = sorted({name for name in names if names.count(name) > 1})
+        raise UsageError(f"two adapters are named {twice[0]}; give each its own :NAME")
+    if len(names) > MAX_ADAPTERS:
+        raise UsageError(f"a bundle ships at most {MAX_ADAPTERS} adapters")
     load_signer(request.signing_key, request.passphrase)  # a wrong passphrase fails first
     _shipped(request.tools)
 
@@ -125,6 +145,8 @@ def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
         with stage(f"Quantizing to {request.quantize}"):
             model = work / f"model-{request.quantize.lower()}.gguf"
             report = quantize(request.model, model, request.quantize)
+    # Each adapter is validated against the model shipped, before anything else reads it.
+    checked = _check_adapters(request.adapters, read_gguf(model) if report else source_info)
     model_type = report.result_type if report else quantization_of(source_info)
     digest = sha256_file(model)
     name, content_id = _model_identity(
@@ -135,6 +157,8 @@ def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
     with stage(f"Sealing {name} to {len(request.recipients)} recipient(s)") as progress:
         seal.seal_file(model, sealed, list(request.recipients), content_id, progress=progress)
     files[f"{MODEL_DIR}{sealed.name}"] = sealed
+    shipped = _seal_adapters(checked, request.recipients, content_id, work / "adapters", stage)
+    files.update({entry["file"]: work / entry["file"] for entry in shipped})
     wheels = _wheelhouse(request.wheelhouse, work, stage)
     files.update({f"wheels/{wheel.name}": wheel for wheel in wheels})
     files["policy/policy.toml"] = request.policy
@@ -144,6 +168,7 @@ def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
     files.update({f"{BINARIES_DIR}{path.name}": path for path in binaries})
     inputs = sum(path.stat().st_size for path in files.values()) - sealed.stat().st_size
     inputs += request.model.stat().st_size
+    inputs += sum(entry["bytes"] - files[entry["file"]].stat().st_size for entry in shipped)
     measured = None
     if report is not None:
         # Every quantized bundle carries what quantizing cost, measured against its source.
@@ -178,6 +203,9 @@ def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
             "report": f"{MODEL_DIR}{name}.report.json" if measured else None,
             "recipients": [str(recipient) for recipient in request.recipients],
         },
+        # LoRA adapters for this model, each sealed to the same recipients as
+        # adapters/NAME.sealed; sha256 and bytes are of the plaintext.
+        "adapters": shipped,
         "policy": {"name": policy.name, "version": policy.version, "sha256": policy.sha256},
         "platform": _platform(wheels),
         "binaries": {  # installed as releases/V/libexec/NAME; doctor checks these sha256
@@ -216,7 +244,48 @@ def _build(request: BuildRequest, work: Path, stage: Stage) -> BuildResult:
         content_id,
         report,
         measured,
+        tuple(shipped),
     )
+
+
+def _check_adapters(
+    given: tuple[tuple[Path, str], ...], model: GGUFFile
+) -> list[tuple[Path, str, AdapterInfo]]:
+    """Each adapter validated against the shipped model (ModelFormatError, one sentence)."""
+    return [(path, name, read_adapter(path, model)) for path, name in given]
+
+
+def _seal_adapters(
+    checked: list[tuple[Path, str, AdapterInfo]],
+    recipients: list[seal.Recipient],
+    base: str,
+    folder: Path,
+    stage: Stage,
+) -> list[dict[str, Any]]:
+    """Seal each adapter to the site like the model; the manifest's entries for them."""
+    entries = []
+    for path, name, info in checked:
+        folder.mkdir(exist_ok=True)
+        digest = sha256_file(path)
+        target = folder / f"{name}.sealed"
+        with stage(f"Sealing the adapter {name} to {len(recipients)} recipient(s)") as progress:
+            sealed_as = adapters.content_id(name)
+            seal.seal_file(path, target, list(recipients), sealed_as, progress=progress)
+        if sha256_file(path) != digest:  # what was sealed is what the manifest pins
+            raise BundleError(f"the adapter {path} changed while it was sealed; build again")
+        entries.append(
+            {
+                "name": name,
+                "file": f"{ADAPTERS_DIR}{name}.sealed",
+                "sha256": digest,
+                "bytes": info.file_size,
+                "rank": info.rank,
+                "alpha": info.alpha,
+                "targets": len(info.targets),
+                "base": base,
+            }
+        )
+    return entries
 
 
 def _model_identity(

@@ -4,6 +4,8 @@
     PREFIX/releases/V/          one verified release: venv/, model/, policy/, wheels/, docs
     PREFIX/releases/V/libexec/  llama.cpp's tools and the preload, 0755; the release's
                                 programs use these (engine/tools.py: beside sys.prefix)
+    PREFIX/releases/V/adapters/ the LoRA adapters the release ships, sealed (NAME.sealed);
+                                the home serves them while V is current (appliance/adapters.py)
     PREFIX/current -> releases/V   switched atomically (a new link renamed over the old)
     PREFIX/home/                config.toml (-> current/model.sealed), policy.toml (a link
                                 into current), audit/, identity/
@@ -247,6 +249,7 @@ class Host:
                     "metadata_version": verified.metadata_version,
                     "model": verified.content_id,
                     "model_sha256": verified.model_sha256,
+                    "adapters": verified.adapters,  # served from releases/V/adapters/
                 }
         doctor = self._doctor()
         outcome = "ok" if doctor["ok"] else "failed"

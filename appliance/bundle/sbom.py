@@ -1,12 +1,12 @@
 """The bundle's SBOM: CycloneDX JSON listing every wheel, the shipped binaries (llama.cpp's
-tools and the preload), the model and the policy."""
+tools and the preload), the model, its LoRA adapters and the policy."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from appliance.bundle.manifest import BINARIES_DIR
+from appliance.bundle.manifest import ADAPTERS_DIR, BINARIES_DIR
 from appliance.engine import sha256_file
 from appliance.engine.tools import TOOLS
 from appliance.errors import ConfigError
@@ -37,6 +37,7 @@ def document(manifest: dict[str, Any], files: dict[str, Path]) -> str:
         bom_ref="bundle",
     )
     bom.metadata.component = root
+    adapted: list[Component] = []  # the adapters, each depending on the model it adapts
     for name, path in sorted(files.items()):
         if name.startswith("wheels/"):
             package, version = path.name.split("-")[:2]
@@ -86,6 +87,28 @@ def document(manifest: dict[str, Any], files: dict[str, Path]) -> str:
                     bom_ref=name,
                 )
             )
+        elif name.startswith(ADAPTERS_DIR):
+            adapter = next(item for item in manifest["adapters"] if item["file"] == name)
+            adapted.append(
+                Component(
+                    name=str(adapter["name"]),
+                    type=ComponentType.MACHINE_LEARNING_MODEL,
+                    description=(
+                        f"LoRA adapter in GGUF (rank {adapter['rank']}, alpha "
+                        f"{adapter['alpha']:g}, {adapter['targets']} tensors) for "
+                        f"{adapter['base']}, sealed to the site recipients"
+                    ),
+                    hashes=hashes(path),
+                    properties=[
+                        Property(name="appliance:base_model", value=str(adapter["base"])),
+                        Property(name="appliance:plaintext_sha256", value=str(adapter["sha256"])),
+                        Property(name="appliance:plaintext_bytes", value=str(adapter["bytes"])),
+                        Property(name="appliance:installed_as", value=f"releases/V/{name}"),
+                    ],
+                    bom_ref=name,
+                )
+            )
+            bom.components.add(adapted[-1])
         elif name.startswith("policy/"):
             bom.components.add(
                 Component(
@@ -96,4 +119,7 @@ def document(manifest: dict[str, Any], files: dict[str, Path]) -> str:
                 )
             )
     bom.register_dependency(root, list(bom.components))
+    model = [c for c in bom.components if str(c.bom_ref) == manifest["model"]["file"]]
+    for component in adapted:
+        bom.register_dependency(component, model)
     return str(JsonV1Dot6(bom).output_as_string(indent=2))

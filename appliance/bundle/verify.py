@@ -25,6 +25,7 @@ from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from appliance.bundle.archive import METADATA, TARGETS, BundleArchive
 from appliance.bundle.manifest import (
+    ADAPTERS_DIR,
     BINARIES_DIR,
     MANIFEST,
     MAX_MANIFEST,
@@ -87,6 +88,11 @@ class VerifiedBundle:
     def binaries(self) -> list[str]:
         """The shipped binaries' target paths (libexec/NAME), each signed."""
         return sorted(self._manifest.binaries)
+
+    @property
+    def adapters(self) -> list[str]:
+        """The shipped adapters' names, each sealed in its signed adapters/NAME.sealed."""
+        return [adapter.name for adapter in self._manifest.adapters]
 
     @property
     def wheel_hashes(self) -> dict[str, str]:
@@ -262,6 +268,15 @@ def _manifest(archive: BundleArchive, targets: dict[str, TargetFile]) -> Manifes
                 f"{archive.path} was refused: its {MANIFEST} and its signed targets "
                 f"disagree on the binary '{name}'"
             )
+    # The adapters it lists are exactly the signed adapters/ files: none unlisted, none
+    # missing. (Each one's plaintext sha256 is checked when the home opens it.)
+    sealed = {name for name in targets if name.startswith(ADAPTERS_DIR)}
+    listed = {adapter.file for adapter in manifest.adapters}
+    for name in sorted(sealed ^ listed):
+        raise BundleError(
+            f"{archive.path} was refused: its {MANIFEST} and its signed targets "
+            f"disagree on the adapter '{name}'"
+        )
     return manifest
 
 

@@ -17,6 +17,7 @@ from typing import NoReturn
 
 from appliance import __version__
 from appliance.cli import (
+    adapters,
     airgap,
     audit,
     bundle,
@@ -56,6 +57,7 @@ def build_parser() -> Parser:
     commands.required = True
     generate.register(commands)
     models.register(commands)
+    adapters.register(commands)
     seal.register(commands)
     audit.register(commands)
     policy.register(commands)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from appliance import seal
+from appliance import adapters, seal
 from appliance.bundle import repository
 from appliance.bundle.build import BuildRequest, build
 from appliance.bundle.verify import verify_bundle
@@ -16,6 +16,7 @@ from appliance.cli.progress import byte_progress
 from appliance.engine import sha256_file
 from appliance.engine.compare import EVALUATION_TEXTS
 from appliance.engine.quantize import FILE_TYPES
+from appliance.errors import UsageError
 from appliance.fsutil import read_limited
 
 PROMPT = "Passphrase of the bundle signing keys"
@@ -44,6 +45,14 @@ def register(commands: Any) -> None:
         metavar="FILE",
         help="evaluation text for the quantized model's report (repeatable; "
         f"default: the shipped {' and '.join(EVALUATION_TEXTS)})",
+    )
+    builder.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="FILE[:NAME]",
+        help="a LoRA adapter (GGUF) for the bundle's model, sealed and shipped with it "
+        "(repeatable; NAME, as policies name it, defaults to the file's stem)",
     )
     builder.add_argument("--policy", type=Path, required=True, metavar="FILE")
     builder.add_argument(
@@ -120,6 +129,7 @@ def run_build(args: argparse.Namespace) -> int:
         wheelhouse=args.wheelhouse,
         tools=args.tools,
         timestamp_days=args.timestamp_days,
+        adapters=tuple(adapter_spec(text) for text in args.adapter),
     )
     result = build(request, byte_progress)
     if result.quantized is not None:
@@ -129,9 +139,26 @@ def run_build(args: argparse.Namespace) -> int:
     if result.report is not None:
         print(f"report: {result.report.summary()}")
     print(f"model: {result.content_id} (sealed)")
+    for entry in result.adapters:
+        print(f"adapter: {entry['name']} (rank {entry['rank']}, sealed) sha256 {entry['sha256']}")
     print(f"bundle: {result.path} {result.size:,} bytes (inputs {result.inputs:,} bytes)")
     print(f"metadata version {result.metadata_version}; sha256 {sha256_file(result.path)}")
     return 0
+
+
+def adapter_spec(text: str) -> tuple[Path, str]:
+    """`FILE[:NAME]` as (file, name); NAME defaults to the file's stem (legal_v2.gguf:
+    legal-v2). A colon followed by no valid name is part of the file's path."""
+    head, colon, tail = text.rpartition(":")
+    if colon and head and adapters.NAME.fullmatch(tail):
+        return Path(head), tail
+    if colon and head and Path(head).exists() and not Path(text).exists():
+        return Path(head), adapters.check_name(tail)  # a name, but not a valid one
+    path = Path(text)
+    stem = path.name.removesuffix(".gguf").lower().replace("_", "-").replace(".", "-")
+    if not adapters.NAME.fullmatch(stem):
+        raise UsageError(f"give the adapter {path.name} a name: --adapter FILE:NAME")
+    return path, stem
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -142,14 +169,17 @@ def run_verify(args: argparse.Namespace) -> int:
             "release": verified.release,
             "metadata_version": verified.metadata_version,
             "files": len(verified.targets),
+            "adapters": verified.adapters,
             "sha256": sha256_file(args.bundle),
         }
     if args.json:
         print(json.dumps(report, indent=2))
     else:
+        shipped = ", ".join(verified.adapters)
         print(
             f"verified: release {report['release']}, {report['files']} signed files, "
             f"metadata version {report['metadata_version']}"
+            + (f"; adapters {shipped}" if shipped else "")
         )
     return 0
 

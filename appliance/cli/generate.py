@@ -8,10 +8,11 @@ import hmac
 import secrets
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from appliance import catalog, seal
+from appliance import adapters, catalog, seal
 from appliance.audit import Actor, AuditLog, Event, audit_dir
 from appliance.bundle.manifest import model_pin
 from appliance.cli import client
@@ -28,7 +29,8 @@ from appliance.documents.home import open_documents
 from appliance.documents.library import Library
 from appliance.documents.onefile import OneFile
 from appliance.drafting import save_draft
-from appliance.engine import ChatEngine, load_engine
+from appliance.engine import AdapterFile, ChatEngine, load_engine
+from appliance.engine.hparams import read_loadable_gguf
 from appliance.errors import IntegrityError, UsageError
 from appliance.fsutil import atomic_writer
 from appliance.grounding import Grounding
@@ -225,31 +227,70 @@ def _record_egress(log: AuditLog, event: str, target: str) -> None:
 
 @contextlib.contextmanager
 def open_engine(args: argparse.Namespace) -> Iterator[tuple[ChatEngine, str]]:
-    """The loaded model, and the name the audit log gives it.
+    """The loaded model (with the home's adapters for it), and the name the audit
+    log gives it.
 
     The home's config.toml chooses the backend ([engine] backend: in this process,
     or a llama-server child answering `slots` requests at once) and its defaults;
     --context and --threads override them.
     """
-    config = load_home_config(appliance_home())
+    home = appliance_home()
+    config = load_home_config(home)
     settings = config.engine_settings(context_length=args.context, threads=args.threads)
-    args = _home_model(args)
     with contextlib.ExitStack() as stack:
-        path: str | Path
-        if args.model is not None and seal.is_sealed(args.model):
-            sealed = stack.enter_context(contextlib.closing(open_sealed(args)))
-            path, verified = sealed.path, sealed_is_pinned(sealed) or sealed.pinned
-            name = sealed.header.content_id
-            report = sealed.report
-            print(f"[{sealed.header.content_id}: {report.describe()}]", file=sys.stderr)
-            if report.warning:
-                print(f"warning: {report.warning}", file=sys.stderr)
-        else:
-            if args.identity or args.content_id:
-                raise UsageError("--identity and --content-id apply to sealed models only")
-            path, verified, name = resolve_model(args.model)
-        engine = stack.enter_context(load_engine(path, settings, verified=verified))
-        yield engine, name
+        model = stack.enter_context(open_model(args))
+        loaded: list[AdapterFile] = []
+        if any(record.base == model.name for record in adapters.listed(home)):
+            base = read_loadable_gguf(model.path)  # each adapter is checked against it again
+            loaded = stack.enter_context(adapters.opened(home, model.name, base, model.keys()))
+        engine = stack.enter_context(
+            load_engine(model.path, settings, verified=model.verified, adapters=loaded)
+        )
+        yield engine, model.name
+
+
+@dataclass
+class OpenModel:
+    """The model a command serves: the file (or sealed memfd) llama.cpp opens, whether
+    its bytes are authenticated, its audit name, and the keys of the site identity."""
+
+    path: str | Path
+    verified: bool
+    name: str
+    args: argparse.Namespace
+    _keys: list[seal.Opener] | None = None
+
+    def keys(self) -> list[seal.Opener]:
+        """What opens the site's sealed files (the model's, else the identities given)."""
+        if self._keys is None:
+            given = self.args.identity
+            self._keys = openers(given, self.args.passphrase_file) if given else []
+        return self._keys
+
+
+@contextlib.contextmanager
+def open_model(args: argparse.Namespace, *, adapting: bool = False) -> Iterator[OpenModel]:
+    """The command line's model, else the home's: a sealed one decrypted into sealed
+    memory (closed on exit), a catalogued one checked against its pin. The site
+    identity (--identity) opens a sealed model, and the adapters of any model
+    (`adapting`: one is being added; else the home has some for this model)."""
+    home = appliance_home()
+    args = _home_model(args)
+    if args.model is None or not seal.is_sealed(args.model):
+        path, verified, name = resolve_model(args.model)
+        ours = adapting or any(record.base == name for record in adapters.listed(home))
+        if args.content_id or (args.identity and not ours):
+            raise UsageError("--identity and --content-id apply to sealed models only")
+        yield OpenModel(path, verified, name, args)
+        return
+    keys = openers(args.identity, args.passphrase_file)
+    with contextlib.closing(open_sealed(args, keys)) as sealed:
+        verified = sealed_is_pinned(sealed) or sealed.pinned
+        report = sealed.report
+        print(f"[{sealed.header.content_id}: {report.describe()}]", file=sys.stderr)
+        if report.warning:
+            print(f"warning: {report.warning}", file=sys.stderr)
+        yield OpenModel(sealed.path, verified, sealed.header.content_id, args, keys)
 
 
 def _home_model(args: argparse.Namespace) -> argparse.Namespace:
@@ -264,8 +305,7 @@ def _home_model(args: argparse.Namespace) -> argparse.Namespace:
     return argparse.Namespace(**{**vars(args), **home_model})
 
 
-def open_sealed(args: argparse.Namespace) -> seal.SealedModel:
-    keys = openers(args.identity, args.passphrase_file)
+def open_sealed(args: argparse.Namespace, keys: list[seal.Opener]) -> seal.SealedModel:
     source = Path(args.model)
     manifest = getattr(args, "manifest", None)  # the home's installed release pins its model
     pin = model_pin(manifest) if manifest is not None else None

@@ -28,16 +28,24 @@ def register(sub: Any) -> None:
                        help="importance matrix made by llama-imatrix (GGUF)")  # fmt: skip
     quant.set_defaults(run=run_quantize)
 
-    comp = sub.add_parser("compare", help="measure a quantized model against its source")
+    comp = sub.add_parser(
+        "compare", help="measure a quantized model against its source, or what an adapter changes"
+    )
     comp.add_argument("base", type=Path, metavar="BASE.gguf", help="the source (F16/BF16)")
-    comp.add_argument("quantized", type=Path, metavar="QUANT.gguf")
+    comp.add_argument("quantized", type=Path, nargs="?", metavar="QUANT.gguf",
+                      help="the quantized model (with --adapter: default BASE itself)")  # fmt: skip
+    comp.add_argument("--adapter", type=Path, metavar="ADAPTER.gguf",
+                      help="measure QUANT with this LoRA adapter applied against BASE")  # fmt: skip
+    comp.add_argument("--scale", type=float, default=1.0, metavar="S",
+                      help="the adapter's scale (default 1)")  # fmt: skip
     comp.add_argument("--text", action="append", metavar="FILE",
                       help="evaluation text (repeatable; default: the shipped "
                       f"{' and '.join(measure.EVALUATION_TEXTS)})")  # fmt: skip
     add_eval_options(comp)
     comp.add_argument("--json", action="store_true", help="machine-readable output")
     comp.add_argument("--no-save", action="store_true",
-                      help="do not write the report beside QUANT (QUANT.report.json)")  # fmt: skip
+                      help="do not write the report beside QUANT (QUANT.report.json), "
+                      "or beside the adapter")  # fmt: skip
     comp.set_defaults(run=run_compare)
 
     imat = sub.add_parser("imatrix", help="make an importance matrix with llama-imatrix")
@@ -75,19 +83,23 @@ def run_quantize(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    if args.quantized is None and args.adapter is None:
+        raise UsageError("give QUANT.gguf, or --adapter ADAPTER.gguf")
     texts = [measure.evaluation_text(name) for name in args.text or measure.EVALUATION_TEXTS]
     with step_progress("Measuring") as progress:
         report = measure.compare(
             args.base,
-            args.quantized,
+            args.quantized or args.base,
             texts,
             context=args.context,
             threads=args.threads,
             flash_attention=args.flash_attention,
             progress=progress,
+            adapter=args.adapter,
+            scale=args.scale,
         )
     if not args.no_save:
-        write_report(report, sidecar(args.quantized))
+        write_report(report, sidecar(args.adapter or args.quantized))
     print(json_line(report.to_dict(), indent=2) if args.json else format_report(report))
     return 0
 
@@ -124,15 +136,28 @@ def check_calibration(datasets: list[str]) -> None:
 def format_report(report: Report) -> str:
     """The report as a table for IT staff and security officers."""
     base, quant, settings = report.base, report.quantized, report.settings
-    lines = [
-        f"{printable(quant.file)} ({quant.type}) against {printable(base.file)} ({base.type})",
-        f"size: {quant.bytes:,} of {base.bytes:,} bytes ({report.size_ratio:.2f}x)",
+    adapter = report.adapter
+    second = "PPL quant"
+    if adapter is None:
+        lines = [
+            f"{printable(quant.file)} ({quant.type}) against {printable(base.file)} ({base.type})",
+            f"size: {quant.bytes:,} of {base.bytes:,} bytes ({report.size_ratio:.2f}x)",
+        ]
+    else:
+        second = "PPL +LoRA"
+        lines = [
+            f"{printable(quant.file)} ({quant.type}) with the adapter {printable(adapter.file)} "
+            f"at scale {adapter.scale:g} against {printable(base.file)} ({base.type})",
+            f"adapter: rank {adapter.rank}, alpha {adapter.alpha:g}, {adapter.bytes:,} bytes, "
+            f"sha256 {adapter.sha256}",
+        ]
+    lines += [
         f"settings: context {settings.context}, batch {settings.batch}, "
         f"threads {settings.threads}, flash attention "
         f"{'on' if settings.flash_attention else 'off'}, llama-cpp-python "
         f"{settings.llama_cpp_python}",
         "",
-        f"{'text':<12} {'PPL base':>9} {'PPL quant':>9} {'dPPL':>7} {'mean KLD':>9} "
+        f"{'text':<12} {'PPL base':>9} {second:>9} {'dPPL':>7} {'mean KLD':>9} "
         f"{'p99 KLD':>8} {'same top':>8} {'gen x':>6} {'prompt x':>8}",
     ]
     for text in report.texts:

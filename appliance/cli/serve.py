@@ -200,6 +200,7 @@ def run_status(args: argparse.Namespace) -> int:
         f"policy    {status.get('policy')}",
         f"engine    {status.get('model')} ({engine.get('quantization')}, "
         f"{engine.get('backend')}, context {engine.get('context')})",
+        f"adapters  {', '.join(engine.get('adapters') or []) or 'none'}",
         f"queue     {_answering(running, engine.get('slots', 1))}; "
         f"{len(queue.get('waiting', []))} waiting; {queue.get('answered', 0)} answered",
         f"sessions  {len(status.get('sessions', []))} of {status['limits']['max_sessions']}",

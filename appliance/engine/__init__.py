@@ -5,16 +5,21 @@ Public API; other modules import only what is listed here.
 """
 
 from appliance.config import EngineSettings, GenerationParams
+from appliance.engine.adapter import AdapterInfo, read_adapter
 from appliance.engine.backend import ChatEngine, load_engine
 from appliance.engine.chat import ChatFormat, Message
 from appliance.engine.engine import Engine
 from appliance.engine.gguf import GGUFFile, TensorInfo, read_gguf
 from appliance.engine.info import ModelInfo, describe, inspect_model, sha256_file
 from appliance.engine.llama_server import LlamaServerEngine
+from appliance.engine.lora import AdapterFile, AdapterUse
 from appliance.engine.native import supports_gpu_offload
 from appliance.engine.stream import Generation, GenerationStats
 
 __all__ = [
+    "AdapterFile",
+    "AdapterInfo",
+    "AdapterUse",
     "ChatEngine",
     "ChatFormat",
     "Engine",
@@ -30,6 +35,7 @@ __all__ = [
     "describe",
     "inspect_model",
     "load_engine",
+    "read_adapter",
     "read_gguf",
     "sha256_file",
     "supports_gpu_offload",

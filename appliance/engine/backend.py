@@ -7,7 +7,7 @@ Everything that answers (the session, the service, the UI) holds a
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Protocol
 
@@ -16,12 +16,14 @@ from appliance.engine.chat import ChatFormat, Message
 from appliance.engine.engine import Engine
 from appliance.engine.info import ModelInfo
 from appliance.engine.llama_server import LlamaServerEngine
+from appliance.engine.lora import AdapterFile, AdapterUse
 from appliance.engine.stream import Generation
 
 
 class ChatEngine(Protocol):
     """What both backends offer. `chat` may be called from up to `slots` threads at
-    once; `on_restart`, when set, hears of each restarted engine process."""
+    once; `on_restart`, when set, hears of each restarted engine process;
+    `adapters` are the loaded LoRA adapters' sha256 by name."""
 
     settings: EngineSettings
     info: ModelInfo
@@ -29,10 +31,17 @@ class ChatEngine(Protocol):
     gpu_offload: bool
     chat_format: ChatFormat
     slots: int
+    adapters: dict[str, str]
     on_restart: Callable[[str], None] | None
 
-    def chat(self, messages: list[Message], params: GenerationParams | None = None) -> Generation:
-        """Stream the reply to `messages`."""
+    def chat(
+        self,
+        messages: list[Message],
+        params: GenerationParams | None = None,
+        *,
+        adapter: AdapterUse | None = None,
+    ) -> Generation:
+        """Stream the reply to `messages`, with one loaded adapter or none."""
 
     def count_tokens(self, text: str) -> int:
         """How many tokens `text` is for this model."""
@@ -53,9 +62,13 @@ class ChatEngine(Protocol):
 
 
 def load_engine(
-    model: str | os.PathLike[str], settings: EngineSettings, *, verified: bool = False
+    model: str | os.PathLike[str],
+    settings: EngineSettings,
+    *,
+    verified: bool = False,
+    adapters: Sequence[AdapterFile] = (),
 ) -> ChatEngine:
-    """The backend `settings.backend` names, with the model loaded."""
+    """The backend `settings.backend` names, with the model (and adapters) loaded."""
     if settings.backend == "llama-server":
-        return LlamaServerEngine(model, settings, verified=verified)
-    return Engine(model, settings, verified=verified)
+        return LlamaServerEngine(model, settings, verified=verified, adapters=adapters)
+    return Engine(model, settings, verified=verified, adapters=adapters)

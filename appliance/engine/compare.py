@@ -25,9 +25,11 @@ import numpy as np
 
 from appliance.config import physical_cores
 from appliance.engine import native
+from appliance.engine.adapter import read_adapter
 from appliance.engine.hparams import read_loadable_gguf
 from appliance.engine.info import quantization_of, sha256_file
-from appliance.engine.report import ModelRef, Report, Settings, TextScore
+from appliance.engine.lora import MAX_SCALE
+from appliance.engine.report import AdapterRef, ModelRef, Report, Settings, TextScore
 from appliance.errors import InputError, UsageError
 
 # The shipped evaluation texts (licence-clean, written for the appliance).
@@ -79,13 +81,21 @@ def compare(
     threads: int | None = None,
     flash_attention: bool = False,
     progress: Progress | None = None,
+    adapter: Path | None = None,
+    scale: float = 1.0,
 ) -> Report:
-    """Measure `quantized` against `base` on each text; both files are validated first."""
-    if base.resolve() == quantized.resolve():
+    """Measure `quantized` against `base` on each text; both files are validated first.
+
+    With `adapter`, the second model is `quantized` (which may be `base` itself)
+    with that LoRA adapter applied at `scale`: what the adapter changes, on the
+    domain text given.
+    """
+    if adapter is None and base.resolve() == quantized.resolve():
         raise UsageError("BASE and QUANT are the same file")
     if not texts:
         raise UsageError("give at least one evaluation text")
     refs = [_model_ref(path) for path in (base, quantized)]
+    applied = None if adapter is None else _adapter_ref(adapter, quantized, scale)
     settings = Settings(
         context=context,
         batch=context,
@@ -94,10 +104,13 @@ def compare(
         flash_attention=flash_attention,
         llama_cpp_python=version("llama-cpp-python"),
     )
-    pair = [
-        native.Scorer(path, context, settings.threads, flash_attention)
-        for path in (base, quantized)
-    ]
+    pair = [native.Scorer(base, context, settings.threads, flash_attention)]
+    try:
+        lora = None if adapter is None else (adapter, scale)
+        pair.append(native.Scorer(quantized, context, settings.threads, flash_attention, lora))
+    except BaseException:
+        pair[0].close()
+        raise
     try:
         if pair[0].n_vocab != pair[1].n_vocab:
             raise UsageError("BASE and QUANT have different vocabularies: not the same model")
@@ -117,7 +130,7 @@ def compare(
     finally:
         for scorer in pair:
             scorer.close()
-    return Report(base=refs[0], quantized=refs[1], settings=settings, texts=scores)
+    return Report(base=refs[0], quantized=refs[1], settings=settings, texts=scores, adapter=applied)
 
 
 def _model_ref(path: Path) -> ModelRef:
@@ -127,6 +140,20 @@ def _model_ref(path: Path) -> ModelRef:
         type=quantization_of(gguf),
         bytes=gguf.file_size,
         sha256=sha256_file(gguf.path),
+    )
+
+
+def _adapter_ref(adapter: Path, model: Path, scale: float) -> AdapterRef:
+    if not 0.0 < scale <= MAX_SCALE:
+        raise UsageError(f"the adapter's scale must be above 0 and at most {MAX_SCALE:g}")
+    info = read_adapter(adapter, read_loadable_gguf(model))  # before llama.cpp reads it
+    return AdapterRef(
+        file=adapter.name,
+        sha256=sha256_file(adapter),
+        bytes=info.file_size,
+        rank=info.rank,
+        alpha=info.alpha,
+        scale=scale,
     )
 
 

@@ -60,6 +60,11 @@ _EXPECTED_TYPES: dict[str, tuple[int, int | None]] = {
     "tokenizer.ggml.merges": (_ARRAY, _STRING),
     "tokenizer.ggml.token_type": (_ARRAY, 5),
     "tokenizer.chat_template": (_STRING, None),
+    # LoRA adapters (llama-adapter.cpp reads these with gguf_get_val_str/_f32).
+    "general.type": (_STRING, None),
+    "adapter.type": (_STRING, None),
+    "adapter.lora.alpha": (6, None),
+    "adapter.alora.invocation_tokens": (_ARRAY, 4),
 }
 
 

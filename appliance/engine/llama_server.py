@@ -10,8 +10,11 @@ backends produce the same tokens.
 
 The model is validated (and probed, unless verified) here before any child
 starts; the child is started hardened and supervised (server_process.py,
-supervisor.py). LoRA adapters, when given, are loaded unapplied and each
-request sets their scales (`chat(..., adapter_scales=...)`).
+supervisor.py). LoRA adapters, when given, are loaded unapplied
+(scale 0, `--lora-init-without-apply`) and every request sets all their scales:
+the one adapter an answer names at its scale, every other at 0 (a request
+without the list would keep the scales of the slot's last request while
+reusing its cache).
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from typing import Any
 
 from appliance.config import EngineSettings, GenerationParams
 from appliance.engine import native
+from appliance.engine.adapter import read_adapter
 from appliance.engine.chat import ChatFormat, Message
-from appliance.engine.gguf import read_gguf
 from appliance.engine.hparams import read_loadable_gguf
 from appliance.engine.info import ModelInfo, describe
+from appliance.engine.lora import AdapterFile, AdapterUse, digests, index_of
 from appliance.engine.probe import probe
 from appliance.engine.prompt import fit, one_bos
 from appliance.engine.server_process import (
@@ -57,7 +61,7 @@ class LlamaServerEngine:
     from it, up to `slots` at once.
 
     `model` is a path or `/proc/self/fd/N` (the sealed loader's memfd), as for
-    `Engine`; `adapters` are LoRA adapter files. `on_restart`, when set, is
+    `Engine`; `adapters` are LoRA adapters the child loads unapplied. `on_restart`, when set, is
     called with a short reason ("exit -9") each time a dead child was replaced.
     """
 
@@ -67,7 +71,7 @@ class LlamaServerEngine:
         settings: EngineSettings | None = None,
         *,
         verified: bool = False,
-        adapters: Sequence[str | os.PathLike[str]] = (),
+        adapters: Sequence[AdapterFile] = (),
     ) -> None:
         self._files: list[int] = []
         self._vocab: native.Vocab | None = None
@@ -77,12 +81,13 @@ class LlamaServerEngine:
         gguf = read_loadable_gguf(model)
         if not verified:
             probe(gguf.path)
-        adapter_files = [read_gguf(adapter).path for adapter in adapters]
+        # Each adapter is checked against this model before any child starts.
+        adapter_files = [read_adapter(adapter.path, gguf).path for adapter in adapters]
         self.info: ModelInfo = describe(gguf)
         trained = self.info.context_length or self.settings.context_length
         self.context_length = min(self.settings.context_length, trained)
         self.slots = self.settings.slots
-        self.adapter_count = len(adapter_files)
+        self.adapters = digests(adapters)
         self.gpu_offload = native.gpu_layers(self.settings) != 0
         self.on_restart: Callable[[str], None] | None = None
         self._free = threading.BoundedSemaphore(self.slots)
@@ -96,7 +101,9 @@ class LlamaServerEngine:
                 bos_token=self._vocab.token_text(self._vocab.bos),
                 eos_token=self._vocab.token_text(self._vocab.eos),
             )
-            arguments = server_arguments(self.settings, self.context_length, self.gpu_offload)
+            arguments = server_arguments(
+                self.settings, self.context_length, self.gpu_offload, adapters=bool(adapters)
+            )
             spawn = partial(_spawn, server, preload, arguments, tuple(self._files), READY_SECONDS)
             self._supervisor = Supervisor(spawn, self._restarted)
         except BaseException:
@@ -148,18 +155,15 @@ class LlamaServerEngine:
         messages: list[Message],
         params: GenerationParams | None = None,
         *,
-        adapter_scales: Sequence[float] = (),
+        adapter: AdapterUse | None = None,
     ) -> Generation:
-        """Stream the assistant's reply to `messages`, as `Engine.chat` does.
+        """Stream the assistant's reply to `messages`, as `Engine.chat` does, given
+        with `adapter` (one of those loaded) or the base model alone.
 
-        Safe to call from up to `slots` threads at once; `adapter_scales` gives
-        each loaded adapter's scale for this answer (unlisted: 0, not applied).
+        Safe to call from up to `slots` threads at once.
         """
         params = params or GenerationParams()
-        if len(adapter_scales) > self.adapter_count:
-            raise InputError(
-                f"{len(adapter_scales)} adapter scales for {self.adapter_count} adapters"
-            )
+        index = index_of(tuple(self.adapters), adapter)
         tokens, dropped = fit(
             messages, params.max_tokens, self.context_length, self.chat_format, self._tokenize
         )
@@ -171,7 +175,7 @@ class LlamaServerEngine:
         try:
             child = self._require_supervisor().current()
             max_tokens = min(params.max_tokens, self.context_length - len(tokens))
-            body = self._request(tokens, params, max_tokens, adapter_scales)
+            body = self._request(tokens, params, max_tokens, adapter, index)
             stream = Stream(child.socket_path)
             unnamed: deque[bytes] = deque()  # the bytes of tokens the server did not name
             vocab = self._require_vocab()
@@ -201,7 +205,8 @@ class LlamaServerEngine:
         tokens: list[int],
         params: GenerationParams,
         max_tokens: int,
-        adapter_scales: Sequence[float],
+        adapter: AdapterUse | None,
+        index: int | None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "prompt": tokens,
@@ -220,10 +225,11 @@ class LlamaServerEngine:
             "seed": params.seed,
             "ignore_eos": params.ignore_eos,
         }
-        if self.adapter_count:
-            unset = self.adapter_count - len(adapter_scales)
-            scales = [*adapter_scales, *[0.0] * unset]
-            body["lora"] = [{"id": index, "scale": scale} for index, scale in enumerate(scales)]
+        if self.adapters:
+            body["lora"] = [
+                {"id": number, "scale": adapter.scale if adapter and number == index else 0.0}
+                for number in range(len(self.adapters))
+            ]
         return body
 
     def _tokens(

@@ -110,6 +110,31 @@ def load(path: Path, settings: EngineSettings, context_length: int) -> Llama:
     return llama
 
 
+def load_adapter(llama: Llama, path: str, name: str) -> Any:
+    """A LoRA adapter (validated by engine/adapter.py first) loaded for `llama`'s
+    model, not applied; `name` stands for `path` in errors."""
+    llama_cpp = _llama_cpp()
+    _recent_errors.clear()
+    handle = llama_cpp.llama_adapter_lora_init(llama._model.model, path.encode())
+    if not handle:
+        raise EngineError(f"llama.cpp could not load the adapter {name}: {_last_error(None)}")
+    return handle
+
+
+def apply_adapter(llama: Llama, handle: Any, scale: float) -> None:
+    """Serve the next answers with `handle` at `scale`, or the base model alone (None)."""
+    llama_cpp = _llama_cpp()
+    count = 0 if handle is None else 1
+    adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(handle)
+    scales = (ctypes.c_float * 1)(scale)
+    if llama_cpp.llama_set_adapters_lora(llama._ctx.ctx, adapters, count, scales):
+        raise EngineError(f"llama.cpp could not apply the adapter: {_last_error(None)}")
+
+
+def free_adapter(handle: Any) -> None:
+    _llama_cpp().llama_adapter_lora_free(handle)
+
+
 def load_model_only(path: Path, name: str | None = None) -> None:
     """Load the weights on the CPU and free them: the probe's whole job. `name`
     stands for `path` in errors (the probe loads from a descriptor)."""
@@ -296,8 +321,18 @@ class Scorer:
     settings `llama-perplexity -c N -b N` uses, so the numbers agree with it.
     """
 
-    def __init__(self, path: Path, n_ctx: int, threads: int, flash_attention: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        n_ctx: int,
+        threads: int,
+        flash_attention: bool,
+        adapter: tuple[Path, float] | None = None,
+    ) -> None:
+        """`adapter`: a LoRA adapter (validated against `path` by the caller) applied
+        at its scale to every window."""
         llama_cpp = self._llama = _llama_cpp()
+        self.adapter: Any = None
         _recent_errors.clear()
         params = llama_cpp.llama_model_default_params()
         params.n_gpu_layers = 0  # the same device for both models: a fair comparison
@@ -314,11 +349,22 @@ class Scorer:
         if not self.ctx:
             llama_cpp.llama_model_free(self.model)
             raise EngineError(f"llama.cpp could not make a context for {path}")
+        if adapter is not None:
+            self._apply(*adapter)
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
         self.bos = int(llama_cpp.llama_vocab_bos(self.vocab))
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self.batch = llama_cpp.llama_batch_init(n_ctx, 0, 1)
+
+    def _apply(self, path: Path, scale: float) -> None:
+        llama_cpp = self._llama
+        self.adapter = llama_cpp.llama_adapter_lora_init(self.model, str(path).encode())
+        chosen = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(self.adapter)
+        scales = (ctypes.c_float * 1)(scale)
+        if not self.adapter or llama_cpp.llama_set_adapters_lora(self.ctx, chosen, 1, scales):
+            self.close()
+            raise EngineError(f"llama.cpp could not apply the adapter {path}: {_last_error(None)}")
 
     def tokenize(self, text: str) -> list[int]:
         """As llama-perplexity does: special tokens added (BOS), none parsed in the text."""
@@ -354,6 +400,15 @@ class Scorer:
         self._llama.llama_memory_clear(self._llama.llama_get_memory(self.ctx), True)
 
     def close(self) -> None:
-        self._llama.llama_batch_free(self.batch)
-        self._llama.llama_free(self.ctx)
-        self._llama.llama_model_free(self.model)
+        if getattr(self, "batch", None) is not None:
+            self._llama.llama_batch_free(self.batch)
+            self.batch = None
+        if self.ctx:
+            self._llama.llama_free(self.ctx)
+            self.ctx = None
+        if self.adapter:
+            self._llama.llama_adapter_lora_free(self.adapter)
+            self.adapter = None
+        if self.model:
+            self._llama.llama_model_free(self.model)
+            self.model = None

@@ -31,6 +31,18 @@ class ModelRef:
 
 
 @dataclass(frozen=True)
+class AdapterRef:
+    """A LoRA adapter applied to the second model (`quantized`): base vs base+adapter."""
+
+    file: str
+    sha256: str
+    bytes: int
+    rank: int
+    alpha: float
+    scale: float
+
+
+@dataclass(frozen=True)
 class Settings:
     context: int
     batch: int
@@ -79,6 +91,7 @@ class Report:
     settings: Settings
     texts: list[TextScore]
     imatrix: dict[str, Any] | None = field(default=None)
+    adapter: AdapterRef | None = field(default=None)
 
     @property
     def size_ratio(self) -> float:
@@ -86,7 +99,11 @@ class Report:
 
     def summary(self) -> str:
         """One line for `doctor` and `models inspect`."""
-        parts = [f"{self.quantized.type} vs {self.base.type}: size {self.size_ratio:.2f}x"]
+        if self.adapter is not None:
+            adapter = f"adapter {self.adapter.file} x{self.adapter.scale:g}"
+            parts = [f"{self.quantized.type} + {adapter} vs {self.base.type}"]
+        else:
+            parts = [f"{self.quantized.type} vs {self.base.type}: size {self.size_ratio:.2f}x"]
         for text in self.texts:
             parts.append(
                 f"{text.name} PPL {text.perplexity_change:+.1%}, KLD {text.kld_mean:.4f}, "
@@ -110,6 +127,7 @@ class Report:
             "size_ratio": self.size_ratio,
             "settings": asdict(self.settings),
             "imatrix": self.imatrix,
+            "adapter": asdict(self.adapter) if self.adapter else None,
             "texts": texts,
         }
 
@@ -122,12 +140,14 @@ class Report:
             imatrix = data.get("imatrix")
             if imatrix is not None and not isinstance(imatrix, dict):
                 raise ValueError("imatrix is not an object")
+            adapter = data.get("adapter")
             return cls(
                 base=_typed(ModelRef, data["base"]),
                 quantized=_typed(ModelRef, data["quantized"]),
                 settings=_typed(Settings, data["settings"]),
                 texts=[_typed(TextScore, text) for text in data["texts"]],
                 imatrix=imatrix,
+                adapter=None if adapter is None else _typed(AdapterRef, adapter),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFormatError(f"invalid model report: {exc}") from None

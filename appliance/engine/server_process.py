@@ -105,7 +105,9 @@ class ServerProcess:
         }
         command = [str(server), "-m", f"/proc/self/fd/{targets[0]}"]
         for adapter in targets[1:]:
-            command += ["--lora", f"/proc/self/fd/{adapter}"]
+            # Scale 0 unless a request sets one: a request that names no scales gets
+            # the base model (--lora-init-without-apply alone only holds at start).
+            command += ["--lora-scaled", f"/proc/self/fd/{adapter}:0"]
         if len(targets) > 1:
             command.append("--lora-init-without-apply")
         command += ["--host", str(directory / "llama.sock"), *arguments]
@@ -208,10 +210,14 @@ class ServerProcess:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def server_arguments(settings: EngineSettings, context_length: int, gpu: bool) -> list[str]:
+def server_arguments(
+    settings: EngineSettings, context_length: int, gpu: bool, *, adapters: bool = False
+) -> list[str]:
     """llama-server's options for these settings: the in-process engine's numerics
     (batch, micro-batch, flash attention off, full sliding-window cache), one KV
-    cache of `context_length` per slot, and nothing it does not need."""
+    cache of `context_length` per slot, and nothing it does not need. With
+    `adapters`, no prompt cache across requests either: llama-server's RAM cache
+    matches tokens whatever adapter computed them."""
     from appliance.engine.tools import tool_options  # see shipped
 
     threads = str(settings.threads or physical_cores())
@@ -227,7 +233,7 @@ def server_arguments(settings: EngineSettings, context_length: int, gpu: bool) -
         # No web UI, no slot listing (it shows prompts), no downloads.
         *("--no-webui", "--no-slots", "--offline"),
     ]
-    if not settings.reuse_prompt_cache:
+    if adapters or not settings.reuse_prompt_cache:
         # No prompt cache kept in RAM across requests (another user's prompt), and
         # no checkpoints, which split a prompt into other batch shapes.
         arguments += ["--cache-ram", "0", "--ctx-checkpoints", "0"]

@@ -24,6 +24,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "documents.use": frozenset({"operator"}),
     "documents.collections": frozenset({"officer"}),
     "drafts.save": frozenset({"operator"}),  # a conversation saved as HWPX/DOCX/Markdown
+    "adapters.manage": frozenset({"admin"}),  # LoRA adapters added to or removed from the home
 }
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from appliance.errors import PolicyError, UsageError
 from appliance.fsutil import read_limited
+from appliance.policy.adapters import AdapterRule, choose, read_adapters
 from appliance.policy.work import DraftRules, Task, read_drafts, read_tasks
 
 SCHEMA_VERSION = 1
@@ -115,6 +117,7 @@ class Policy:
     documents: DocumentLimits
     drafts: DraftRules
     tasks: tuple[Task, ...]
+    adapters: tuple[AdapterRule, ...]
     levels: tuple[Level, ...]
     default_level: str
     holdback: int
@@ -153,6 +156,13 @@ class Policy:
         """Whether a draft at `level` carries a notice and a copy number."""
         start = self.drafts.classified_from
         return level.rank >= (self.level(start).rank if start else 1)
+
+    def adapter_for(
+        self, role: str, label: Level, clearance: Level, loaded: Collection[str]
+    ) -> AdapterRule | None:
+        """The adapter rule that serves a turn at `label` for this role and clearance,
+        among the adapters the engine has loaded; None: the base model alone."""
+        return choose(self.adapters, role, label, clearance, self._by_id, loaded)
 
     def level_for_marking(self, marking: str) -> Level | None:
         """The lowest level that claims `marking`, or None."""
@@ -223,9 +233,9 @@ class _Reader:
     def policy(self, raw: dict[str, Any], digest: str) -> Policy:
         sections = {
             "policy", "identity", "audit", "network", "classification", "dlp", "service",
-            "documents", "drafts", "tasks",
+            "documents", "drafts", "tasks", "adapters",
         }  # fmt: skip
-        optional = {"dlp", "service", "documents", "drafts", "tasks"}
+        optional = {"dlp", "service", "documents", "drafts", "tasks", "adapters"}
         top = self.table(raw, "", sections, sections - optional)
         meta = self.table(
             top["policy"], "policy", {"name", "version", "language", "description"},
@@ -285,6 +295,7 @@ class _Reader:
             documents=self.documents(top.get("documents", {})),
             drafts=read_drafts(self, top.get("drafts", {}), levels),
             tasks=read_tasks(self, top.get("tasks", [])),
+            adapters=read_adapters(self, top.get("adapters", []), levels),
             levels=levels,
             default_level=default,
             holdback=holdback,

@@ -52,6 +52,7 @@ __all__ = [
     "Opener",
     "ParsedHeader",
     "Passphrase",
+    "Progress",
     "Recipient",
     "SealedMemory",
     "SealedModel",

@@ -157,6 +157,7 @@ class Server:
                 "gpu_offload": self.engine.gpu_offload,
                 "backend": self.engine.settings.backend,
                 "slots": self.engine.slots,
+                "adapters": sorted(self.engine.adapters),
             },
             "limits": {
                 "max_sessions": self.policy.service.max_sessions,
