@@ -171,6 +171,13 @@ def test_a_sealed_adapter_serves_the_turns_its_rule_names_and_the_audit_says_so(
     assert kim_answer["details"]["adapter"]["name"] == "defence"
     changes = events(home, tmp_path, "--action", "adapter")
     assert [(e["user"], e["details"]["action"]) for e in changes] == [("root1", "add")]
+    # doctor unseals and checks it with the model, and says so.
+    doctor = run_cli(
+        "doctor", "--json", "--model", str(model_path), "--identity", str(site), home=home
+    )
+    (model,) = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "model"]
+    assert model["ok"] is True
+    assert "with the adapters defence" in model["detail"]
 
 
 def test_models_compare_reports_base_against_base_with_the_adapter(

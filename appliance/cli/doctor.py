@@ -91,9 +91,13 @@ def _model(args: argparse.Namespace) -> dict[str, Any]:
             )
             pieces = list(generation)
             tokens = generation.stats.completion_tokens
+            adapted = ", ".join(engine.adapters)  # each unsealed and checked against the model
     except ApplianceError as exc:
         return _check("model", False, str(exc))
-    check = _check("model", True, f"{name}: loaded, generated {tokens} token ({len(pieces)} piece)")
+    loaded = f"loaded with the adapters {adapted}" if adapted else "loaded"
+    check = _check(
+        "model", True, f"{name}: {loaded}, generated {tokens} token ({len(pieces)} piece)"
+    )
     try:
         report = _model_report(args)
     except ApplianceError as exc:
