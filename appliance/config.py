@@ -7,9 +7,10 @@ import pwd
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from appliance.errors import ConfigError, UsageError
+from appliance.remote_site import read_remotes
 
 HOME_ENV = "APPLIANCE_HOME"
 
@@ -162,7 +163,8 @@ class HomeConfig:
     at once (llama-server only), context = tokens per answer, threads = CPU
     threads; [exports] folder = the absolute folder where clients write drafts
     and audit exports ("{user}" stands for the client's OS login; default
-    ~/appliance-exports). Command-line options override it.
+    ~/appliance-exports); [[remote]] = the GPU servers on the closed network
+    turns may be sent to (remote_site.py). Command-line options override it.
     """
 
     model: Path | None = None
@@ -176,6 +178,7 @@ class HomeConfig:
     context: int | None = None  # tokens per answer; None: EngineSettings' default
     threads: int | None = None
     exports: str | None = None  # where clients write drafts; "{user}" is the OS login
+    remotes: tuple[dict[str, Any], ...] = ()  # [[remote]]: GPU servers (remote_site.py)
 
     def engine_settings(
         self, *, context_length: int | None = None, threads: int | None = None
@@ -211,6 +214,7 @@ def load_home_config(home: Path) -> HomeConfig:
         "engine": {"backend", "slots", "context", "threads"},
         "exports": {"folder"},
     }
+    remotes = tuple(read_remotes(home, raw.pop("remote", []), fail))
     for section, table in raw.items():
         if section not in (*allowed, "keys") or not isinstance(table, dict):
             raise fail(section, "unknown section")
@@ -272,6 +276,7 @@ def load_home_config(home: Path) -> HomeConfig:
         context=whole("context", 64),
         threads=whole("threads", 1),
         exports=exports,
+        remotes=remotes,
     )
 
 

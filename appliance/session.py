@@ -32,7 +32,13 @@ from appliance.grounding import Grounding, compose
 from appliance.homestate import record_state
 from appliance.identity import DEV_ROLE, Principal, Users, check_account, has_users
 from appliance.policy import Checked, Level, OutputGuard, Policy, check_added, check_input
-from appliance.policy.override import Override, airgap_verdict, check_grant, grant
+from appliance.policy.override import (
+    Override,
+    airgap_verdict,
+    check_grant,
+    grant,
+    site_passages,
+)
 
 SETUP_HINT = (
     "an admin and an officer create the first accounts with "
@@ -136,7 +142,10 @@ def session_level(
 
 def check_airgap(home: Path, policy: Policy, actor: Actor, log: AuditLog) -> str:
     """'air-gapped', or why not; refuses (audited) where the policy requires the gap."""
-    verdict = airgap_verdict(home, policy.require_airgap, policy.airgap_override_max_minutes)
+    passages = site_passages(home, policy.remote)
+    verdict = airgap_verdict(
+        home, policy.require_airgap, policy.airgap_override_max_minutes, passages
+    )
     if verdict.allowed:
         return verdict.detail
     details = {"airgap": verdict.detail}

@@ -157,5 +157,6 @@ def test_a_namespace_without_network_is_air_gapped(tmp_path: Path) -> None:
         "reasons": [],
         "interfaces": [{"name": "lo", "up": False, "loopback": True}],
         "routes": [],
+        "passages": [],
         "override": None,
     }

@@ -24,6 +24,7 @@ from appliance.cli import (
     demo,
     docs,
     doctor,
+    engines,
     generate,
     host,
     models,
@@ -58,6 +59,7 @@ def build_parser() -> Parser:
     generate.register(commands)
     models.register(commands)
     adapters.register(commands)
+    engines.register(commands)
     seal.register(commands)
     audit.register(commands)
     policy.register(commands)

@@ -11,7 +11,7 @@ from appliance.cli.auth import add_auth_options, sign_in
 from appliance.config import appliance_home
 from appliance.policy import active_policy
 from appliance.policy.airgap import attest
-from appliance.policy.override import check_grant, current
+from appliance.policy.override import check_grant, current, site_passages
 from appliance.session import grant_airgap_override
 
 
@@ -38,8 +38,9 @@ def run_status(args: argparse.Namespace) -> int:
             attested, override = found["attestation"], found["override"]
         else:
             home = appliance_home()
-            attested = attest().as_json()
-            active = current(home, active_policy(home).airgap_override_max_minutes)
+            policy = active_policy(home)
+            attested = attest(passages=site_passages(home, policy.remote)).as_json()
+            active = current(home, policy.airgap_override_max_minutes)
             override = active.describe() if active else None
     if args.json:
         print(json.dumps({**attested, "override": override}))
@@ -51,6 +52,8 @@ def run_status(args: argparse.Namespace) -> int:
         state = "up" if interface["up"] else "down"
         kind = " (loopback)" if interface["loopback"] else ""
         print(f"  interface {interface['name']}: {state}{kind}")
+    for passage in attested.get("passages", []):  # the listed GPU servers
+        print(f"  allowed: {passage['address']} on {passage['interface']} (a listed GPU server)")
     for reason in attested["reasons"]:
         print(f"  - {reason}")
     return 0

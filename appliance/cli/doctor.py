@@ -18,7 +18,7 @@ from appliance.errors import ApplianceError, CheckFailedError
 from appliance.fsutil import read_limited
 from appliance.homestate import verify_state
 from appliance.policy import Policy, active_policy, active_policy_path
-from appliance.policy.override import airgap_verdict
+from appliance.policy.override import airgap_verdict, site_passages
 from appliance.service import as_home_owner
 from appliance.textsafe import json_line, printable
 
@@ -74,7 +74,9 @@ def _check(name: str, ok: bool | None, detail: str) -> dict[str, Any]:
 def _airgap(home: Path, policy: Policy | None) -> dict[str, Any]:
     # No valid policy: the strictest, an air gap and no override.
     required = policy is None or policy.require_airgap
-    verdict = airgap_verdict(home, required, policy.airgap_override_max_minutes if policy else 0)
+    passages = site_passages(home, policy.remote) if policy else []
+    maximum = policy.airgap_override_max_minutes if policy else 0
+    verdict = airgap_verdict(home, required, maximum, passages)
     if verdict.airgapped:
         return _check("airgap", True, verdict.detail)
     if not verdict.allowed:

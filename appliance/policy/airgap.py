@@ -12,6 +12,13 @@ air-gapped when no interface but loopback is up in this namespace and no
 route leaves either namespace; a host namespace that cannot be read counts
 as networked (fail closed). The policy's `network.require_airgap` turns a
 failed attestation into a refusal to serve.
+
+With GPU servers listed (`Passage`: an address reached on a named interface),
+"air-gapped" means no route off the host except to them: their interface may
+be up, and a route on it may lead only to them (an on-link network holding a
+listed address, a host route to one, IPv6 link-local); a default route, a
+route through a gateway to a network, or any route on another interface
+still breaks the air gap.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import fcntl
 import ipaddress
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,11 +57,34 @@ class Route:
         return f"{self.family} route {self.destination}{via} on {self.interface}"
 
 
+@dataclass(frozen=True)
+class Passage:
+    """A listed GPU server: the only place a route may lead, on its interface."""
+
+    interface: str
+    address: str
+
+    def allows(self, route: Route) -> bool:
+        if route.interface != self.interface or route.destination == "default":
+            return False
+        network = ipaddress.ip_network(route.destination, strict=False)
+        if route.family == "ipv6" and network.subnet_of(_LINK_LOCAL):  # type: ignore[arg-type]
+            return route.gateway is None
+        listed = ipaddress.ip_address(self.address)
+        if listed not in network:
+            return False
+        return route.gateway is None or network.num_addresses == 1
+
+
+_LINK_LOCAL = ipaddress.ip_network("fe80::/10")
+
+
 @dataclass
 class Attestation:
     interfaces: list[Interface]
     routes: list[Route]  # routes that leave the host (not via loopback)
     reasons: list[str] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)  # the listed GPU servers
 
     @property
     def airgapped(self) -> bool:
@@ -66,11 +96,17 @@ class Attestation:
             "reasons": self.reasons,
             "interfaces": [asdict(i) for i in self.interfaces],
             "routes": [asdict(r) for r in self.routes],
+            "passages": [asdict(p) for p in self.passages],
         }
 
 
-def attest(proc: Path = Path("/proc"), flags: Callable[[str], int] | None = None) -> Attestation:
-    """Attest this namespace and the host's (`proc` and `flags` are replaced in tests)."""
+def attest(
+    proc: Path = Path("/proc"),
+    flags: Callable[[str], int] | None = None,
+    passages: Sequence[Passage] = (),
+) -> Attestation:
+    """Attest this namespace and the host's (`proc` and `flags` are replaced in tests),
+    allowing only what `passages` (the listed GPU servers) need."""
     flags_of = flags or interface_flags
     interfaces = [
         Interface(name, bool(flags_of(name) & IFF_UP), bool(flags_of(name) & IFF_LOOPBACK))
@@ -83,12 +119,14 @@ def attest(proc: Path = Path("/proc"), flags: Callable[[str], int] | None = None
         for route in _routes(proc / "net")
         if route.interface not in loopback and route.interface in up
     ]
-    result = Attestation(interfaces, routes)
+    result = Attestation(interfaces, routes, passages=list(passages))
+    listed = {passage.interface for passage in passages}
     for interface in interfaces:
-        if interface.up and not interface.loopback:
+        if interface.up and not interface.loopback and interface.name not in listed:
             result.reasons.append(f"interface {interface.name} is up")
     for route in routes:
-        result.reasons.append(route.describe())
+        if not any(passage.allows(route) for passage in passages):
+            result.reasons.append(route.describe())
     host = proc / "1" / "net"
     if not _interface_names(host):  # even an empty namespace lists lo
         result.reasons.append("the host's network namespace cannot be read")
@@ -96,7 +134,8 @@ def attest(proc: Path = Path("/proc"), flags: Callable[[str], int] | None = None
     for route in _routes(host):
         if route.interface != "lo" and route not in routes:
             result.routes.append(route)
-            result.reasons.append(f"the host has an {route.describe()}")
+            if not any(passage.allows(route) for passage in passages):
+                result.reasons.append(f"the host has an {route.describe()}")
     return result
 
 

@@ -8,6 +8,11 @@ native code (llama.cpp, OpenSSL) and child processes do not pass through
 Python's audit hooks. The sandbox is the OS: the systemd unit in installer/
 gives the service no network at all (PrivateNetwork=yes,
 RestrictAddressFamilies=AF_UNIX, IPAddressDeny=any).
+
+A site's listed GPU servers (`allow`, from config.toml's [[remote]] where the
+policy allows remote engines) are the one exception: connections to exactly
+their address and port, and lookups of exactly their address (an IP literal,
+which no resolver is asked about); the unit's drop-in opens the same and no more.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ _LOOKUP_EVENTS = (
 )
 _installed = False
 _reporters: list[Reporter] = []
+_allowed: set[tuple[str, int]] = set()  # (address, port) of the listed GPU servers
 
 
 class EgressDenied(PermissionError):
@@ -39,6 +45,11 @@ class EgressDenied(PermissionError):
 def report_to(reporter: Reporter) -> None:
     """Also tell `reporter` of refused attempts (the audit log, once it is open)."""
     _reporters.append(reporter)
+
+
+def allow(destinations: list[tuple[str, int]]) -> None:
+    """Let this process connect to exactly these (IP address, port) pairs."""
+    _allowed.update((str(ipaddress.ip_address(host)), port) for host, port in destinations)
 
 
 def install_guard(report: Reporter | None = None, *, allow_loopback: bool = True) -> bool:
@@ -78,6 +89,8 @@ def _denied_target(event: str, args: tuple[Any, ...], allow_loopback: bool) -> s
         host = address[0] if isinstance(address, tuple) and address else str(address)
         if allow_loopback and _is_loopback(host):
             return None
+        if isinstance(address, tuple) and len(address) >= 2 and (host, address[1]) in _allowed:
+            return None
         return f"{event.removeprefix('socket.')} to {host}"
     if event in _LOOKUP_EVENTS:
         host = args[0] if args else None
@@ -85,6 +98,8 @@ def _denied_target(event: str, args: tuple[Any, ...], allow_loopback: bool) -> s
             return None
         if isinstance(host, tuple):  # getnameinfo((host, port), flags)
             host = host[0]
+        if isinstance(host, str) and any(host == listed for listed, _ in _allowed):
+            return None  # an IP literal: parsed, no resolver asked
         return f"name lookup of {host!s}"
     return None
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.config import load_home_config
 from appliance.errors import UsageError
 from appliance.fsutil import atomic_writer
-from appliance.policy.airgap import attest
+from appliance.policy.airgap import Passage, attest
+from appliance.policy.remote import RemoteRules
 
 OVERRIDE_FILE = "airgap-override.json"
 
@@ -82,9 +85,24 @@ class AirgapVerdict:
     detail: str  # "air-gapped", or the first reason and what permits it
 
 
-def airgap_verdict(home: Path, require_airgap: bool, override_max_minutes: int) -> AirgapVerdict:
-    """Attest the host's network now; weigh it against the requirement and any override."""
-    attestation = attest()
+def site_passages(home: Path, rules: RemoteRules) -> list[Passage]:
+    """The listed GPU servers the air gap leaves a way to, where the policy allows any:
+    each on its interface (a server listed without one opens no way)."""
+    if not rules.allowed:
+        return []
+    remotes = load_home_config(home).remotes
+    return [Passage(r["interface"], r["host"]) for r in remotes if r["interface"] is not None]
+
+
+def airgap_verdict(
+    home: Path,
+    require_airgap: bool,
+    override_max_minutes: int,
+    passages: Sequence[Passage] = (),
+) -> AirgapVerdict:
+    """Attest the host's network now; weigh it against the requirement and any override.
+    `passages`: the listed GPU servers (site_passages)."""
+    attestation = attest(passages=passages)
     if attestation.airgapped:
         return AirgapVerdict(True, True, "air-gapped")
     reason = attestation.reasons[0]

@@ -17,6 +17,7 @@ from typing import Any
 from appliance.errors import PolicyError, UsageError
 from appliance.fsutil import read_limited
 from appliance.policy.adapters import AdapterRule, choose, read_adapters
+from appliance.policy.remote import RemoteRules, read_remote
 from appliance.policy.work import DraftRules, Task, read_drafts, read_tasks
 
 SCHEMA_VERSION = 1
@@ -118,6 +119,7 @@ class Policy:
     drafts: DraftRules
     tasks: tuple[Task, ...]
     adapters: tuple[AdapterRule, ...]
+    remote: RemoteRules
     levels: tuple[Level, ...]
     default_level: str
     holdback: int
@@ -163,6 +165,12 @@ class Policy:
         """The adapter rule that serves a turn at `label` for this role and clearance,
         among the adapters the engine has loaded; None: the base model alone."""
         return choose(self.adapters, role, label, clearance, self._by_id, loaded)
+
+    def remote_level(self) -> Level | None:
+        """The highest label a turn may carry to a remote engine; None: none may go."""
+        if not self.remote.allowed:
+            return None
+        return self.level(self.remote.max_level or self.lowest.id)
 
     def level_for_marking(self, marking: str) -> Level | None:
         """The lowest level that claims `marking`, or None."""
@@ -233,9 +241,9 @@ class _Reader:
     def policy(self, raw: dict[str, Any], digest: str) -> Policy:
         sections = {
             "policy", "identity", "audit", "network", "classification", "dlp", "service",
-            "documents", "drafts", "tasks", "adapters",
+            "documents", "drafts", "tasks", "adapters", "remote",
         }  # fmt: skip
-        optional = {"dlp", "service", "documents", "drafts", "tasks", "adapters"}
+        optional = {"dlp", "service", "documents", "drafts", "tasks", "adapters", "remote"}
         top = self.table(raw, "", sections, sections - optional)
         meta = self.table(
             top["policy"], "policy", {"name", "version", "language", "description"},
@@ -296,6 +304,7 @@ class _Reader:
             drafts=read_drafts(self, top.get("drafts", {}), levels),
             tasks=read_tasks(self, top.get("tasks", [])),
             adapters=read_adapters(self, top.get("adapters", []), levels),
+            remote=read_remote(self, top.get("remote", {}), levels),
             levels=levels,
             default_level=default,
             holdback=holdback,

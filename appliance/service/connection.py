@@ -37,7 +37,7 @@ from appliance.errors import (
 )
 from appliance.grounding import Grounding
 from appliance.policy.airgap import attest
-from appliance.policy.override import current
+from appliance.policy.override import current, site_passages
 from appliance.service import accounts
 from appliance.service.auditing import AuditCalls
 from appliance.service.documents import DocumentCalls
@@ -475,7 +475,9 @@ class Connection:
             raise UsageError(f"airgap: no call {args['call'][:40]!r}", code="unknown_op")
         active = current(server.home, server.policy.airgap_override_max_minutes)
         return {
-            "attestation": attest().as_json(),
+            "attestation": attest(
+                passages=site_passages(server.home, server.policy.remote)
+            ).as_json(),
             "override": active.describe() if active else None,
         }
 
