@@ -10,6 +10,7 @@ import stat
 import subprocess
 import tarfile
 import time
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ WHEELHOUSE = ROOT / ".wheelhouse"
 PASS = "signing-pass-1"
 
 
+@cache
 def offline() -> list[str]:
     """Run a command on an air-gapped host where the kernel lets us: a network namespace
     of its own in which it is PID 1, so the host's namespace is that one too."""

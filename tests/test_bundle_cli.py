@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from appliance.bundle import repository
 from appliance.engine import sha256_file
 from appliance.engine.tools import (
     CMAKE_FLAGS,
@@ -27,20 +29,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture
 def keys(tmp_path: Path) -> Path:
+    """A trust root and signing keys, made as `bundle init` makes them (in this process:
+    `built` and the refusal below run the command itself), and its passphrase file."""
     (tmp_path / "pass").write_text(PASS + "\n")
     (tmp_path / "pass").chmod(0o600)  # a secret file only its owner may read
-    made = run_cli(
-        "bundle",
-        "init",
-        "--out",
-        str(tmp_path / "keys"),
-        "--passphrase-file",
-        str(tmp_path / "pass"),
-        home=tmp_path,
-    )
-    assert made.returncode == 0, made.stderr
-    assert "fingerprint, to compare out of band: SHA256:" in made.stdout
+    repository.init(tmp_path / "keys", PASS)
     return tmp_path / "keys"
+
+
+def init_cli(out: Path, passphrase: Path, home: Path) -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        *("bundle", "init", "--out", str(out), "--passphrase-file", str(passphrase)), home=home
+    )
 
 
 def build_args(tmp_path: Path, keys: Path, model: Path, passphrase: Path) -> list[str]:
@@ -69,16 +69,10 @@ def build_args(tmp_path: Path, keys: Path, model: Path, passphrase: Path) -> lis
 
 
 def test_init_refuses_to_replace_a_trust_root(tmp_path: Path, keys: Path) -> None:
-    again = run_cli(
-        "bundle",
-        "init",
-        "--out",
-        str(keys),
-        "--passphrase-file",
-        str(tmp_path / "pass"),
-        home=tmp_path,
-    )
+    root = (keys / "root.json").read_bytes()
+    again = init_cli(keys, tmp_path / "pass", tmp_path)
     assert_one_line_error(again, 2, "already holds a trust root")
+    assert (keys / "root.json").read_bytes() == root
 
 
 def test_a_model_that_is_not_gguf_is_refused_before_llama_cpp(tmp_path: Path, keys: Path) -> None:
@@ -107,12 +101,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("built")
     (base / "pass").write_text(PASS + "\n")
     (base / "pass").chmod(0o600)
-    made = run_cli(
-        *("bundle", "init", "--out", str(base / "keys")),
-        *("--passphrase-file", str(base / "pass")),
-        home=base,
-    )
+    made = init_cli(base / "keys", base / "pass", base)
     assert made.returncode == 0, made.stderr
+    assert "fingerprint, to compare out of band: SHA256:" in made.stdout
     args = build_args(base, base / "keys", small_gguf(base / "tiny.gguf"), base / "pass")
     result = run_cli(*args, home=base)
     assert result.returncode == 0, result.stderr
@@ -130,18 +121,8 @@ def test_a_built_bundle_verifies_against_its_root(tmp_path: Path, built: Path) -
     assert report["metadata_version"] == 1
     # model, wheel, policy, installer, docs, SBOM, manifest, the shipped binaries
     assert report["files"] >= 10 + len(SHIPPED_FILES)
-    (tmp_path / "pass").write_text(PASS + "\n")
-    (tmp_path / "pass").chmod(0o600)
-    other = tmp_path / "other"
-    run_cli(
-        "bundle",
-        "init",
-        "--out",
-        str(other),
-        "--passphrase-file",
-        str(tmp_path / "pass"),
-        home=tmp_path,
-    )
+    other = tmp_path / "other"  # another station's root
+    repository.init(other, PASS)
     wrong = run_cli(
         "bundle", "verify", str(bundle), "--trust", str(other / "root.json"), home=tmp_path
     )

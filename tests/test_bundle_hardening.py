@@ -236,11 +236,17 @@ def test_a_venv_holding_anything_unsigned_is_refused(tmp_path: Path, wheels: lis
     """Whatever pip did, every distribution left in the venv must be a signed wheel."""
     venv = tmp_path / "venv"
     planted = make_wheel(tmp_path / "planted", "planted", "1.0", {"planted": ""})
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # A venv holding `planted`, installed by pip: this interpreter's pip, into the venv's
+    # prefix (the venv needs no pip of its own for that; install_wheels gives it one).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", str(planted)],
+        [
+            *(sys.executable, "-m", "pip", "install", "-q", "--isolated", "--no-index"),
+            *("--disable-pip-version-check", "--prefix", str(venv), str(planted)),
+        ],
         check=True,
     )
+    assert ("planted", "1.0") in {(n.lower(), v) for n, v in distributions(venv).items()}
     signed = {wheel.name: hashlib.sha256(wheel.read_bytes()).hexdigest() for wheel in wheels}
     with pytest.raises(BundleError, match=r"does not sign \(planted 1\.0\)"):
         install_wheels(venv, wheels[0].parent, signed)

@@ -8,6 +8,7 @@ longer starts, or a seed that no longer parses, fails the suite.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,7 @@ from tests.fuzz.harnesses import (
     TARGETS,
     resigned,
 )
-from tests.fuzz.targets import INSTRUMENT
+from tests.fuzz.targets import HARNESS, INSTRUMENT, not_instrumented
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE_SECONDS = 2
@@ -58,7 +59,16 @@ def test_seeds_and_regressions_replay(target: str) -> None:
 
 def test_every_regression_folder_names_a_target() -> None:
     assert {path.name for path in REGRESSIONS.iterdir() if path.is_dir()} <= set(TARGETS)
-    assert INSTRUMENT.keys() == TARGETS.keys()
+    assert INSTRUMENT.keys() == TARGETS.keys() == HARNESS.keys()
+
+
+def test_a_fuzzer_instruments_only_the_modules_its_target_names() -> None:
+    """atheris instruments whole top-level packages; run.py excludes the rest of them."""
+    excluded = set(not_instrumented(("appliance.engine.gguf", "appliance.policy", "tarfile")))
+    others = {"appliance", "appliance.engine", "appliance.engine.tools", "appliance.audit.export"}
+    assert others <= excluded
+    kept = {"appliance.engine.gguf", "appliance.policy", "appliance.policy.dlp.scan", "tarfile"}
+    assert not kept & excluded
 
 
 def test_each_fuzzer_runs(tmp_path: Path) -> None:
@@ -83,6 +93,14 @@ def test_each_fuzzer_runs(tmp_path: Path) -> None:
         assert summary.startswith(f"fuzz {target}: "), summary
         assert "nothing found" in summary, summary
         assert " 0 executions" not in summary, summary
+        # Coverage comes from the target's own parser alone (targets.INSTRUMENT).
+        output = log.read_text(errors="replace")
+        instrumented = re.findall(r"^INFO: Instrumenting (\S+)$", output, re.MULTILINE)
+        assert instrumented, f"{target}: nothing instrumented"
+        for module in instrumented:
+            assert any(module == n or module.startswith(f"{n}.") for n in INSTRUMENT[target]), (
+                f"{target} instrumented {module}"
+            )
 
 
 # -- what the fuzzers found: each input is refused with the module's own error ----------

@@ -16,6 +16,7 @@ features), corpus size, and what was found. The exit status is the child's:
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import subprocess
@@ -120,12 +121,14 @@ def _child(target: str, libfuzzer_args: list[str]) -> int:
     # startswith/endswith against constants guide the mutations (atheris's RegEx
     # hook fails on some bytes patterns of the standard library, so it stays off).
     atheris.enabled_hooks.add("str")
-    from tests.fuzz.targets import INSTRUMENT
+    from tests.fuzz.targets import HARNESS, INSTRUMENT, not_instrumented
 
-    # Nothing of ours is imported yet, so the parsers the harnesses import are instrumented.
-    with atheris.instrument_imports(include=INSTRUMENT[target]):
-        from tests.fuzz.harnesses import TARGETS
-    atheris.Setup([sys.argv[0], *libfuzzer_args], TARGETS[target])
+    # Nothing of ours is imported yet, so the parsers the target's harness imports are
+    # instrumented: those INSTRUMENT names, and no other module of their packages.
+    include = INSTRUMENT[target]
+    with atheris.instrument_imports(include=include, exclude=not_instrumented(include)):
+        harness = importlib.import_module(HARNESS[target])
+    atheris.Setup([sys.argv[0], *libfuzzer_args], getattr(harness, f"fuzz_{target}"))
     atheris.Fuzz()
     return 0  # not reached: libFuzzer exits the process
 
