@@ -93,6 +93,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dlp.py
 	$(BIN)/python bench/signin.py
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/remote.py
 	$(BIN)/python bench/tui.py
 	$(BIN)/python bench/bundle.py
 	$(BIN)/python bench/quantize.py

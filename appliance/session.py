@@ -27,6 +27,7 @@ from typing import Any
 from appliance.audit import Actor, AuditLog, Event
 from appliance.config import GenerationParams
 from appliance.engine import AdapterUse, ChatEngine, Generation, GenerationStats, Message
+from appliance.engine.remote import RemoteEngine
 from appliance.errors import ApplianceError, AuthenticationError, BlockedError, UsageError
 from appliance.grounding import Grounding, compose
 from appliance.homestate import record_state
@@ -229,6 +230,9 @@ class Session:
     level: Level  # the level the user declared for this session
     origin: dict[str, Any] = field(default_factory=dict)  # the client's OS identity, audited
     last_active: float = field(default_factory=time.monotonic)
+    # GPU servers on the closed network (engine/remote.py), where the site lists some
+    # and the policy allows them; turns it may not take stay with `engine`.
+    remote: RemoteEngine | None = None
 
     @property
     def actor(self) -> Actor:
@@ -312,6 +316,7 @@ class Session:
             texts.append(added.text)
             label = source.label if source.label.rank > label.rank else label
         adapter, label = self._adapter(label)
+        route = self._route(label, adapter)
         if sources:
             composed = compose(asked.content, sources, texts, self.policy.language)
             sent[-1] = Message("user", composed)
@@ -334,6 +339,8 @@ class Session:
         }
         if adapter is not None:
             details["adapter"] = self._adapter_details(adapter)
+        if route:
+            details["remote"] = list(route)  # the servers it may go to; `answer` names one
         if grounding is not None:
             details["documents"] = {
                 "sources": [
@@ -350,6 +357,8 @@ class Session:
         try:
             if grounding is not None and grounding.declined is not None:
                 turn.generation = canned(grounding.declined)  # the model is not asked
+            elif route and self.remote is not None:
+                turn.generation = self.remote.chat(sent, params, endpoints=route)
             else:
                 turn.generation = self.engine.chat(sent, params, adapter=adapter)
         except ApplianceError as exc:
@@ -367,6 +376,38 @@ class Session:
             return None, label
         own = self.policy.level(rule.classification)
         return AdapterUse(rule.name, rule.scale), own if own.rank > label.rank else label
+
+    def _route(self, label: Level, adapter: AdapterUse | None) -> tuple[str, ...]:
+        """The GPU servers this turn may go to (empty: the local engine answers).
+
+        Only below both the policy's `remote.max_level` and a server's own level,
+        and never with an adapter (a server serves none of the host's). A turn
+        above them never leaves the host: refused (audited) where the policy says
+        `above = "refuse"`, else answered here.
+        """
+        top = self.policy.remote_level()
+        if self.remote is None or top is None or adapter is not None:
+            return ()
+        if label.rank <= top.rank:
+            eligible = tuple(
+                endpoint.name
+                for endpoint in self.remote.endpoints
+                if label.rank <= self.policy.level(endpoint.max_level).rank
+            )
+            if eligible:
+                return eligible
+        if self.policy.remote.above == "refuse":
+            details = {"label": label.id, "remote": "above the servers' level"}
+            event = Event(self.actor, "policy_block", self.model, "denied", label.id, details)
+            self.audit.record(event)
+            language = self.policy.language
+            raise BlockedError(
+                f"policy {self.policy.describe()} sends no turn labelled {label.name(language)} "
+                "to the GPU servers, and answers none here",
+                code="remote_above",
+                label=label.id,
+            )
+        return ()
 
     def _adapter_details(self, adapter: AdapterUse) -> dict[str, Any]:
         return {
@@ -562,6 +603,11 @@ class Turn(Iterator[str]):
                 "completion_tokens": stats.completion_tokens,
                 "finish": stats.finish_reason,
             }
+            if stats.endpoint is not None:  # the GPU server that answered
+                details["endpoint"] = {
+                    "name": stats.endpoint,
+                    "certificate_sha256": stats.endpoint_certificate,
+                }
         if self.adapter is not None:
             details["adapter"] = session._adapter_details(self.adapter)
         if error:

@@ -109,8 +109,8 @@ def defense_served(
 
 
 @contextlib.contextmanager
-def serving(home: Path, model: Path, *extra: str) -> Iterator[Service]:
-    service = start_service(home, model, *extra)
+def serving(home: Path, model: Path, *extra: str, air_gapped: bool = True) -> Iterator[Service]:
+    service = start_service(home, model, *extra, air_gapped=air_gapped)
     try:
         yield service
     finally:

@@ -10,7 +10,7 @@ from typing import Any
 
 from appliance.audit import AuditLog, Checkpoint, audit_dir
 from appliance.bundle.binaries import check_binaries
-from appliance.cli.generate import add_model_options, open_engine
+from appliance.cli.generate import add_model_options, open_engine, open_model
 from appliance.config import GenerationParams, appliance_home, load_home_config
 from appliance.engine import Message, sha256_file
 from appliance.engine.report import Report, read_report, report_for
@@ -19,6 +19,7 @@ from appliance.fsutil import read_limited
 from appliance.homestate import verify_state
 from appliance.policy import Policy, active_policy, active_policy_path
 from appliance.policy.override import airgap_verdict, site_passages
+from appliance.remote_engines import check_remotes
 from appliance.service import as_home_owner
 from appliance.textsafe import json_line, printable
 
@@ -49,6 +50,8 @@ def run_doctor(args: argparse.Namespace) -> int:
         policy = None  # the other checks assume the strictest policy: fail closed
         checks = [_check("policy", False, str(exc))]
     checks += [_airgap(home, policy), _model(args), _audit(home, policy, trusted)]
+    if policy is not None and policy.remote.allowed:
+        checks += _remotes(args, home, policy)
     checks.append(_state(home, trusted))
     checks.append(check_binaries())  # the installed release's llama.cpp tools and preload
     ok = all(check["ok"] is not False for check in checks)
@@ -106,6 +109,18 @@ def _model(args: argparse.Namespace) -> dict[str, Any]:
         return _check("model", None, f"{check['detail']}; its report is unreadable: {exc}")
     check["report"] = report.to_dict() if report else None
     return check
+
+
+def _remotes(args: argparse.Namespace, home: Path, policy: Policy) -> list[dict[str, Any]]:
+    """The listed GPU servers, each asked for one token (the home's model formats it)."""
+    settings = load_home_config(home).engine_settings(
+        context_length=args.context, threads=args.threads
+    )
+    try:
+        with open_model(args) as model:
+            return check_remotes(home, policy, model.path, settings, model.verified)
+    except ApplianceError as exc:
+        return [_check("remote", False, str(exc))]
 
 
 def _model_report(args: argparse.Namespace) -> Report | None:

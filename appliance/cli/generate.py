@@ -31,11 +31,13 @@ from appliance.documents.onefile import OneFile
 from appliance.drafting import save_draft
 from appliance.engine import AdapterFile, ChatEngine, load_engine
 from appliance.engine.hparams import read_loadable_gguf
+from appliance.engine.remote import RemoteEngine
 from appliance.errors import IntegrityError, UsageError
 from appliance.fsutil import atomic_writer
 from appliance.grounding import Grounding
 from appliance.policy import Policy, active_policy
 from appliance.policy.egress import report_to
+from appliance.remote_engines import open_remote
 from appliance.seal import harden_process
 from appliance.service import find_service
 from appliance.session import (
@@ -234,6 +236,16 @@ def open_engine(args: argparse.Namespace) -> Iterator[tuple[ChatEngine, str]]:
     or a llama-server child answering `slots` requests at once) and its defaults;
     --context and --threads override them.
     """
+    with open_engines(args, None) as (engine, _, name):
+        yield engine, name
+
+
+@contextlib.contextmanager
+def open_engines(
+    args: argparse.Namespace, policy: Policy | None
+) -> Iterator[tuple[ChatEngine, RemoteEngine | None, str]]:
+    """As `open_engine`, and with a `policy` that allows remote engines, the GPU
+    servers the home's config.toml lists (None where there are none)."""
     home = appliance_home()
     config = load_home_config(home)
     settings = config.engine_settings(context_length=args.context, threads=args.threads)
@@ -246,7 +258,12 @@ def open_engine(args: argparse.Namespace) -> Iterator[tuple[ChatEngine, str]]:
         engine = stack.enter_context(
             load_engine(model.path, settings, verified=model.verified, adapters=loaded)
         )
-        yield engine, model.name
+        remote = None
+        if policy is not None:
+            remote = open_remote(config.remotes, policy, model.path, settings, model.verified)
+            if remote is not None:
+                stack.enter_context(remote)
+        yield engine, remote, model.name
 
 
 @dataclass

@@ -16,9 +16,10 @@ from typing import Any
 
 from appliance.audit import AuditLog, Event, audit_dir
 from appliance.cli.auth import add_auth_options
-from appliance.cli.generate import add_model_options, open_engine
+from appliance.cli.generate import add_model_options, open_engines
 from appliance.config import appliance_home, ensure_dir
 from appliance.engine import ChatEngine
+from appliance.engine.remote import RemoteEngine
 from appliance.errors import ServiceError, UsageError
 from appliance.homestate import check_state
 from appliance.policy import Policy, active_policy
@@ -75,10 +76,10 @@ def run_serve(args: argparse.Namespace) -> int:
     path = args.socket or (marker.socket if marker else home_socket(home))
     reason = ["stopped"]
 
-    with serving_home(args, home) as (policy, log, engine, model, recovered):
+    with serving_home(args, home) as (policy, log, engine, remote, model, recovered):
         listener = listen(path)
         try:
-            server = Server(home, policy, log, engine, model, listener)
+            server = Server(home, policy, log, engine, model, listener, remote)
             details = {
                 "policy": policy.name,
                 "version": policy.version,
@@ -108,7 +109,7 @@ def run_serve(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def serving_home(
     args: argparse.Namespace, home: Path
-) -> Iterator[tuple[Policy, AuditLog, ChatEngine, str, int]]:
+) -> Iterator[tuple[Policy, AuditLog, ChatEngine, RemoteEngine | None, str, int]]:
     """What a service needs, opened and checked: the home held by this process alone,
     its policy, its audit log (the home as last signed, every `ask` a crash left open
     recorded as failed) and its model. Yields those and how many asks were recovered."""
@@ -118,14 +119,14 @@ def serving_home(
         log = stack.enter_context(AuditLog(audit_dir(home), require_content=policy.require_content))
         check_state(home, log)  # what it reads is what was last signed, or it serves nothing
         recovered = recover_unanswered(log)
-        engine, model = stack.enter_context(open_engine(args))
+        engine, remote, model = stack.enter_context(open_engines(args, policy))
 
         def restarted(reason: str) -> None:  # the answers it held have failed, one line each
             details = {"reason": reason, "backend": engine.settings.backend}
             log.record(Event(SYSTEM, "engine_restart", model, "failed", details=details))
 
         engine.on_restart = restarted
-        yield policy, log, engine, model, recovered
+        yield policy, log, engine, remote, model, recovered
 
 
 def _start_background(home: Path, installed: bool) -> int:

@@ -64,8 +64,8 @@ def service_for(args: argparse.Namespace) -> Iterator[Path]:
         refuse_local_options(args)
         yield running
         return
-    with serving_home(args, home) as (policy, log, engine, model, _):
+    with serving_home(args, home) as (policy, log, engine, remote, model, _):
         check_airgap(home, policy, SYSTEM, log)  # refused before anything is drawn
         log.start_heartbeat(SYSTEM)
-        with embedded_service(home, policy, log, engine, model) as path:
+        with embedded_service(home, policy, log, engine, model, remote) as path:
             yield path

@@ -1,5 +1,6 @@
 """Inference: validate GGUF files, describe them, stream answers from them, in this
-process (`Engine`) or from a supervised llama-server child (`LlamaServerEngine`).
+process (`Engine`), from a supervised llama-server child (`LlamaServerEngine`), or
+from GPU servers on the closed network over mutual TLS (`RemoteEngine`, `Endpoint`).
 
 Public API; other modules import only what is listed here.
 """
@@ -14,7 +15,9 @@ from appliance.engine.info import ModelInfo, describe, inspect_model, sha256_fil
 from appliance.engine.llama_server import LlamaServerEngine
 from appliance.engine.lora import AdapterFile, AdapterUse
 from appliance.engine.native import supports_gpu_offload
+from appliance.engine.remote import RemoteEngine
 from appliance.engine.stream import Generation, GenerationStats
+from appliance.engine.tls import Endpoint, tls_context
 
 __all__ = [
     "AdapterFile",
@@ -22,6 +25,7 @@ __all__ = [
     "AdapterUse",
     "ChatEngine",
     "ChatFormat",
+    "Endpoint",
     "Engine",
     "EngineSettings",
     "GGUFFile",
@@ -31,6 +35,7 @@ __all__ = [
     "LlamaServerEngine",
     "Message",
     "ModelInfo",
+    "RemoteEngine",
     "TensorInfo",
     "describe",
     "inspect_model",
@@ -39,4 +44,5 @@ __all__ = [
     "read_gguf",
     "sha256_file",
     "supports_gpu_offload",
+    "tls_context",
 ]

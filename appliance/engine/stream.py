@@ -24,6 +24,10 @@ class GenerationStats:
     # A backend that cannot name a token (llama-server streams a character split
     # across byte tokens as one piece) records it as -1.
     token_ids: list[int] = field(default_factory=list)
+    # Which remote endpoint answered (engine/remote.py): its name and the sha256 of
+    # the certificate it presented; None for the local backends.
+    endpoint: str | None = None
+    endpoint_certificate: str | None = None
 
     @property
     def tokens_per_second(self) -> float:

@@ -319,6 +319,7 @@ class Connection:
             server.model,
             level,
             origin=origin,
+            remote=server.remote,
         )
         details = {**origin, "peer_gid": self.peer.gid, "level": level.id}
         try:

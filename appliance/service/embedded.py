@@ -17,6 +17,7 @@ from pathlib import Path
 
 from appliance.audit import AuditLog
 from appliance.engine import ChatEngine
+from appliance.engine.remote import RemoteEngine
 from appliance.policy import Policy
 from appliance.service.endpoint import listen
 from appliance.service.server import Server
@@ -24,12 +25,17 @@ from appliance.service.server import Server
 
 @contextlib.contextmanager
 def embedded_service(
-    home: Path, policy: Policy, log: AuditLog, engine: ChatEngine, model: str
+    home: Path,
+    policy: Policy,
+    log: AuditLog,
+    engine: ChatEngine,
+    model: str,
+    remote: RemoteEngine | None = None,
 ) -> Iterator[Path]:
     """Serve the home from a thread of this process; yields the socket's path."""
     with tempfile.TemporaryDirectory(prefix="appliance-") as private:  # 0700
         path = Path(private) / "service.sock"
-        server = Server(home, policy, log, engine, model, listen(path))
+        server = Server(home, policy, log, engine, model, listen(path), remote)
         thread = threading.Thread(target=server.serve, name="service", daemon=True)
         thread.start()
         try:

@@ -27,6 +27,7 @@ from appliance.documents.home import escrow_to_officers, open_documents
 from appliance.documents.sandbox import stop_fork_server
 from appliance.documents.store import DocumentStore
 from appliance.engine import ChatEngine
+from appliance.engine.remote import RemoteEngine
 from appliance.errors import ApplianceError, BusyError, ServiceError
 from appliance.identity import has_users
 from appliance.policy import Policy
@@ -51,8 +52,10 @@ class Server:
         engine: ChatEngine,
         model: str,
         listener: socket.socket,
+        remote: RemoteEngine | None = None,
     ) -> None:
         self.home = home
+        self.remote = remote  # GPU servers on the closed network, where the site lists some
         self.policy = policy
         self.log = audit
         self.engine = engine
@@ -61,7 +64,8 @@ class Server:
         self.version = __version__
         self.listener = listener
         limits = policy.service
-        self.queue = AnswerQueue(limits.max_queued, limits.max_per_user, engine.slots)
+        slots = engine.slots + (remote.slots if remote is not None else 0)
+        self.queue = AnswerQueue(limits.max_queued, limits.max_per_user, slots)
         self._connections: set[Connection] = set()
         self._lock = threading.Lock()
         self._documents: DocumentStore | None = None
@@ -158,6 +162,10 @@ class Server:
                 "backend": self.engine.settings.backend,
                 "slots": self.engine.slots,
                 "adapters": sorted(self.engine.adapters),
+                "remote": [
+                    {"name": e.name, "model": e.model, "max_level": e.max_level}
+                    for e in (self.remote.endpoints if self.remote is not None else ())
+                ],
             },
             "limits": {
                 "max_sessions": self.policy.service.max_sessions,

@@ -167,6 +167,10 @@ MESSAGES: dict[str, Template | list[Template]] = {
         "the {what} is labelled {label}, above the clearance of {user} ({clearance})",
         "{what}의 등급이 {label}(으)로, {user}의 비밀취급인가({clearance})보다 높습니다.",
     ),
+    "remote_above": (
+        "the policy sends no turn labelled {label} to the GPU servers, and answers none here",
+        "정책상 {label} 등급의 질문은 GPU 서버로 보내지 않으며 이 호스트에서도 답하지 않습니다.",
+    ),
     "no_airgap": (
         "policy {policy} requires an air gap, but this host is not air-gapped",
         "정책 {policy}은(는) 망분리를 요구하지만 이 호스트는 망분리되어 있지 않습니다. "
