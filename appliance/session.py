@@ -3,7 +3,10 @@
     who may ask (idle timeout, the account unchanged since sign-in, role, air gap)
  -> check_input on every message the engine will see (system prompt, history,
     prompt): redact, block, raise the label from the conversation's label
+ -> the adapter the policy serves the turn with, if any (its level raises the label)
  -> the label against the user's clearance
+ -> the route: a listed GPU server where the policy and the server allow the label,
+    else this host's engine (or a refusal, where the policy says so)
  -> audit `ask` (the prompt sealed to the officer), durable before the model runs
  -> the engine, on the redacted messages
  -> OutputGuard on the stream: DLP and labels on the answer before it is shown
@@ -316,12 +319,12 @@ class Session:
             texts.append(added.text)
             label = source.label if source.label.rank > label.rank else label
         adapter, label = self._adapter(label)
-        route = self._route(label, adapter)
         if sources:
             composed = compose(asked.content, sources, texts, self.policy.language)
             sent[-1] = Message("user", composed)
         if label.rank > self.clearance.rank:
             self._refuse_label(label, "conversation" if len(sent) > 1 else "prompt")
+        route = self._route(label, adapter)
         content = {"prompt": prompt}
         if conversation.system:
             content["system"] = conversation.system
