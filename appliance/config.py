@@ -72,7 +72,9 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
-Backend = Literal["local", "llama-server"]
+# "remote": the listed GPU servers answer every turn; this host loads no weights,
+# only the model's tokenizer and chat template (engine/remote.py).
+Backend = Literal["local", "llama-server", "remote"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 MAX_SLOTS = 64  # llama-server's parallel sequences; beyond this the KV cache is the limit
 
@@ -158,8 +160,9 @@ class HomeConfig:
     signed bundle.json, whose model sha256 the sealed model must decrypt to;
     [ui] language = "en" or "ko" (default: the policy's), demo = true for a
     demonstration home; [keys] binding id = keys, to remap the UI;
-    [engine] backend = "local" (in-process, the default) or "llama-server"
-    (a supervised child answering several requests at once), slots = answers
+    [engine] backend = "local" (in-process, the default), "llama-server"
+    (a supervised child answering several requests at once) or "remote" (the
+    listed GPU servers answer every turn; no weights are loaded here), slots = answers
     at once (llama-server only), context = tokens per answer, threads = CPU
     threads; [exports] folder = the absolute folder where clients write drafts
     and audit exports ("{user}" stands for the client's OS login; default

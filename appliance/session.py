@@ -386,7 +386,8 @@ class Session:
         Only below both the policy's `remote.max_level` and a server's own level,
         and never with an adapter (a server serves none of the host's). A turn
         above them never leaves the host: refused (audited) where the policy says
-        `above = "refuse"`, else answered here.
+        `above = "refuse"` or this host has no engine of its own (the "remote"
+        backend), else answered here.
         """
         top = self.policy.remote_level()
         if self.remote is None or top is None or adapter is not None:
@@ -399,7 +400,7 @@ class Session:
             )
             if eligible:
                 return eligible
-        if self.policy.remote.above == "refuse":
+        if self.policy.remote.above == "refuse" or self.engine is self.remote:
             details = {"label": label.id, "remote": "above the servers' level"}
             event = Event(self.actor, "policy_block", self.model, "denied", label.id, details)
             self.audit.record(event)

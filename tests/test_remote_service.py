@@ -93,10 +93,23 @@ def test_turns_go_to_the_listed_server_up_to_its_level_and_the_audit_names_it(
             with service.client("kim", level="restricted") as restricted:
                 local = restricted.ask(QUESTION, **SHORT).text()
             doctor = run_cli("doctor", "--json", "--model", str(model_path), home=home)
+        # The "remote" backend: no weights on this host, so nothing above the servers.
+        config = '[engine]\nbackend = "remote"\n' + listed(pki, front.port, "public")
+        (home / "config.toml").write_text(config, encoding="utf-8")
+        with AuditLog(audit_dir(home)) as log:
+            record_state(home, log, Actor("lee", "officer"), "config_change")
+        with serving(home, model_path, air_gapped=False) as service:
+            with service.client("kim") as public:
+                only_remote = public.ask(QUESTION, **SHORT).text()
+            with (
+                service.client("kim", level="restricted") as restricted,
+                pytest.raises(BlockedError, match="sends no turn labelled"),
+            ):
+                restricted.ask(QUESTION, **SHORT).text()
             llama.kill()  # the GPU server goes down mid-service
             with service.client("kim") as lost, pytest.raises(EngineError) as failed:
                 lost.ask(QUESTION, **SHORT).text()
-    assert remote == local  # the same prompt and numerics: the same greedy answer
+    assert remote == local == only_remote  # the same prompt and numerics: the same answer
     (probe,) = [c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "remote gpu-a"]
     assert probe["ok"] is None, probe  # it answers, but the test's certificates end this month
     assert "mutual TLS, model gemma-3-270m, one token" in probe["detail"]
@@ -106,13 +119,16 @@ def test_turns_go_to_the_listed_server_up_to_its_level_and_the_audit_names_it(
 
     asks = events(home, tmp_path, "--action", "ask")
     answers = events(home, tmp_path, "--action", "answer")
-    assert [a["details"].get("remote") for a in asks] == [["gpu-a"], None, ["gpu-a"]]
+    assert [a["details"].get("remote") for a in asks] == [["gpu-a"], None, ["gpu-a"], ["gpu-a"]]
     assert answers[0]["details"]["endpoint"] == {
         "name": "gpu-a",
         "certificate_sha256": pki["server"].sha256,
     }
     assert "endpoint" not in answers[1]["details"]  # restricted: answered on the host
-    assert answers[2]["outcome"] == "failed"
+    assert answers[2]["details"]["endpoint"]["name"] == "gpu-a"
+    assert answers[3]["outcome"] == "failed"
+    blocks = events(home, tmp_path, "--action", "policy_block")
+    assert [b["label"] for b in blocks if "remote" in b["details"]] == ["restricted"]
 
 
 def test_a_turn_above_the_servers_is_refused_where_the_policy_says_so(

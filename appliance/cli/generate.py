@@ -32,7 +32,7 @@ from appliance.drafting import save_draft
 from appliance.engine import AdapterFile, ChatEngine, load_engine
 from appliance.engine.hparams import read_loadable_gguf
 from appliance.engine.remote import RemoteEngine
-from appliance.errors import IntegrityError, UsageError
+from appliance.errors import ConfigError, IntegrityError, UsageError
 from appliance.fsutil import atomic_writer
 from appliance.grounding import Grounding
 from appliance.policy import Policy, active_policy
@@ -251,6 +251,19 @@ def open_engines(
     settings = config.engine_settings(context_length=args.context, threads=args.threads)
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(open_model(args))
+        remote = None
+        if policy is not None:
+            remote = open_remote(config.remotes, policy, model.path, settings, model.verified)
+            if remote is not None:
+                stack.enter_context(remote)
+        if settings.backend == "remote":  # no weights here: the servers answer every turn
+            if remote is None:
+                raise ConfigError(
+                    'the "remote" backend needs GPU servers ([[remote]] in config.toml) '
+                    "and a policy that allows them ([remote] allowed)"
+                )
+            yield remote, remote, model.name
+            return
         loaded: list[AdapterFile] = []
         if any(record.base == model.name for record in adapters.listed(home)):
             base = read_loadable_gguf(model.path)  # each adapter is checked against it again
@@ -258,11 +271,6 @@ def open_engines(
         engine = stack.enter_context(
             load_engine(model.path, settings, verified=model.verified, adapters=loaded)
         )
-        remote = None
-        if policy is not None:
-            remote = open_remote(config.remotes, policy, model.path, settings, model.verified)
-            if remote is not None:
-                stack.enter_context(remote)
         yield engine, remote, model.name
 
 

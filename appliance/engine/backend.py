@@ -18,6 +18,7 @@ from appliance.engine.info import ModelInfo
 from appliance.engine.llama_server import LlamaServerEngine
 from appliance.engine.lora import AdapterFile, AdapterUse
 from appliance.engine.stream import Generation
+from appliance.errors import ConfigError
 
 
 class ChatEngine(Protocol):
@@ -69,6 +70,11 @@ def load_engine(
     adapters: Sequence[AdapterFile] = (),
 ) -> ChatEngine:
     """The backend `settings.backend` names, with the model (and adapters) loaded."""
+    if settings.backend == "remote":
+        raise ConfigError(
+            'the "remote" backend answers through the appliance service only, '
+            "from the GPU servers its home lists (appliance serve)"
+        )
     if settings.backend == "llama-server":
         return LlamaServerEngine(model, settings, verified=verified, adapters=adapters)
     return Engine(model, settings, verified=verified, adapters=adapters)

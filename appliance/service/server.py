@@ -64,7 +64,8 @@ class Server:
         self.version = __version__
         self.listener = listener
         limits = policy.service
-        slots = engine.slots + (remote.slots if remote is not None else 0)
+        both = remote is not None and remote is not engine  # "remote" backend: one engine
+        slots = engine.slots + (remote.slots if both and remote is not None else 0)
         self.queue = AnswerQueue(limits.max_queued, limits.max_per_user, slots)
         self._connections: set[Connection] = set()
         self._lock = threading.Lock()
