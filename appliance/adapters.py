@@ -166,14 +166,6 @@ def add(
     return record
 
 
-def register(home: Path, record: AdapterRecord) -> None:
-    """List an adapter whose sealed file is already in place (a release's), replacing
-    any entry of the same name."""
-    records = [entry for entry in _indexed(home) if entry.name != record.name]
-    ensure_dir(adapters_dir(home))
-    _save(home, [*records, record])
-
-
 def remove(home: Path, name: str) -> AdapterRecord:
     """Stop serving an adapter added to the home. (One of the same name that the
     release ships is left alone: this is how a clash between them is resolved.)"""
@@ -194,12 +186,11 @@ def remove(home: Path, name: str) -> AdapterRecord:
 
 
 @contextlib.contextmanager
-def opened(
-    home: Path, base_id: str, base: GGUFFile, openers: Sequence[seal.Opener]
-) -> Iterator[list[AdapterFile]]:
-    """The home's adapters for the model `base_id`, each decrypted into sealed memory,
-    its sha256 checked against the record and validated against `base`; the memory
-    is freed on exit. Adapters listed for other models are left alone."""
+def opened(home: Path, base_id: str, openers: Sequence[seal.Opener]) -> Iterator[list[AdapterFile]]:
+    """The home's adapters for the model `base_id`, each decrypted into sealed memory
+    and its sha256 checked against the record (the engine that loads them checks
+    each against the model); the memory is freed on exit. Adapters listed for
+    other models are left alone."""
     records = [record for record in listed(home) if record.base == base_id]
     if records and not openers:
         raise ConfigError(
@@ -210,7 +201,6 @@ def opened(
         files = []
         for record in records:
             sealed = stack.enter_context(contextlib.closing(_unseal(home, record, openers)))
-            read_adapter(sealed.path, base)
             files.append(AdapterFile(record.name, sealed.path, record.sha256))
         yield files
 

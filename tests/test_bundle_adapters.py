@@ -401,16 +401,15 @@ def test_adapter_records_read_the_release_manifest(installed: Path, adapter_file
 
 
 def test_the_home_lists_and_serves_the_release_adapters(
-    installed: Path, model_path: Path, adapter_file: Path, site: seal.Identity
+    installed: Path, adapter_file: Path, site: seal.Identity
 ) -> None:
     assert [record.name for record in listed(installed)] == ["legal"]
-    base = read_gguf(model_path)
-    with adapters.opened(installed, DEFAULT.content_id, base, [site]) as files:
+    with adapters.opened(installed, DEFAULT.content_id, [site]) as files:
         [served] = files
         assert served.name == "legal"
         assert served.sha256 == sha256_file(adapter_file)
         assert Path(served.path).read_bytes() == adapter_file.read_bytes()
-    with adapters.opened(installed, "another@1", base, [site]) as files:
+    with adapters.opened(installed, "another@1", [site]) as files:
         assert files == []  # for another model: left alone
     shown = run_cli("adapters", "list", "--json", home=installed)
     assert shown.returncode == 0, shown.stderr

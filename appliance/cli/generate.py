@@ -30,7 +30,6 @@ from appliance.documents.library import Library
 from appliance.documents.onefile import OneFile
 from appliance.drafting import save_draft
 from appliance.engine import AdapterFile, ChatEngine, load_engine
-from appliance.engine.hparams import read_loadable_gguf
 from appliance.engine.remote import RemoteEngine
 from appliance.errors import ConfigError, IntegrityError, UsageError
 from appliance.fsutil import atomic_writer
@@ -266,8 +265,7 @@ def open_engines(
             return
         loaded: list[AdapterFile] = []
         if any(record.base == model.name for record in adapters.listed(home)):
-            base = read_loadable_gguf(model.path)  # each adapter is checked against it again
-            loaded = stack.enter_context(adapters.opened(home, model.name, base, model.keys()))
+            loaded = stack.enter_context(adapters.opened(home, model.name, model.keys()))
         engine = stack.enter_context(
             load_engine(model.path, settings, verified=model.verified, adapters=loaded)
         )
