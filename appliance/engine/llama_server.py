@@ -33,12 +33,12 @@ from typing import Any
 from appliance.config import EngineSettings, GenerationParams
 from appliance.engine import native
 from appliance.engine.adapter import read_adapter
-from appliance.engine.chat import ChatFormat, Message
+from appliance.engine.chat import Message
 from appliance.engine.hparams import read_loadable_gguf
 from appliance.engine.info import ModelInfo, describe
 from appliance.engine.lora import AdapterFile, AdapterUse, digests, index_of
 from appliance.engine.probe import probe
-from appliance.engine.prompt import fit, one_bos
+from appliance.engine.prompt import fit
 from appliance.engine.server_process import (
     ServerProcess,
     describe_exit,
@@ -95,12 +95,7 @@ class LlamaServerEngine:
         try:
             self._files = [_open(path) for path in (gguf.path, *adapter_files)]
             self._vocab = native.Vocab(Path(f"/proc/self/fd/{self._files[0]}"), str(gguf.path))
-            template = gguf.get("tokenizer.chat_template")
-            self.chat_format = ChatFormat(
-                template if isinstance(template, str) else None,
-                bos_token=self._vocab.token_text(self._vocab.bos),
-                eos_token=self._vocab.token_text(self._vocab.eos),
-            )
+            self.chat_format = self._vocab.chat_format(gguf.get("tokenizer.chat_template"))
             arguments = server_arguments(
                 self.settings, self.context_length, self.gpu_offload, adapters=bool(adapters)
             )
@@ -197,8 +192,7 @@ class LlamaServerEngine:
         return len(self._tokenize(text))
 
     def _tokenize(self, text: str) -> list[int]:
-        vocab = self._require_vocab()
-        return one_bos(vocab.tokenize(text.encode("utf-8"), add_bos=True, special=True), vocab.bos)
+        return self._require_vocab().prompt_tokens(text)
 
     def _request(
         self,

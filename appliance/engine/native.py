@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.config import EngineSettings, physical_cores
+from appliance.engine.chat import ChatFormat
+from appliance.engine.prompt import one_bos
 from appliance.errors import EngineError
 
 if TYPE_CHECKING:
@@ -239,6 +241,19 @@ class Vocab:
                 if count >= 0:
                     return list(buffer[:count])
                 size = -count
+
+    def prompt_tokens(self, text: str) -> list[int]:
+        """A rendered prompt's tokens as the in-process engine makes them: BOS added,
+        special tokens parsed, one BOS."""
+        return one_bos(self.tokenize(text.encode("utf-8"), add_bos=True, special=True), self.bos)
+
+    def chat_format(self, template: object) -> ChatFormat:
+        """The appliance's chat format for the model's template (None: a transcript)."""
+        return ChatFormat(
+            template if isinstance(template, str) else None,
+            bos_token=self.token_text(self.bos),
+            eos_token=self.token_text(self.eos),
+        )
 
     def piece(self, token: int, *, special: bool = False) -> bytes:
         with self._lock:

@@ -33,13 +33,13 @@ from typing import Any
 
 from appliance.config import MAX_SLOTS, EngineSettings, GenerationParams
 from appliance.engine import native
-from appliance.engine.chat import ChatFormat, Message
+from appliance.engine.chat import Message
 from appliance.engine.completions import END, UNNAMED, stream_chunks
 from appliance.engine.hparams import read_loadable_gguf
 from appliance.engine.info import ModelInfo, describe
 from appliance.engine.lora import AdapterUse
 from appliance.engine.probe import probe
-from appliance.engine.prompt import fit, one_bos
+from appliance.engine.prompt import fit
 from appliance.engine.remote_link import Exchange, Pool, lost
 from appliance.engine.stream import Generation, GenerationStats
 from appliance.engine.tls import Endpoint, tls_context
@@ -103,12 +103,7 @@ class RemoteEngine:
         self._lock = threading.Lock()
         self._vocab = vocab = native.Vocab(gguf.path, str(gguf.path))
         try:
-            template = gguf.get("tokenizer.chat_template")
-            self.chat_format = ChatFormat(
-                template if isinstance(template, str) else None,
-                bos_token=vocab.token_text(vocab.bos),
-                eos_token=vocab.token_text(vocab.eos),
-            )
+            self.chat_format = vocab.chat_format(gguf.get("tokenizer.chat_template"))
         except BaseException:
             self.close()
             raise
@@ -184,7 +179,7 @@ class RemoteEngine:
         vocab = self._vocab
         if vocab is None:
             raise EngineError("the engine has been closed")
-        return one_bos(vocab.tokenize(text.encode("utf-8"), add_bos=True, special=True), vocab.bos)
+        return vocab.prompt_tokens(text)
 
     def _request(self, tokens: list[int], params: GenerationParams, limit: int) -> dict[str, Any]:
         body: dict[str, Any] = {
