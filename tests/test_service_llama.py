@@ -21,6 +21,8 @@ from appliance.policy import shipped_policy
 from tests.servicing import Service, add_operator, serving
 
 CONFIG = '[engine]\nbackend = "llama-server"\nslots = 2\ncontext = 1024\nthreads = 2\n'
+# A list the model goes on with to the token limit (no turn marker ends it).
+COUNT = "List the numbers from 1 to 500:\n1\n2\n3\n"
 LONG = {"max_tokens": 600, "temperature": 0.0, "seed": 1, "ignore_eos": True}
 SHORT = {"max_tokens": 24, "temperature": 0.0, "seed": 1, "ignore_eos": True}
 
@@ -36,6 +38,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     AuditLog(audit_dir(home)).close()  # as setup begins it, before any account
     add_operator(home, "dana")
     add_operator(home, "eun")  # each records the home's state, config included
+    add_operator(home, "fay", clearance="secret")  # cleared to the top: her text streams
     return home
 
 
@@ -96,9 +99,11 @@ def test_a_killed_engine_fails_the_answer_in_flight_and_is_restarted(
     service: Service, home: Path
 ) -> None:
     (child,) = engine_processes(service)
-    with service.client("dana") as client:
-        answer = client.ask("Continue the list: 1, 2, 3, 4,", **LONG)
-        answer.wait_started()
+    with service.client("fay") as client:
+        answer = client.ask(COUNT, **LONG)
+        # Killed once the child streams: a request that had not reached it yet
+        # would be answered, rightly, by the restarted child.
+        assert next(answer)
         os.kill(child, signal.SIGKILL)
         with pytest.raises(EngineError) as failed:
             answer.text()
@@ -115,7 +120,7 @@ def test_a_killed_engine_fails_the_answer_in_flight_and_is_restarted(
 
     with AuditLog(audit_dir(home)) as log:
         restarts = [json.loads(row["leaf"]) for row in log.events(action="engine_restart")]
-        answers = [json.loads(row["leaf"]) for row in log.events(action="answer", user="dana")]
+        answers = [json.loads(row["leaf"]) for row in log.events(action="answer", user="fay")]
     assert len(restarts) == 1
     assert restarts[0]["outcome"] == "failed"
     assert restarts[0]["details"]["reason"] == "exit -9"
