@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pwd
+import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -149,6 +152,25 @@ class GenerationParams:
 
 CONFIG_FILE = "config.toml"
 LANGUAGES = ("en", "ko")
+MAX_BACKUP_RECIPIENTS = 16
+MAX_BACKUP_HOURS = 8760.0  # a year between scheduled backups at most
+# A recipient as `appliance keys generate` prints it; its checksum is checked where it is
+# used (appliance/backup: config may not import the sealed format).
+_RECIPIENT = re.compile(r"apr1[a-z2-7]{58}")
+
+
+@dataclass(frozen=True)
+class BackupSite:
+    """[backup] in config.toml: where backups go, whom they are sealed to, how often.
+
+    Site values, part of the home's signed state: a hand edit stops the service
+    until an officer accepts it (`appliance audit state --accept`), so nobody
+    chooses the recipients of a backup by running a command.
+    """
+
+    folder: Path  # absolute, outside the home
+    recipients: tuple[str, ...]  # apr1... strings, lower case
+    every_hours: float | None = None  # None: no scheduled backups, only `appliance backup`
 
 
 @dataclass(frozen=True)
@@ -167,7 +189,10 @@ class HomeConfig:
     threads; [exports] folder = the absolute folder where clients write drafts
     and audit exports ("{user}" stands for the client's OS login; default
     ~/appliance-exports); [[remote]] = the GPU servers on the closed network
-    turns may be sent to (remote_site.py). Command-line options override it.
+    turns may be sent to (remote_site.py); [backup] folder = the absolute folder
+    the service writes sealed backups into, recipients = the apr1... keys they
+    are sealed to, every_hours = how often the service makes one itself
+    (docs/formats/backup.md). Command-line options override it.
     """
 
     model: Path | None = None
@@ -182,6 +207,7 @@ class HomeConfig:
     threads: int | None = None
     exports: str | None = None  # where clients write drafts; "{user}" is the OS login
     remotes: tuple[dict[str, Any], ...] = ()  # [[remote]]: GPU servers (remote_site.py)
+    backup: BackupSite | None = None  # [backup]: None, no backups can be made
 
     def engine_settings(
         self, *, context_length: int | None = None, threads: int | None = None
@@ -216,6 +242,7 @@ def load_home_config(home: Path) -> HomeConfig:
         "ui": {"language", "demo"},
         "engine": {"backend", "slots", "context", "threads"},
         "exports": {"folder"},
+        "backup": {"folder", "recipients", "every_hours"},
     }
     remotes = tuple(read_remotes(home, raw.pop("remote", []), fail))
     for section, table in raw.items():
@@ -280,7 +307,57 @@ def load_home_config(home: Path) -> HomeConfig:
         threads=whole("threads", 1),
         exports=exports,
         remotes=remotes,
+        backup=_backup_site(home, raw.get("backup"), fail),
     )
+
+
+def _backup_site(
+    home: Path, table: dict[str, Any] | None, fail: Callable[[str, str], ConfigError]
+) -> BackupSite | None:
+    """[backup], checked key by key; absent: None."""
+    if table is None:
+        return None
+    for key in ("folder", "recipients"):
+        if key not in table:
+            raise fail(f"backup.{key}", "missing")
+    folder = table["folder"]
+    if (
+        not isinstance(folder, str)
+        or not folder.startswith("/")
+        or len(folder) > 1024
+        or not folder.isprintable()
+        or any(char.isspace() or char in "\\\"'%" for char in folder)
+        or ".." in Path(folder).parts
+    ):
+        raise fail("backup.folder", "must be an absolute path (no spaces, quotes, % or \\)")
+    path = Path(os.path.normpath(folder))
+    own = Path(os.path.normpath(os.path.abspath(home)))
+    if path == own or own in path.parents:
+        raise fail("backup.folder", "must be outside the home (a backup that dies with it is none)")
+    recipients = table["recipients"]
+    if (
+        not isinstance(recipients, list)
+        or not 1 <= len(recipients) <= MAX_BACKUP_RECIPIENTS
+        or not all(isinstance(item, str) for item in recipients)
+    ):
+        raise fail(
+            "backup.recipients", f"must be a list of 1 to {MAX_BACKUP_RECIPIENTS} recipients"
+        )
+    texts = tuple(item.strip().lower() for item in recipients)
+    for text in texts:
+        if not _RECIPIENT.fullmatch(text):
+            raise fail("backup.recipients", f"'{text[:12]}...' is not a recipient (apr1...)")
+    if len(set(texts)) != len(texts):
+        raise fail("backup.recipients", "lists a recipient twice")
+    every = table.get("every_hours")
+    if every is not None and (
+        isinstance(every, bool)
+        or not isinstance(every, int | float)
+        or not math.isfinite(every)
+        or not 0 < every <= MAX_BACKUP_HOURS
+    ):
+        raise fail("backup.every_hours", f"must be a number above 0, at most {MAX_BACKUP_HOURS:g}")
+    return BackupSite(path, texts, None if every is None else float(every))
 
 
 def _export_folder(value: object) -> bool:

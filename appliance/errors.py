@@ -159,6 +159,13 @@ class DocumentError(ApplianceError):
     summary = "the document cannot be read"
 
 
+class IncompleteLogError(ApplianceError):
+    """The audit log verifies, but it was restored from a backup: it is never complete."""
+
+    exit_code = 21
+    summary = "the audit log was restored from a backup and is not complete"
+
+
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
 
 ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
@@ -182,4 +189,5 @@ ERROR_CLASSES: tuple[type[ApplianceError], ...] = (
     BusyError,
     ServiceError,
     DocumentError,
+    IncompleteLogError,
 )

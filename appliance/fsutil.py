@@ -13,12 +13,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from appliance.errors import ConfigError, InputError
+from appliance.errors import ConfigError, InputError, UsageError
 
 
 @contextlib.contextmanager
-def atomic_writer(target: Path, *, mode: int = 0o600) -> Iterator[BinaryIO]:
-    """Yield a file to write; it replaces `target` only if the block succeeds."""
+def atomic_writer(target: Path, *, mode: int = 0o600, replace: bool = True) -> Iterator[BinaryIO]:
+    """Yield a file to write; it replaces `target` only if the block succeeds.
+
+    With `replace=False` it never replaces anything: the file takes the name
+    only if nothing has it (link, not rename), else UsageError and no trace.
+    """
     directory = target.parent
     staging = directory / f".{target.name}.{os.getpid()}.partial"
     try:
@@ -30,7 +34,10 @@ def atomic_writer(target: Path, *, mode: int = 0o600) -> Iterator[BinaryIO]:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(staging, target)
+        if replace:
+            os.replace(staging, target)
+        else:
+            _link_new(staging, target)
         fsync_directory(directory)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
@@ -38,6 +45,14 @@ def atomic_writer(target: Path, *, mode: int = 0o600) -> Iterator[BinaryIO]:
         if isinstance(exc, OSError):  # disk full, quota, I/O error: the user's to fix
             raise ConfigError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise
+
+
+def _link_new(staging: Path, target: Path) -> None:
+    try:
+        os.link(staging, target)
+    except FileExistsError:
+        raise UsageError(f"{target} already exists; refusing to overwrite it") from None
+    os.unlink(staging)
 
 
 def fsync_directory(directory: Path) -> None:

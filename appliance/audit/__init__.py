@@ -20,7 +20,7 @@ from appliance.audit.anchor import ANCHOR_FILE, advance_anchor, check_anchor, re
 from appliance.audit.content import ContentOpener, ContentSealer, read_officers, write_officers
 from appliance.audit.keys import Checkpoint, DeviceKey, PublicKey
 from appliance.audit.record import ACTIONS, Actor, Event
-from appliance.audit.store import Pending, Store
+from appliance.audit.store import Pending, Store, resume
 from appliance.audit.verify import Report, TamperError, Verifier
 from appliance.config import ensure_dir
 from appliance.errors import ApplianceError, AuditError
@@ -40,6 +40,7 @@ __all__ = [
     "TamperError",
     "audit_dir",
     "read_officers",
+    "resume_log",
 ]
 
 HEARTBEAT_SECONDS = 60.0  # well inside the 5-minute bound on silent tail loss
@@ -48,6 +49,31 @@ CHECKPOINT_SECONDS = 1.0  # while events stream in, sign at most once a second
 
 def audit_dir(home: Path) -> Path:
     return home / "audit"
+
+
+def resume_log(
+    directory: Path, trusted: Checkpoint, actor: Actor, approved_by: dict[str, str]
+) -> Checkpoint:
+    """Resume the log copied from a backup into `directory` (log.db) on this host: make
+    its new device key (there must be none), append the `restore` event signed by it,
+    and anchor it. Returns the restore's checkpoint."""
+    key_path = directory / "device.key"
+    if key_path.exists() or read_anchor(directory) is not None:
+        raise AuditError(
+            f"{directory} already has a device key or an anchor; restore into a new home"
+        )
+    made = resume(
+        directory / "log.db",
+        lambda: DeviceKey.load_or_create(key_path),
+        trusted,
+        actor,
+        approved_by,
+    )
+    try:
+        advance_anchor(directory, made)
+    except ApplianceError as exc:
+        raise AuditError(f"cannot write the audit anchor: {exc}") from None
+    return made
 
 
 class _Ticket:
@@ -290,7 +316,8 @@ class AuditLog:
         store = self._store
         head = store.head_seq()
         chain = store.chain_at(checkpoint.seq)
-        check_anchor(checkpoint, self.log_id, self.key.public, head, chain, where)
+        key = store.key_at(checkpoint.seq)
+        check_anchor(checkpoint, self.log_id, key, head, chain, where)
 
     def set_officers(self, recipients: Sequence[Recipient], actor: Actor) -> None:
         details = {"officers": [str(recipient) for recipient in recipients]}
@@ -356,11 +383,20 @@ class AuditLog:
         """Check the whole chain and every checkpoint; TamperError names the first bad seq.
 
         `walking` (workers, parallel_from) tunes the parallel walk of long logs.
+        `key`, an officer's copy of the key the log was begun with, pins it; a
+        restore's new key is accepted only through its `restore` event.
         """
         store = self._store
-        key = key or self.key.public
+        key = key or store.original_key()
         keys = set(store.content_keys())
-        verifier = Verifier(self.log_id, key, store.checkpoints(), keys, trusted=trusted)
+        verifier = Verifier(
+            self.log_id,
+            key,
+            store.checkpoints(),
+            keys,
+            trusted=trusted,
+            restore_marks=store.restore_marks(),
+        )
         report = verifier.conclude(store.walk_ranges(keys, verifier.marks, **walking))
         # The chain just proved these events; a recovery is always worth an officer's look.
         recoveries = self.events(action="officer_recovery")

@@ -88,7 +88,9 @@ def write_export(
     if base_chain is None or base_seq < 0:
         raise UsageError(f"the log has no event {base_seq} to export from")
     if isinstance(since, Checkpoint) and not (
-        since.signed_by(log.key.public) and since.log == log.log_id and since.chain == base_chain
+        since.signed_by(store.key_at(since.seq))
+        and since.log == log.log_id
+        and since.chain == base_chain
     ):
         raise IntegrityError("the checkpoint given with --since does not match this log")
     details = {"since_seq": base_seq, "format": fmt}
@@ -99,9 +101,10 @@ def write_export(
         "v": 1,
         "format": EXPORT_FORMAT,
         "log": log.log_id,
-        "public_key": str(log.key.public),
+        "public_key": str(store.key_at(base_seq + 1)),  # a restore's new key comes after
         "base_seq": base_seq,
         "base_chain": base_chain.hex(),
+        "restore_marks": sorted(seq for seq in store.restore_marks() if seq > base_seq),
     }
     writer.write({"type": "header", "body": rfc8785.dumps(header).decode()})
     for sealed in store.content_keys().values():
@@ -220,8 +223,9 @@ def verify_export(
     *,
     progress: Progress | None = None,
 ) -> ExportReport:
-    """Prove the export is whole, signed by `key`, and extends `trusted`."""
-    manifest = _check_manifest(path, key, progress)
+    """Prove the export is whole, signed by `key` (and after a restore by the key its
+    `restore` event names), and extends `trusted`."""
+    manifest, signed = _check_manifest(path, progress)
     records = _records(path, str(manifest.get("sha256")))
     fmt, header = next(records)
     fields = _json(header.get("body"), "the export header")
@@ -234,6 +238,7 @@ def verify_export(
     try:
         log, base_seq = str(fields["log"]), int(fields["base_seq"])
         base_chain = bytes.fromhex(fields["base_chain"])
+        restore_marks = {int(seq) for seq in fields.get("restore_marks", [])}
     except (KeyError, ValueError, TypeError, OverflowError):  # OverflowError: int(1e400)
         raise IntegrityError(f"{path} has a malformed header") from None
     content_keys: set[bytes] = set()
@@ -252,7 +257,16 @@ def verify_export(
             checkpoints[checkpoint.seq] = checkpoint
         else:
             break
-    verifier = Verifier(log, key, checkpoints, content_keys, base_seq, base_chain, trusted=trusted)
+    verifier = Verifier(
+        log,
+        key,
+        checkpoints,
+        content_keys,
+        base_seq,
+        base_chain,
+        trusted=trusted,
+        restore_marks=restore_marks,
+    )
     after_events: list[dict[str, Any] | None] = [None]
 
     def events() -> Iterator[Row]:
@@ -271,11 +285,17 @@ def verify_export(
         raise IntegrityError(f"{path} does not end with a checkpoint over its last event")
     if manifest.get("events") != report.events or manifest.get("log") != log:
         raise IntegrityError(f"{path}: the manifest does not describe its events")
+    body, signature = signed
+    if not verifier.key_at(report.last_seq).verifies(signature, MANIFEST_CONTEXT + body):
+        raise IntegrityError(f"{path}: the manifest signature is invalid (the export was edited)")
     return ExportReport(report, last, fmt)
 
 
-def _check_manifest(path: Path, key: PublicKey, progress: Progress | None) -> dict[str, Any]:
-    """Pass 1: the manifest's signature, and the digest of everything before it."""
+def _check_manifest(
+    path: Path, progress: Progress | None
+) -> tuple[dict[str, Any], tuple[bytes, bytes]]:
+    """Pass 1: the digest of everything before the manifest; the manifest, and its body
+    and signature (checked once the walk knows the key that signs the end)."""
     digest = hashlib.sha256()
     previous: bytes | None = None
     done = 0
@@ -299,25 +319,10 @@ def _check_manifest(path: Path, key: PublicKey, progress: Progress | None) -> di
         raise IntegrityError(f"{path} does not end with a signed manifest (truncated?)")
     body = str(record.get("body", "")).encode()
     signature = _unb64(record.get("signature"), "the manifest signature")
-    if not key.verifies(signature, MANIFEST_CONTEXT + body):
-        if _claimed_key(path) not in (None, str(key)):
-            raise IntegrityError(
-                f"{path} was made by another device key than the one given with --pubkey"
-            )
-        raise IntegrityError(f"{path}: the manifest signature is invalid (the export was edited)")
     manifest = _json(body.decode(), "the manifest")
     if manifest.get("sha256") != digest.hexdigest():
         raise IntegrityError(f"{path} was modified after it was signed (its digest differs)")
-    return manifest
-
-
-def _claimed_key(path: Path) -> str | None:
-    """The public key the (unauthenticated) header names, to explain a failure."""
-    try:
-        _, header = next(_records(path, ""))
-        return str(_json(header.get("body"), "the header").get("public_key"))
-    except (IntegrityError, InputError, StopIteration):
-        return None
+    return manifest, (body, signature)
 
 
 def path_format(line: bytes) -> str:

@@ -28,6 +28,7 @@ GENESIS_CHAIN = bytes(32)
 CONTENT_KEY = "content_sha256"  # top-level only; the verifier looks for it by bytes
 CONTENT_PREFIX = b'"' + CONTENT_KEY.encode() + b'":"'
 PRUNE_PREFIX = b'{"action":"prune",'
+RESTORE_PREFIX = b'{"action":"restore",'
 
 # Every action the appliance records. Unknown actions are a bug, not input.
 ACTIONS = frozenset(
@@ -70,6 +71,8 @@ ACTIONS = frozenset(
         "store_key",
         "draft",
         "adapter",
+        "backup",
+        "restore",
     }
 )
 OUTCOMES = frozenset({"ok", "denied", "failed", "cancelled"})

@@ -13,6 +13,7 @@ checkpoint is what bounds one who holds the device key.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import multiprocessing
@@ -30,7 +31,7 @@ from typing import Any
 import sqlite_utils
 
 from appliance.audit.content import key_id
-from appliance.audit.keys import Checkpoint, DeviceKey
+from appliance.audit.keys import Checkpoint, DeviceKey, PublicKey
 from appliance.audit.record import (
     GENESIS_CHAIN,
     Actor,
@@ -43,7 +44,7 @@ from appliance.audit.record import (
     now_us,
 )
 from appliance.audit.verify import Row, Walk, walk
-from appliance.errors import AuditError
+from appliance.errors import AuditError, IntegrityError
 
 SCHEMA_VERSION = 1
 PARALLEL_FROM = 50_000  # events; below this a process pool costs more than it saves
@@ -98,6 +99,16 @@ CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
 BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
 BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TABLE IF NOT EXISTS restores (
+    seq INTEGER PRIMARY KEY,
+    device_key TEXT NOT NULL,
+    trusted_seq INTEGER NOT NULL,
+    trusted_chain BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS restores_no_update BEFORE UPDATE ON restores
+BEGIN SELECT RAISE(ABORT, 'restores are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS restores_no_delete BEFORE DELETE ON restores
+BEGIN SELECT RAISE(ABORT, 'restores are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS meta_no_update BEFORE UPDATE ON meta
 BEGIN SELECT RAISE(ABORT, 'the log identity is fixed'); END;
 CREATE TRIGGER IF NOT EXISTS meta_no_delete BEFORE DELETE ON meta
@@ -255,8 +266,14 @@ class Store:
         last = self.head_seq()
         if workers is None:
             workers = min(len(os.sched_getaffinity(0)), MAX_WORKERS)
-        # fork() is safe only while this process runs no other thread.
-        if workers < 2 or last < parallel_from or threading.active_count() > 1:
+        # fork() is safe only while this process runs no other thread. A restored log
+        # may skip lost seqs, which ranges cut by number would not see: walked whole.
+        if (
+            workers < 2
+            or last < parallel_from
+            or threading.active_count() > 1
+            or self.restore_marks()
+        ):
             return [_walk_range(str(self.path), 1, last, content_keys, marks)]
         size = -(-last // workers)
         ranges = [(start, min(start + size - 1, last)) for start in range(1, last + 1, size)]
@@ -284,10 +301,33 @@ class Store:
         return {key_id(sealed): sealed for (sealed,) in rows}
 
     def chain_at(self, seq: int) -> bytes | None:
+        """The chain hash at `seq`: a stored event's, or the trusted checkpoint's a
+        restore resumed from (the events up to it were lost)."""
         if seq == 0:
             return GENESIS_CHAIN
         row = self.reader.execute("SELECT chain FROM events WHERE seq = ?", (seq,)).fetchone()
+        if row is None:
+            row = self.reader.execute(
+                "SELECT trusted_chain FROM restores WHERE trusted_seq = ?", (seq,)
+            ).fetchone()
         return bytes(row[0]) if row else None
+
+    def original_key(self) -> PublicKey:
+        """The key the log was begun with (meta); restores name the keys after it."""
+        row = self.reader.execute("SELECT value FROM meta WHERE key = 'device_key'").fetchone()
+        return PublicKey.parse(str(row[0]))
+
+    def key_at(self, seq: int) -> PublicKey:
+        """The device key that signs checkpoints at `seq` (the one after the last
+        restore at or before it)."""
+        row = self.reader.execute(
+            "SELECT device_key FROM restores WHERE seq <= ? ORDER BY seq DESC LIMIT 1", (seq,)
+        ).fetchone()
+        return PublicKey.parse(str(row[0])) if row else self.original_key()
+
+    def restore_marks(self) -> set[int]:
+        """The trusted seqs the log's restores resumed from: the walk notes their chains."""
+        return {int(seq) for (seq,) in self.reader.execute("SELECT trusted_seq FROM restores")}
 
     def query(
         self, where: str, params: Sequence[Any], limit: int | None, *, newest_first: bool = False
@@ -324,7 +364,11 @@ class Store:
             db.executescript(_SCHEMA)  # statement by statement, inside this transaction
             meta = {row["key"]: row["value"] for row in db.table("meta").rows}
             if "log" in meta:
-                if meta.get("device_key") != str(self.key.public):
+                restored = self.conn.execute(
+                    "SELECT device_key FROM restores ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                current = restored[0] if restored else meta.get("device_key")
+                if current != str(self.key.public):
                     raise AuditError(
                         f"the audit device key does not match the log {self.path}; "
                         "restore the original key"
@@ -413,6 +457,93 @@ class Store:
                 f"{self.lock_timeout:g} s"
             )
         return AuditError(f"cannot write the audit log {self.path}: {message}")
+
+
+def resume(
+    path: Path,
+    new_key: Callable[[], DeviceKey],
+    trusted: Checkpoint,
+    actor: Actor,
+    approved_by: dict[str, str],
+) -> Checkpoint:
+    """Append the `restore` event to a log copied from a backup, and sign it with the
+    restored host's device key, which `new_key` makes once the checks passed
+    (docs/formats/audit.md, "Restore").
+
+    The copy ends at seq B; `trusted` is the officer's checkpoint, signed by the
+    key that signed there. It resumes at max(B, T) + 1: after the trusted
+    checkpoint's chain when T > B (the events B+1..T are lost, and say so), else
+    after the copy's last event, which must then agree with the checkpoint at T.
+    """
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(_SCHEMA)  # a copy from before restores were kept gains the table
+        conn.execute("BEGIN IMMEDIATE")
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        restored = conn.execute("SELECT seq, device_key FROM restores ORDER BY seq DESC").fetchall()
+        head = conn.execute("SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        if "log" not in meta or head is None:
+            raise AuditError(f"{path} is not an audit log")
+        log_id, (backup_seq, backup_chain) = str(meta["log"]), (int(head[0]), bytes(head[1]))
+
+        def key_at(seq: int) -> PublicKey:
+            found = [k for s, k in restored if s <= seq]
+            return PublicKey.parse(found[0] if found else str(meta["device_key"]))
+
+        old_key = key_at(backup_seq)
+        if trusted.log != log_id:
+            raise IntegrityError("the trusted checkpoint belongs to another log than the backup's")
+        if not trusted.signed_by(key_at(min(trusted.seq, backup_seq))):
+            raise IntegrityError(
+                "the trusted checkpoint is not signed by the backup's device key "
+                "(forged, or another host's)"
+            )
+        if trusted.seq <= backup_seq:
+            row = conn.execute("SELECT chain FROM events WHERE seq = ?", (trusted.seq,)).fetchone()
+            if row is None or bytes(row[0]) != trusted.chain:
+                raise IntegrityError(
+                    f"the backup's audit log differs from the trusted checkpoint at seq "
+                    f"{trusted.seq}: it is not a copy of the log the officer verified"
+                )
+        base_seq, base_chain = (
+            (trusted.seq, trusted.chain) if trusted.seq > backup_seq else (backup_seq, backup_chain)
+        )
+        key = new_key()
+        details = {
+            "log": log_id,
+            "backup": {"seq": backup_seq, "chain": backup_chain.hex()},
+            "trusted": {
+                "checkpoint": trusted.body.decode(),
+                "signature": base64.b64encode(trusted.signature).decode(),
+            },
+            "old_key": str(old_key),
+            "new_key": str(key.public),
+            "approved_by": approved_by,
+        }
+        event = Event(actor, "restore", "audit log", details=details)
+        time_us = now_us()
+        leaf = encode_leaf(event, time_us, None)
+        hashed = leaf_hash(leaf)
+        seq, chain = base_seq + 1, next_chain(base_chain, hashed)
+        conn.execute(_INSERT, (seq, leaf, hashed, chain, None))
+        conn.execute(
+            "INSERT INTO restores (seq, device_key, trusted_seq, trusted_chain)"
+            " VALUES (?, ?, ?, ?)",
+            (seq, str(key.public), trusted.seq, trusted.chain),
+        )
+        made = Checkpoint.sign(key, log_id, seq, chain, time_us)
+        conn.execute(
+            "INSERT INTO checkpoints (seq, body, signature) VALUES (?, ?, ?)",
+            (seq, made.body, made.signature),
+        )
+        conn.execute("COMMIT")
+        return made
+    except sqlite3.Error as exc:
+        raise AuditError(f"cannot resume the audit log {path}: {exc}") from None
+    finally:
+        conn.close()
 
 
 def _rows(conn: sqlite3.Connection, after: int, through: int | None) -> Iterator[Row]:

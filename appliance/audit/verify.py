@@ -12,6 +12,7 @@ first failure with its seq and a reason.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -20,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.audit.keys import Checkpoint, PublicKey
-from appliance.audit.record import CONTENT_PREFIX, GENESIS_CHAIN, PRUNE_PREFIX
-from appliance.errors import IntegrityError
+from appliance.audit.record import CONTENT_PREFIX, GENESIS_CHAIN, PRUNE_PREFIX, RESTORE_PREFIX
+from appliance.errors import ApplianceError, IntegrityError
 
 
 class TamperError(IntegrityError):
@@ -43,6 +44,43 @@ class TamperError(IntegrityError):
 Row = tuple[int, bytes, bytes, bytes, bytes | None]
 
 
+@dataclass(frozen=True)
+class Restore:
+    """A `restore` event: the log resumed on a new host from a backup (docs/formats/audit.md).
+
+    The backup ended at `backup_seq`; `trusted` is the officer's checkpoint the
+    restore was given (signed by `old_key`); events backup_seq+1..trusted.seq,
+    if any, are lost; from `seq` on, `new_key` signs.
+    """
+
+    seq: int
+    backup_seq: int
+    trusted: Checkpoint
+    old_key: PublicKey
+    new_key: PublicKey
+    approved_by: dict[str, str]
+
+    @property
+    def lost(self) -> tuple[int, int] | None:
+        """The first and last seq lost between the backup and the trusted checkpoint."""
+        if self.trusted.seq <= self.backup_seq:
+            return None
+        return self.backup_seq + 1, self.trusted.seq
+
+    def as_json(self) -> dict[str, Any]:
+        lost = self.lost
+        return {
+            "seq": self.seq,
+            "backup_seq": self.backup_seq,
+            "trusted_seq": self.trusted.seq,
+            "lost_from": lost[0] if lost else None,
+            "lost_through": lost[1] if lost else None,
+            "old_key": self.old_key.fingerprint,
+            "new_key": self.new_key.fingerprint,
+            "approved_by": self.approved_by,
+        }
+
+
 @dataclass
 class Walk:
     """What walking one run of events found."""
@@ -51,6 +89,7 @@ class Walk:
     chains: dict[int, bytes] = field(default_factory=dict)  # at the seqs asked for
     prunes: list[tuple[int, int]] = field(default_factory=list)  # (seq, through_seq)
     missing_content: list[int] = field(default_factory=list)
+    restores: list[Restore] = field(default_factory=list)
     failure: TamperError | None = None
 
 
@@ -73,8 +112,9 @@ def walk(
     seq = expected
     try:
         for seq, leaf, hashed, stored_chain, content in rows:
-            if seq != expected:
-                raise _gap(seq, expected)
+            if seq != expected or leaf.startswith(RESTORE_PREFIX):
+                chain = _resumed(found, seq, leaf, expected, chain, marks)
+                expected = seq  # past the events the restore lost
             leaf_hash = leaf_prefix.copy()
             leaf_hash.update(leaf)
             if leaf_hash.digest() != hashed:
@@ -94,6 +134,7 @@ def walk(
                 found.missing_content.append(seq)
             if leaf.startswith(PRUNE_PREFIX):
                 found.prunes.append((seq, _prune_through(seq, leaf)))
+
             if seq in marks:
                 found.chains[seq] = chain
             expected += 1
@@ -105,6 +146,65 @@ def walk(
         found.failure = TamperError(seq, "a stored field is missing or of the wrong type")
     found.last_seq = expected - 1
     return found
+
+
+def _resumed(
+    found: Walk, seq: int, leaf: bytes, expected: int, chain: bytes, marks: Collection[int]
+) -> bytes:
+    """The chain a `restore` event follows, once it is shown to follow this log: the
+    backup's last event is the one just walked, and either it comes next (the
+    officer's checkpoint is no newer) or it comes right after the officer's
+    checkpoint and the events between are lost. Anything else is a gap."""
+    restore = _restore(seq, leaf) if leaf.startswith(RESTORE_PREFIX) else None
+    if restore is None:
+        raise _gap(seq, expected)
+    backup_chain = _details(seq, leaf)["backup"].get("chain")
+    if restore.backup_seq != expected - 1 or backup_chain != chain.hex():
+        raise TamperError(seq, "the restore does not follow the backup it names")
+    if restore.trusted.log != _details(seq, leaf).get("log"):
+        raise TamperError(seq, "the restore's trusted checkpoint belongs to another log")
+    found.restores.append(restore)
+    if seq == expected:
+        if restore.trusted.seq > restore.backup_seq:
+            raise TamperError(seq, "the restore skips the events it says are lost")
+        return chain
+    if restore.lost is None or restore.trusted.seq != seq - 1:
+        raise _gap(seq, expected)
+    if restore.trusted.seq in marks:
+        found.chains[restore.trusted.seq] = restore.trusted.chain
+    return restore.trusted.chain
+
+
+def _restore(seq: int, leaf: bytes) -> Restore:
+    details = _details(seq, leaf)
+    try:
+        trusted = details["trusted"]
+        checkpoint = Checkpoint.from_parts(
+            str(trusted["checkpoint"]).encode(),
+            base64.b64decode(str(trusted["signature"]), validate=True),
+            f"the restore at seq {seq}",
+        )
+        approved = details["approved_by"]
+        return Restore(
+            seq,
+            int(details["backup"]["seq"]),
+            checkpoint,
+            PublicKey.parse(str(details["old_key"])),
+            PublicKey.parse(str(details["new_key"])),
+            {str(k): str(v) for k, v in approved.items()},
+        )
+    except (KeyError, ValueError, TypeError, AttributeError, ApplianceError):
+        raise TamperError(seq, "a restore event without valid details") from None
+
+
+def _details(seq: int, leaf: bytes) -> dict[str, Any]:
+    try:
+        details = json.loads(leaf)["details"]
+    except (ValueError, KeyError, TypeError):
+        details = None
+    if not isinstance(details, dict) or not isinstance(details.get("backup"), dict):
+        raise TamperError(seq, "a restore event without valid details")
+    return details
 
 
 def _gap(seq: int, expected: int) -> TamperError:
@@ -144,6 +244,12 @@ class Report:
     pruned: int = 0  # events whose content was dropped by a logged prune
     trusted_seq: int | None = None  # the officer's checkpoint this log extends
     officer_recoveries: list[int] = field(default_factory=list)  # seqs, via the escrow
+    restores: list[Restore] = field(default_factory=list)  # each resumed it from a backup
+
+    @property
+    def complete(self) -> bool:
+        """Never after a restore: what the backup missed cannot be proved absent."""
+        return not self.restores
 
     @property
     def unsigned_tail(self) -> int:
@@ -165,6 +271,8 @@ class Report:
             "pruned": self.pruned,
             "trusted_seq": self.trusted_seq,
             "officer_recoveries": self.officer_recoveries,
+            "restores": [restore.as_json() for restore in self.restores],
+            "complete": self.complete,
         }
 
 
@@ -179,18 +287,31 @@ class Verifier:
     base_seq: int = 0
     base_chain: bytes = GENESIS_CHAIN
     trusted: Checkpoint | None = None
+    restore_marks: Collection[int] = ()  # the trusted seqs restores name (their chains)
+    restores: list[Restore] = field(default_factory=list)  # as the walks find them
 
     def __post_init__(self) -> None:
-        if self.trusted is not None:
-            self._check_trusted_key(self.trusted)
+        if self.trusted is not None and self.trusted.seq < self.base_seq:
+            raise IntegrityError(
+                f"this export starts after the trusted checkpoint (seq {self.trusted.seq}); "
+                f"export again with --since {self.trusted.seq} or earlier"
+            )
 
     @property
     def marks(self) -> set[int]:
         """The seqs whose chain hash the signed parts state."""
-        marks = set(self.checkpoints)
+        marks = set(self.checkpoints) | set(self.restore_marks)
         if self.trusted is not None:
             marks.add(self.trusted.seq)
         return marks
+
+    def key_at(self, seq: int) -> PublicKey:
+        """The key that signs at `seq`: `key`, then each restore's new key from its seq."""
+        key = self.key
+        for restore in self.restores:
+            if restore.seq <= seq:
+                key = restore.new_key
+        return key
 
     def feed_all(self, rows: Iterable[Row]) -> Report:
         """Verify everything after base_seq, walked in this process."""
@@ -204,19 +325,27 @@ class Verifier:
         missing: list[int] = []
         failure: TamperError | None = None
         last = self.base_seq
+        self.restores = []
         for found in walks:
             chains.update(found.chains)
             prunes += found.prunes
             missing += found.missing_content
+            self.restores += found.restores
             last = found.last_seq
             if found.failure is not None:
                 failure = found.failure
                 break
-        report = Report(self.log, first_seq=self.base_seq + 1)
+        report = Report(self.log, first_seq=self.base_seq + 1, restores=self.restores)
+        for restore in self.restores:
+            self._check_restore(restore, chains)
+        if self.trusted is not None:
+            self._check_trusted_key(self.trusted)
         # A bad signed statement before the first bad event is the first failure.
         for seq in sorted(self.marks):
             if seq > last:
                 break
+            if seq not in chains:
+                raise TamperError(seq, self._unprovable(seq))
             self._check_mark(seq, chains[seq], report)
         if failure is not None:
             raise failure
@@ -227,10 +356,38 @@ class Verifier:
 
     # -- checks ------------------------------------------------------------------
 
+    def _check_restore(self, restore: Restore, chains: dict[int, bytes]) -> None:
+        """A restore names the key that signed before it and an officer's checkpoint
+        that key signed; the log agrees with it where the log reaches it."""
+        before = self.key_at(restore.seq - 1)
+        if restore.old_key != before:
+            raise TamperError(restore.seq, "the restore names another key than the log's")
+        if not restore.trusted.signed_by(before) or restore.trusted.log != self.log:
+            raise TamperError(
+                restore.seq, "the restore's trusted checkpoint is not signed by the log's key"
+            )
+        if restore.lost is None:
+            chain = chains.get(restore.trusted.seq)
+            if chain is None or not hmac.compare_digest(chain, restore.trusted.chain):
+                raise TamperError(
+                    restore.seq, "the restored log differs from the restore's trusted checkpoint"
+                )
+
+    def _unprovable(self, seq: int) -> str:
+        for restore in self.restores:
+            lost = restore.lost
+            if lost and lost[0] <= seq <= lost[1]:
+                return (
+                    f"the checkpoint falls in the events {lost[0]}-{lost[1]} lost at the restore "
+                    f"at seq {restore.seq}; verify against the one it resumed from (seq "
+                    f"{restore.trusted.seq}) or a later one"
+                )
+        return "the event is missing"
+
     def _check_mark(self, seq: int, chain: bytes, report: Report) -> None:
         checkpoint = self.checkpoints.get(seq)
         if checkpoint is not None:
-            if not checkpoint.signed_by(self.key):
+            if not checkpoint.signed_by(self.key_at(seq)):
                 raise TamperError(
                     seq, "the checkpoint's signature is invalid (forged or another key)"
                 )
@@ -272,14 +429,9 @@ class Verifier:
         report.pruned = len(missing)
 
     def _check_trusted_key(self, trusted: Checkpoint) -> None:
-        if not trusted.signed_by(self.key):
+        if not trusted.signed_by(self.key_at(trusted.seq)):
             raise IntegrityError(
                 "the trusted checkpoint is not signed by this key (forged, or another device)"
             )
         if trusted.log != self.log:
             raise IntegrityError("the trusted checkpoint belongs to another log")
-        if trusted.seq < self.base_seq:
-            raise IntegrityError(
-                f"this export starts after the trusted checkpoint (seq {trusted.seq}); "
-                f"export again with --since {trusted.seq} or earlier"
-            )

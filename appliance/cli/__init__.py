@@ -20,6 +20,7 @@ from appliance.cli import (
     adapters,
     airgap,
     audit,
+    backup,
     bundle,
     demo,
     docs,
@@ -29,6 +30,7 @@ from appliance.cli import (
     host,
     models,
     policy,
+    restore,
     seal,
     serve,
     ui,
@@ -62,6 +64,7 @@ def build_parser() -> Parser:
     engines.register(commands)
     seal.register(commands)
     audit.register(commands)
+    backup.register(commands)
     policy.register(commands)
     airgap.register(commands)
     users.register(commands)
@@ -71,6 +74,7 @@ def build_parser() -> Parser:
     host.register(commands)
     doctor.register(commands)
     serve.register(commands)
+    restore.register(commands)
     docs.register(commands)
     return parser
 

@@ -28,7 +28,7 @@ from appliance.cli.client import signed_in_client
 from appliance.cli.passphrase import add_passphrase_option, openers, passphrase_source
 from appliance.cli.progress import byte_progress
 from appliance.config import appliance_home
-from appliance.errors import InputError, UsageError
+from appliance.errors import IncompleteLogError, InputError, UsageError
 from appliance.fsutil import atomic_writer
 from appliance.homestate import accept_state, record_state, verify_state
 from appliance.policy import active_policy
@@ -217,12 +217,45 @@ def run_verify(args: argparse.Namespace) -> int:
             unsigned = report.unsigned_tail
     if args.json:
         print(json.dumps(summary))
-        return 0
+        return _complete(summary)
     print(f"Audit log verified: {_summary(summary)}.")
     for seq in recoveries:
         print(f"An officer account was recovered with the escrow identity at seq {seq}.")
     if unsigned:
         print(f"{unsigned} events after the last checkpoint are not signed yet.")
+    _print_restores(summary)
+    return _complete(summary)
+
+
+def _print_restores(summary: dict[str, Any]) -> None:
+    for restore in summary.get("restores", []):
+        approved = restore["approved_by"]
+        lost = (
+            f"events {restore['lost_from']}-{restore['lost_through']} between the backup and "
+            "the officer's checkpoint are lost"
+            if restore["lost_from"] is not None
+            else "the backup reached the officer's checkpoint"
+        )
+        print(
+            printable(
+                f"Restored at seq {restore['seq']} from a backup ending at seq "
+                f"{restore['backup_seq']}, approved by admin {approved.get('admin')} and "
+                f"officer {approved.get('officer')}, resuming above the officer's checkpoint "
+                f"at seq {restore['trusted_seq']}: {lost}; the device key changed from "
+                f"{restore['old_key']} to {restore['new_key']}."
+            )
+        )
+
+
+def _complete(summary: dict[str, Any]) -> int:
+    """0 for a complete log; a restored one is never complete (IncompleteLogError)."""
+    restores = summary.get("restores") or []
+    if restores:
+        seqs = ", ".join(str(restore["seq"]) for restore in restores)
+        raise IncompleteLogError(
+            f"the audit log verifies, but it was restored from a backup (seq {seqs}): what "
+            "happened between the backup and the restore cannot be proved"
+        )
     return 0
 
 
@@ -274,7 +307,7 @@ def run_verify_export(args: argparse.Namespace) -> int:
     summary = result.report.as_json()
     if args.json:
         print(json.dumps({**summary, "saved_checkpoint": str(save) if save else None}))
-        return 0
+        return _complete(summary)
     extends = (
         f"; extends the trusted checkpoint at seq {summary['trusted_seq']}"
         if trusted
@@ -283,7 +316,8 @@ def run_verify_export(args: argparse.Namespace) -> int:
     print(f"Export verified: {_summary(summary)}{extends}.")
     if save is not None:
         print(f"Trust next time: {save} ({result.checkpoint.describe()}).")
-    return 0
+    _print_restores(summary)
+    return _complete(summary)
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -1,14 +1,17 @@
 """`appliance doctor`: is this appliance fit to serve? Air gap, policy, model, audit log,
-and the home's state against the last signed one (appliance/homestate.py)."""
+the home's state against the last signed one (appliance/homestate.py), and how old
+its last backup is."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from appliance.audit import AuditLog, Checkpoint, audit_dir
+from appliance.backup import DROPIN, last_backup, render_dropin
 from appliance.bundle.binaries import check_binaries
 from appliance.cli.generate import add_model_options, open_engine, open_model
 from appliance.config import GenerationParams, appliance_home, load_home_config
@@ -19,8 +22,9 @@ from appliance.fsutil import read_limited
 from appliance.homestate import verify_state
 from appliance.policy import Policy, active_policy, active_policy_path
 from appliance.policy.override import airgap_verdict, site_passages
+from appliance.policy.schema import BackupRules
 from appliance.remote_engines import check_remotes
-from appliance.service import as_home_owner
+from appliance.service import as_home_owner, read_marker
 from appliance.textsafe import json_line, printable
 
 
@@ -53,6 +57,7 @@ def run_doctor(args: argparse.Namespace) -> int:
     if policy is not None and policy.remote.allowed:
         checks += _remotes(args, home, policy)
     checks.append(_state(home, trusted))
+    checks.append(_backup(home, policy))
     checks.append(check_binaries())  # the installed release's llama.cpp tools and preload
     ok = all(check["ok"] is not False for check in checks)
     if args.json:
@@ -152,11 +157,56 @@ def _audit(home: Path, policy: Policy | None, trusted: Checkpoint | None) -> dic
     except ApplianceError as exc:
         return _check("audit", False, str(exc))
     content = f"content sealed to {officers} officer key(s)" if officers else "metadata only"
-    return _check(
-        "audit",
-        True,
-        f"verified, {report.events} events, {report.checkpoints} checkpoints; {content}",
-    )
+    detail = f"verified, {report.events} events, {report.checkpoints} checkpoints; {content}"
+    for restore in report.restores:  # legitimate, and never complete: say so every time
+        lost = restore.lost
+        gone = f"events {lost[0]}-{lost[1]} lost" if lost else "nothing lost"
+        detail += f"; restored from a backup at seq {restore.seq} ({gone})"
+    return _check("audit", True, detail)
+
+
+def _backup(home: Path, policy: Policy | None, now: float | None = None) -> dict[str, Any]:
+    """The age of the newest backup (from the audit log) at `now` (default: now), a
+    warning past the policy's limit or when there is none; and, on an installed host,
+    the unit's drop-in that lets the service write the folder."""
+    limit = policy.backup.max_age_hours if policy else BackupRules().max_age_hours
+    try:
+        site = load_home_config(home).backup
+        with AuditLog(audit_dir(home)) as log:
+            found = last_backup(log)
+    except ApplianceError as exc:
+        return _check("backup", None, str(exc))
+    if found is None:
+        todo = "run 'appliance backup'" if site else "configure [backup] in config.toml"
+        return _check("backup", None, f"the home was never backed up; {todo}")
+    seq, time_us = found
+    hours = ((time.time() if now is None else now) - time_us / 1e6) / 3600
+    detail = f"the last backup is {_age(hours)} old (seq {seq}; the policy allows {limit} h)"
+    if site is None:
+        return _check("backup", None, f"{detail}, but [backup] is no longer in config.toml")
+    if read_marker() is not None and _dropin() != render_dropin(site):
+        return _check(
+            "backup",
+            None,
+            f"{detail}; {DROPIN} is missing or does not match config.toml: write it from "
+            "'appliance backup unit', then 'systemctl daemon-reload' and restart the service",
+        )
+    if hours > limit:
+        return _check("backup", None, f"{detail}: make one ('appliance backup')")
+    return _check("backup", True, detail)
+
+
+def _age(hours: float) -> str:
+    if hours < 1:
+        return f"{max(0, round(hours * 60))} min"
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def _dropin() -> str | None:
+    try:
+        return DROPIN.read_text(encoding="utf-8")
+    except OSError:
+        return None
 
 
 def _state(home: Path, trusted: Checkpoint | None) -> dict[str, Any]:

@@ -19,10 +19,11 @@ from functools import partial
 from pathlib import Path
 
 from appliance.config import ensure_dir, load_home_config
-from appliance.errors import ConfigError, IntegrityError
+from appliance.errors import ConfigError, CredentialError, IntegrityError
 from appliance.fsutil import atomic_writer, read_limited
 from appliance.seal import (
     Identity,
+    Opener,
     Passphrase,
     Recipient,
     open_bytes,
@@ -83,6 +84,32 @@ def store_key(home: Path, officers: Sequence[Recipient]) -> tuple[bytes, bool]:
         key = os.urandom(KEY_BYTES)
     _seal(directory, key, wanted)
     return key, True
+
+
+def recover_store_key(home: Path, officers: Sequence[Recipient], escrow: Sequence[Opener]) -> bool:
+    """On a home restored from a backup: the store key must open with this host's site
+    identities; where it does not, an officer's `escrow` identity opens it and it is
+    sealed again to this host's identities and the officers. Whether escrow was used."""
+    path = documents_dir(home) / KEY_FILE
+    if not path.exists():
+        return False
+    sealed = read_limited(path, _MAX_SEALED, "the documents store key")
+    identities = site_identities(home)
+    try:
+        open_bytes(sealed, identities, str(path), expect_content_id=KEY_CONTENT_ID)
+        return False
+    except CredentialError:
+        if not escrow:
+            raise ConfigError(
+                "the backup's documents store key opens with no site identity of this host; "
+                "install the escrowed site identity, or give an officer's identity "
+                "(--escrow-identity) to seal the key to this host"
+            ) from None
+    key = open_bytes(sealed, escrow, str(path), expect_content_id=KEY_CONTENT_ID)
+    if len(key) != KEY_BYTES:
+        raise IntegrityError(f"{path} does not hold a store key")
+    _seal(documents_dir(home), key, _wanted(identities, officers))
+    return True
 
 
 def escrow_current(home: Path, officers: Sequence[Recipient]) -> bool:

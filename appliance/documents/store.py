@@ -260,15 +260,13 @@ class DocumentStore:
     def __init__(self, path: Path, key: bytes) -> None:
         self.path = path
         self._lock = threading.RLock()
+        self._key = key  # for consistent copies (copy_to); SQLite holds it anyway
         self._open(key)
 
     def _open(self, key: bytes) -> None:
         path = self.path
         try:
-            self._db = apsw.Connection(str(path))
-            # Before anything reads a page: the cipher, then the key (hex digits only).
-            self._db.execute(f"PRAGMA cipher = '{CIPHER}'").fetchall()
-            self._db.execute(f"PRAGMA hexkey = '{key.hex()}'").fetchall()
+            self._db = _keyed(path, key)
             for setting in _SETTINGS:
                 self._db.execute(f"PRAGMA {setting}").fetchall()
             self._db.execute(_SCHEMA)
@@ -321,6 +319,32 @@ class DocumentStore:
                     f"the documents store {self.path} is damaged or was altered: a page does "
                     "not authenticate under its key"
                 ) from None
+
+    def copy_to(self, target: Path) -> None:
+        """A consistent copy of the whole store in a new file `target`, encrypted under
+        the same key: SQLite's online backup from a connection of its own, in one step
+        (one read transaction, so one snapshot; writers go on meanwhile). Pages pass
+        decrypted only through memory; nothing reaches `target` in plaintext."""
+        if target.exists() or target.is_symlink():
+            raise ConfigError(f"{target} already exists; refusing to overwrite it")
+        try:
+            source = _keyed(self.path, self._key)
+            try:
+                copy = _keyed(target, self._key)
+                try:
+                    with copy.backup("main", source, "main") as backup:
+                        backup.step()  # every page at once
+                finally:
+                    copy.close()
+            finally:
+                source.close()
+        except (apsw.CorruptError, apsw.NotADBError):
+            raise IntegrityError(
+                f"the documents store {self.path} is damaged or was altered: a page does "
+                "not authenticate under its key"
+            ) from None
+        except apsw.Error as exc:
+            raise ConfigError(f"cannot copy the documents store {self.path}: {exc}") from None
 
     def checkpoint(self) -> None:
         """Fold the WAL back into the database file and empty it."""
@@ -782,6 +806,19 @@ def _marks(items: Sequence[Any]) -> str:
 
 def _document(row: Any) -> Document:
     return Document(*row)
+
+
+def _keyed(path: Path, key: bytes) -> apsw.Connection:
+    """A connection to `path` with the store's cipher and key set, before anything reads a
+    page (hex digits only reach the PRAGMA)."""
+    db = apsw.Connection(str(path))
+    try:
+        db.execute(f"PRAGMA cipher = '{CIPHER}'").fetchall()
+        db.execute(f"PRAGMA hexkey = '{key.hex()}'").fetchall()
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def _collection(row: Any) -> Collection:

@@ -25,6 +25,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "documents.collections": frozenset({"officer"}),
     "drafts.save": frozenset({"operator"}),  # a conversation saved as HWPX/DOCX/Markdown
     "adapters.manage": frozenset({"admin"}),  # LoRA adapters added to or removed from the home
+    "backup.run": frozenset({"admin"}),  # a sealed backup of the home, to the site's recipients
 }
 
 

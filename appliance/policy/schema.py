@@ -101,6 +101,14 @@ class DocumentLimits:
 
 
 @dataclass(frozen=True)
+class BackupRules:
+    """What the policy asks of backups (docs/formats/policy.md, [backup]); where they go,
+    to whom and how often are the site's (config.toml [backup])."""
+
+    max_age_hours: int = 24  # `doctor` warns when the newest backup is older, or there is none
+
+
+@dataclass(frozen=True)
 class Policy:
     name: str
     version: int
@@ -120,6 +128,7 @@ class Policy:
     tasks: tuple[Task, ...]
     adapters: tuple[AdapterRule, ...]
     remote: RemoteRules
+    backup: BackupRules
     levels: tuple[Level, ...]
     default_level: str
     holdback: int
@@ -241,9 +250,11 @@ class _Reader:
     def policy(self, raw: dict[str, Any], digest: str) -> Policy:
         sections = {
             "policy", "identity", "audit", "network", "classification", "dlp", "service",
-            "documents", "drafts", "tasks", "adapters", "remote",
+            "documents", "drafts", "tasks", "adapters", "remote", "backup",
         }  # fmt: skip
-        optional = {"dlp", "service", "documents", "drafts", "tasks", "adapters", "remote"}
+        optional = {
+            "dlp", "service", "documents", "drafts", "tasks", "adapters", "remote", "backup",
+        }  # fmt: skip
         top = self.table(raw, "", sections, sections - optional)
         meta = self.table(
             top["policy"], "policy", {"name", "version", "language", "description"},
@@ -305,6 +316,7 @@ class _Reader:
             tasks=read_tasks(self, top.get("tasks", [])),
             adapters=read_adapters(self, top.get("adapters", []), levels),
             remote=read_remote(self, top.get("remote", {}), levels),
+            backup=self.backup(top.get("backup", {})),
             levels=levels,
             default_level=default,
             holdback=holdback,
@@ -340,6 +352,13 @@ class _Reader:
         if "max_file_mb" not in table:
             return DocumentLimits()
         return DocumentLimits(self.number(table["max_file_mb"], "documents.max_file_mb", 1, 1024))
+
+    def backup(self, raw: Any) -> BackupRules:
+        """Optional; absent, a day (a home never backed up is warned about)."""
+        table = self.table(raw, "backup", {"max_age_hours"}, set())
+        if "max_age_hours" not in table:
+            return BackupRules()
+        return BackupRules(self.number(table["max_age_hours"], "backup.max_age_hours", 1, 8760))
 
     def classification(self, raw: Any) -> tuple[tuple[Level, ...], str]:
         table = self.table(raw, "classification", {"default", "levels"}, {"default", "levels"})

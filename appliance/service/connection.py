@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.accounts import AccountAdmin
 from appliance.audit import Event
+from appliance.backup import require_backup
 from appliance.config import GenerationParams
 from appliance.documents.answers import describe, ground
 from appliance.drafting import save_draft
@@ -491,6 +492,13 @@ class Connection:
             return self.outbox.put({"id": request.id, "data": text}, wait=SEND_SECONDS)
 
         return self._audit.call(request.args, send)
+
+    def _op_backup(self, request: Request) -> dict[str, Any]:
+        """A backup now, an admin's act: the service writes it into the site's folder,
+        sealed to the site's recipients (no client chooses either)."""
+        session = self._signed_in()
+        require_backup(self.server.log, session.principal)
+        return self.server.backup(session.actor).to_dict()
 
     def _op_docs(self, request: Request) -> dict[str, Any]:
         session = self._signed_in()

@@ -151,6 +151,7 @@ OPS: dict[str, dict[str, tuple[type, bool]]] = {
         "os_uid": (int, False),
     },
     "sign_out": {**_SESSION},
+    "backup": {**_SESSION},
     "airgap": {**_SESSION, "call": (str, True), "minutes": (int, False), "reason": (str, False)},
     "audit": {
         **_SESSION,

@@ -22,10 +22,19 @@ from typing import Any
 
 from appliance import __version__
 from appliance.audit import Actor, AuditLog, Event
+from appliance.backup import (
+    BackupResult,
+    BackupSchedule,
+    last_backup,
+    make_backup,
+    not_configured,
+    site_recipients,
+)
 from appliance.config import load_home_config
 from appliance.documents.home import escrow_to_officers, open_documents
+from appliance.documents.keys import documents_dir
 from appliance.documents.sandbox import stop_fork_server
-from appliance.documents.store import DocumentStore
+from appliance.documents.store import STORE_FILE, DocumentStore
 from appliance.engine import ChatEngine
 from appliance.engine.remote import RemoteEngine
 from appliance.errors import ApplianceError, BusyError, ServiceError
@@ -70,12 +79,14 @@ class Server:
         self._connections: set[Connection] = set()
         self._lock = threading.Lock()
         self._documents: DocumentStore | None = None
+        self._schedule: BackupSchedule | None = None
         self._stopping = threading.Event()
         self._stopped = False
         self.started = time.time()
 
     def serve(self) -> None:
-        """Accept clients until `stop()`."""
+        """Accept clients until `stop()` (and make the site's scheduled backups meanwhile)."""
+        self._start_schedule()
         self.listener.settimeout(0.5)
         while not self._stopping.is_set():
             try:
@@ -121,6 +132,45 @@ class Server:
             else:
                 escrow_to_officers(self.home, self.log)  # they may have changed meanwhile
             return self._documents
+
+    def backup(self, actor: Actor, *, scheduled: bool = False) -> BackupResult:
+        """A backup of the home into the site's folder, sealed to the site's recipients
+        ([backup] in config.toml as the service read it at start); audited."""
+        site = self.config.backup
+        if site is None:
+            raise not_configured(self.home)
+        recipients = site_recipients(self.home, site)
+        store = documents_dir(self.home) / STORE_FILE
+        documents = self.documents() if store.is_file() else None
+        return make_backup(
+            self.home,
+            self.log,
+            actor,
+            site.folder,
+            recipients,
+            documents=documents,
+            scheduled=scheduled,
+        )
+
+    def _start_schedule(self) -> None:
+        site = self.config.backup
+        if site is None or site.every_hours is None or self._schedule is not None:
+            return
+        last = last_backup(self.log)
+        self._schedule = BackupSchedule(
+            site.every_hours, last[1] if last else None, self._scheduled_backup
+        )
+        self._schedule.start()
+
+    def _scheduled_backup(self) -> None:
+        """A failure is already an audit event (outcome failed); here a log line, and the
+        service goes on."""
+        try:
+            result = self.backup(SYSTEM, scheduled=True)
+        except ApplianceError as exc:
+            log.error("the scheduled backup failed: %s", exc)
+            return
+        log.info("scheduled backup %s (seq %d)", result.path, result.last_seq)
 
     def hello(self) -> dict[str, Any]:
         """What any client may know before signing in: enough to draw a sign-in screen
@@ -190,6 +240,8 @@ class Server:
                 return
             self._stopped = True
         self.close_listener()
+        if self._schedule is not None:
+            self._schedule.stop()  # a backup under way ends first
         for job in self.queue.close(DRAIN_SECONDS):
             job.cancel()  # never ran: its client hears the service stopped
         with self._lock:

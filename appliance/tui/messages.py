@@ -35,6 +35,7 @@ from appliance.errors import (
     DocumentError,
     EngineError,
     HostSecurityError,
+    IncompleteLogError,
     InputError,
     IntegrityError,
     ModelFormatError,
@@ -386,6 +387,12 @@ MESSAGES: dict[str, Template | list[Template]] = {
         "audit log fails verification at seq {seq}",
         "감사 로그 검증이 seq {seq}에서 실패했습니다. 기록이 변조되었거나 손상되었습니다.",
     ),
+    # -- backups -----------------------------------------------------------------------------
+    "backup_unconfigured": (
+        "no backups are configured for this home ([backup] in config.toml)",
+        "이 어플라이언스에는 백업이 설정되어 있지 않습니다. 관리자가 사이트 설정에 백업 폴더와 "
+        "수신자를 추가하고 보안 담당관이 승인해야 합니다.",
+    ),
 }
 
 # Each error class's sentence: for codes without an entry, or without their parameters.
@@ -449,6 +456,10 @@ FALLBACKS: dict[type[ApplianceError], Template] = {
         "어플라이언스 서비스를 사용할 수 없습니다.",
     ),
     DocumentError: ("The document cannot be read.", "문서를 읽을 수 없습니다."),
+    IncompleteLogError: (
+        "The audit log was restored from a backup and is not complete.",
+        "감사 기록이 백업에서 복원되어 완전하지 않습니다.",
+    ),
 }
 
 # -- words for parameter values that are ids ---------------------------------------------------
