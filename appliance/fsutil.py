@@ -66,14 +66,25 @@ def fsync_directory(directory: Path) -> None:
 def read_limited(path: Path, limit: int, what: str) -> bytes:
     """A small file the user named (a key, a policy, a checkpoint), read whole.
 
-    One sentence if it is missing or unreadable, or larger than `limit` bytes.
+    One sentence if it is missing or unreadable, not a regular file (a FIFO
+    would hang the open, a device never end: O_NONBLOCK and the check on the
+    opened file keep both out), or larger than `limit` bytes.
     """
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
         raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
-    if len(data) > limit:
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{what} {path} is not a regular file")
+        if info.st_size > limit:
+            raise InputError(f"{what} {path} is larger than {limit:,} bytes")
+        try:
+            data = handle.read(limit + 1)
+        except OSError as exc:
+            raise InputError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > limit:  # it grew while being read
         raise InputError(f"{what} {path} is larger than {limit:,} bytes")
     return data
 

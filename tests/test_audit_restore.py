@@ -151,3 +151,83 @@ def test_a_forged_key_change_without_a_restore_event_fails(tmp_path: Path) -> No
     conn.close()
     with AuditLog(new) as log, pytest.raises(TamperError):
         log.verify(key)
+
+
+def test_only_the_checkpoint_a_restore_gave_the_officer_confirms_its_new_key(
+    tmp_path: Path,
+) -> None:
+    """Checkpoints are no secret (every copy of the log holds them): anyone with a copy
+    can append a `restore` of their own. The officer's checkpoint from before a restore
+    cannot tell the real one from such a copy, and says so; the checkpoint the real
+    restore gave the officer pins its new key, and the copy fails against it."""
+    old = tmp_path / "old"
+    early = fill(old, 3)
+    back_up(old, tmp_path / "genuine")
+    back_up(old, tmp_path / "copy")
+    trusted = fill(old, 2)
+    key = original_key(old)
+    given = resume_log(tmp_path / "genuine", trusted, ADMIN, APPROVED)
+    resume_log(tmp_path / "copy", early, Actor("mallory", "admin"), APPROVED)
+
+    with AuditLog(tmp_path / "copy") as log:
+        unconfirmed = log.verify(key, early).as_json()["restores"][0]
+        assert unconfirmed["confirmed"] is False
+        with pytest.raises((TamperError, IntegrityError)):
+            log.verify(key, given)
+    with AuditLog(tmp_path / "genuine") as log:
+        report = log.verify(key, given)
+    assert report.as_json()["restores"][0]["confirmed"] is True
+    assert not report.complete
+
+
+def test_a_backup_holding_a_restore_after_the_officer_checkpoint_is_refused(
+    tmp_path: Path,
+) -> None:
+    old = tmp_path / "old"
+    early = fill(old, 3)
+    back_up(old, tmp_path / "copy")
+    trusted = fill(old, 2)
+    resume_log(tmp_path / "copy", early, Actor("mallory", "admin"), APPROVED)
+    fill(tmp_path / "copy", 4)  # made-up history under a key of the copy's own
+    back_up(tmp_path / "copy", tmp_path / "crafted")
+    refused = r"restored after|not signed by the backup's device key"
+    with pytest.raises(IntegrityError, match=refused):
+        resume_log(tmp_path / "crafted", trusted, ADMIN, APPROVED)
+    assert not (tmp_path / "crafted" / "device.key").exists()
+
+
+def test_exports_from_the_restore_on_verify_and_are_never_complete(tmp_path: Path) -> None:
+    _, trusted, new, key = restored_home(tmp_path, 2)
+    made = resume_log(new, trusted, ADMIN, APPROVED)
+    fill(new, 2)
+    with AuditLog(new) as log:
+        new_key = log.key.public
+    since_trusted, since_restore = tmp_path / "t.jsonl", tmp_path / "r.jsonl"
+    with AuditLog(new) as log, since_trusted.open("wb") as sink:
+        write_export(log, sink, KIM, since=trusted)  # the restore is its first event
+    with AuditLog(new) as log, since_restore.open("wb") as sink:
+        write_export(log, sink, KIM, since=made)  # after it, under the new key alone
+    first = verify_export(since_trusted, key, trusted).report
+    assert [r.seq for r in first.restores] == [made.seq]
+    assert not first.complete
+    later = verify_export(since_restore, new_key, made).report
+    assert later.restores == []
+    assert later.restored_before == [made.seq]
+    assert not later.complete  # the log was restored, whatever part of it is exported
+
+
+def test_the_table_of_restores_must_say_what_the_restore_event_says(tmp_path: Path) -> None:
+    _, trusted, new, key = restored_home(tmp_path, 2)
+    resume_log(new, trusted, ADMIN, APPROVED)
+    with AuditLog(tmp_path / "elsewhere") as elsewhere:
+        other = elsewhere.key.public
+    conn = sqlite3.connect(new / "log.db", isolation_level=None)
+    conn.execute("DROP TRIGGER restores_no_update")  # as whoever can write the file would
+    conn.execute("UPDATE restores SET trusted_seq = trusted_seq - 1")
+    with AuditLog(new) as log, pytest.raises(TamperError):
+        log.verify(key)
+    conn.execute("DROP TRIGGER restores_no_update")  # opening the log put it back
+    conn.execute("UPDATE restores SET trusted_seq = trusted_seq + 1, device_key = ?", (str(other),))
+    conn.close()
+    with pytest.raises(AuditError, match="device key does not match"):
+        AuditLog(new)

@@ -339,6 +339,15 @@ def test_appliance_backup_is_an_admins_act_to_the_sites_folder_only(staffed, kee
     assert_one_line_error(missing, 7, "add [backup] with folder and recipients")
     configure(home, folder, keeper)
     assert f"ReadWritePaths={folder}\n" in render_dropin(load_home_config(home).backup)
+    # [backup] counts only once an officer accepts it: nobody else chooses the recipients.
+    unaccepted = run_cli("backup", *as_user(tmp_path, "root1"), home=home)
+    assert_one_line_error(unaccepted, 6, "config.toml changed outside the appliance")
+    assert not folder.exists() or backups(folder) == []
+    accepting = run_cli(
+        "audit", "state", "--accept", "--reason", "backups to the site's keeper",
+        *as_user(tmp_path, "lee"), home=home,
+    )  # fmt: skip
+    assert accepting.returncode == 0, accepting.stderr
     refused = run_cli("backup", *as_user(tmp_path, "kim"), home=home)
     assert_one_line_error(refused, 15, "needs the admin role")
     assert leaves(home, "policy_block")[-1]["details"] == {"permission": "backup.run"}

@@ -106,3 +106,32 @@ def test_new_passwords_are_read_by_the_same_rule(tmp_path: Path) -> None:
         read_secret(path, "New password for kim", confirm=True)
     path.chmod(0o600)
     assert read_secret(path, "New password for kim", confirm=True) == "a-new-password"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("policy", "check", "{path}"),
+        (
+            "restore",
+            "b.sealed",
+            "--identity",
+            "k",
+            "--trusted-checkpoint",
+            "{path}",
+            "--admin",
+            "root1",
+            "--officer",
+            "lee",
+        ),
+        ("models", "inspect", "{path}"),
+    ],
+)
+def test_a_fifo_or_a_device_named_as_a_file_is_refused_at_once(tmp_path: Path, args) -> None:
+    """Opening a FIFO for reading waits for a writer, a device never ends: each file a
+    user names is opened without waiting and refused unless it is a regular file."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    for path in (fifo, Path("/dev/zero")):
+        result = run_cli(*(a.format(path=path) for a in args), home=tmp_path, timeout=60)
+        assert_one_line_error(result, 3, f"{path} is not a regular file")

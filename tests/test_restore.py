@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from appliance.audit import Actor, AuditLog, Event, audit_dir
+from appliance import restore as restoring
+from appliance.audit import Actor, AuditLog, Checkpoint, Event, audit_dir
 from appliance.backup import make_backup
 from appliance.conversations import Conversations
 from appliance.documents.home import open_documents
@@ -26,7 +28,8 @@ from appliance.engine import Message
 from appliance.homestate import check_state
 from appliance.identity import Principal, has_users
 from appliance.policy import active_policy
-from appliance.seal import Identity, write_identity
+from appliance.seal import Identity, read_identity, write_identity
+from appliance.service.endpoint import claim
 from tests.conftest import assert_one_line_error, run_cli
 from tests.staff import PASSWORDS, as_user, make_staffed, password_file
 
@@ -97,6 +100,16 @@ def new_host(site: Site, tmp_path: Path, *, identity: bool = True) -> Path:
     return home
 
 
+def contents(home: Path) -> list[Path]:
+    """What the home holds, but the service lock a restore holds while it runs."""
+    return sorted(p.relative_to(home) for p in home.rglob("*") if p.name != "service.lock")
+
+
+def given(home: Path) -> Path:
+    """Where the restore writes the checkpoint it gives the officer (beside the home)."""
+    return home.parent / "given.json"
+
+
 def restore(
     site: Site,
     home: Path,
@@ -106,11 +119,12 @@ def restore(
     more: tuple[str, ...] = (),
 ):
     """`appliance restore` approved by `admin` and `officer`; `wrong` gives a role
-    ("admin", "officer") a password that is not the account's."""
+    ("admin", "officer") a password that is not the account's. The officer's next
+    checkpoint goes to `given(home)`."""
     passwords = wrong or {}
     return run_cli(
         "restore", str(site.backup), "--identity", str(site.keeper), *more,
-        "--trusted-checkpoint", str(site.trusted),
+        "--trusted-checkpoint", str(site.trusted), "--save-checkpoint", str(given(home)),
         "--admin", admin, "--officer", officer,
         "--admin-password-file", password_file(site.folder, admin, passwords.get("admin")),
         "--officer-password-file", password_file(site.folder, officer, passwords.get("officer")),
@@ -152,7 +166,18 @@ def test_a_lost_home_is_restored_and_its_log_reports_the_restore(site, tmp_path)
     )  # fmt: skip
     assert verified.returncode == 21, verified.stderr
     assert f"{site.backup_seq + 1}-{site.trusted_seq}" in verified.stdout
+    assert "Only the restore event vouches for the new key" in verified.stdout
     assert "Traceback" not in verified.stderr
+    # The checkpoint the restore gave the officer pins the new key: the restore is confirmed.
+    pinned = run_cli(
+        "audit", "verify", "--trusted-checkpoint", str(given(home)), "--json",
+        *as_user(tmp_path, "lee"), home=home,
+    )  # fmt: skip
+    assert pinned.returncode == 21, pinned.stderr
+    summary = json.loads(pinned.stdout)
+    assert summary["trusted_seq"] > site.trusted_seq
+    assert [r["confirmed"] for r in summary["restores"]] == [True]
+    assert summary["complete"] is False
     doctor = run_cli("doctor", "--json", "--model", "/nonexistent.gguf", home=home)
     audit = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "audit")
     assert audit["ok"] is True
@@ -180,16 +205,16 @@ def test_a_restore_not_approved_by_an_admin_and_an_officer_leaves_the_home_untou
     site, tmp_path, admin, approver, passwords, code, fragment
 ):
     home = new_host(site, tmp_path)
-    before = sorted(p.relative_to(home) for p in home.rglob("*"))
+    before = contents(home)
     refused = restore(site, home, admin, approver, passwords)
     assert_one_line_error(refused, code, fragment)
-    assert sorted(p.relative_to(home) for p in home.rglob("*")) == before
+    assert contents(home) == before
     assert not has_users(home)
 
 
 def test_a_restore_with_the_wrong_identity_or_another_logs_checkpoint_is_refused(site, tmp_path):
     home = new_host(site, tmp_path)
-    before = sorted(p.relative_to(home) for p in home.rglob("*"))
+    before = contents(home)
     stranger = tmp_path / "stranger.key"
     write_identity(stranger, Identity.generate(), None)
     wrong_key = run_cli(
@@ -216,15 +241,15 @@ def test_a_restore_with_the_wrong_identity_or_another_logs_checkpoint_is_refused
         home=home,
     )  # fmt: skip
     assert_one_line_error(refused, 6, "another log")
-    assert sorted(p.relative_to(home) for p in home.rglob("*")) == before
+    assert contents(home) == before
 
 
 def test_without_the_site_identity_an_officer_escrow_opens_the_documents(site, officer, tmp_path):
     home = new_host(site, tmp_path, identity=False)
-    before = sorted(p.relative_to(home) for p in home.rglob("*"))
+    before = contents(home)
     refused = restore(site, home)
     assert_one_line_error(refused, 7, "--escrow-identity")
-    assert sorted(p.relative_to(home) for p in home.rglob("*")) == before
+    assert contents(home) == before
 
     escrow = tmp_path / "officer.key"
     write_identity(escrow, officer, None)
@@ -235,3 +260,50 @@ def test_without_the_site_identity_an_officer_escrow_opens_the_documents(site, o
     with AuditLog(audit_dir(home)) as log, open_documents(home, log) as store:
         listed = Library(home, active_policy(home), log, kim, store).list()
     assert [d["name"] for d in listed["documents"]] == ["지침.txt"]
+
+
+def test_a_restore_interrupted_while_moving_in_is_finished_by_running_it_again(
+    site, tmp_path, monkeypatch
+):
+    home = new_host(site, tmp_path)
+    staging = home / restoring.STAGING
+    replace, moved = os.replace, []
+
+    def power_lost(source: str | Path, target: str | Path) -> None:
+        if (staging / restoring.MOVING).exists() and str(source).startswith(str(staging)):
+            if len(moved) == 2:
+                raise KeyboardInterrupt  # the process stops between two pieces
+            moved.append(target)
+        replace(source, target)
+
+    trusted = Checkpoint.read_file(site.trusted)
+    monkeypatch.setattr(os, "replace", power_lost)
+    with pytest.raises(KeyboardInterrupt):
+        restoring.restore_home(
+            home, site.backup, [read_identity(site.keeper, lambda: pytest.fail("wrapped"))],
+            trusted, restoring.Approver("root1", PASSWORDS["root1"]),
+            restoring.Approver("lee", PASSWORDS["lee"]),
+        )  # fmt: skip
+    monkeypatch.undo()
+    assert (staging / restoring.MOVING).exists()
+    assert len(moved) == 2
+    assert not (audit_dir(home) / "log.db").exists()  # the audit folder moves last
+
+    finished = restore(site, home)
+    assert finished.returncode == 0, finished.stderr
+    assert "Finished the restore" in finished.stdout
+    assert not staging.exists()
+    with AuditLog(audit_dir(home)) as log:
+        check_state(home, log)
+        assert not log.verify(trusted=trusted).complete
+
+
+def test_a_restore_waits_for_no_service_it_refuses_while_one_holds_the_home(site, tmp_path):
+    home = new_host(site, tmp_path)
+    held = claim(home)  # as a running service holds it
+    try:
+        refused = restore(site, home)
+    finally:
+        os.close(held)
+    assert_one_line_error(refused, 7, "stop it before a restore")
+    assert not has_users(home)

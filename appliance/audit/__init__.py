@@ -10,6 +10,7 @@ Format: docs/formats/audit.md. Public API; other modules import only this.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -398,6 +399,12 @@ class AuditLog:
             restore_marks=store.restore_marks(),
         )
         report = verifier.conclude(store.walk_ranges(keys, verifier.marks, **walking))
+        # key_at and chain_at read the table of restores: it must say what the events say.
+        found = [(r.seq, str(r.new_key), r.trusted.seq, r.trusted.chain) for r in report.restores]
+        for stored, walked in itertools.zip_longest(store.restore_rows(), found):
+            if stored != walked:
+                seq = stored[0] if stored else walked[0] if walked else 0
+                raise TamperError(seq, "the table of restores differs from the restore events")
         # The chain just proved these events; a recovery is always worth an officer's look.
         recoveries = self.events(action="officer_recovery")
         report.officer_recoveries = [row["seq"] for row in recoveries]

@@ -101,36 +101,38 @@ def write_export(
         "v": 1,
         "format": EXPORT_FORMAT,
         "log": log.log_id,
-        "public_key": str(store.key_at(base_seq + 1)),  # a restore's new key comes after
+        "public_key": str(store.key_at(base_seq)),  # a restore's new key comes after
         "base_seq": base_seq,
         "base_chain": base_chain.hex(),
         "restore_marks": sorted(seq for seq in store.restore_marks() if seq > base_seq),
+        "restored_before": [seq for seq in store.restore_seqs() if seq <= base_seq],
     }
     writer.write({"type": "header", "body": rfc8785.dumps(header).decode()})
     for sealed in store.content_keys().values():
         writer.write({"type": "content_key", "content": _b64(sealed)})
     for checkpoint in checkpoints.values():
         writer.write(_checkpoint_record(checkpoint))
-    total = last - base_seq
+    total, written = last - base_seq, 0
     for row in store.rows(base_seq):
         seq = row[0]
         if seq > last:
             break
         writer.write(_event_record(row))
+        written += 1  # fewer than the seqs spanned where a restore lost events
         if progress and (seq % 1024 == 0 or seq == last):
             progress(seq - base_seq, total)
     manifest: dict[str, Any] = {
         "v": 1,
         "log": log.log_id,
         "sha256": writer.digest.hexdigest(),
-        "events": total,
+        "events": written,
         "last_seq": last,
         "key": log.key.public.fingerprint,
     }
     body = rfc8785.dumps(manifest)
     signature = log.key.sign(MANIFEST_CONTEXT + body)
     writer.write({"type": "manifest", "body": body.decode(), "signature": _b64(signature)})
-    return ExportResult(total, base_seq + 1, last, checkpoints[last])
+    return ExportResult(written, base_seq + 1, last, checkpoints[last])
 
 
 class _RecordWriter:
@@ -239,6 +241,7 @@ def verify_export(
         log, base_seq = str(fields["log"]), int(fields["base_seq"])
         base_chain = bytes.fromhex(fields["base_chain"])
         restore_marks = {int(seq) for seq in fields.get("restore_marks", [])}
+        restored_before = [int(seq) for seq in fields.get("restored_before", [])]
     except (KeyError, ValueError, TypeError, OverflowError):  # OverflowError: int(1e400)
         raise IntegrityError(f"{path} has a malformed header") from None
     content_keys: set[bytes] = set()
@@ -266,6 +269,7 @@ def verify_export(
         base_chain,
         trusted=trusted,
         restore_marks=restore_marks,
+        restored_before=restored_before,
     )
     after_events: list[dict[str, Any] | None] = [None]
 

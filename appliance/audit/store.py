@@ -325,6 +325,18 @@ class Store:
         ).fetchone()
         return PublicKey.parse(str(row[0])) if row else self.original_key()
 
+    def restore_rows(self) -> list[tuple[int, str, int, bytes]]:
+        """The table of restores (seq, new key, trusted seq and chain), oldest first:
+        what the keys and chains above rest on, checked against the events by verify."""
+        rows = self.reader.execute(
+            "SELECT seq, device_key, trusted_seq, trusted_chain FROM restores ORDER BY seq"
+        )
+        return [(int(a), str(b), int(c), bytes(d)) for a, b, c, d in rows]
+
+    def restore_seqs(self) -> list[int]:
+        """The seqs of the log's `restore` events, oldest first."""
+        return [row[0] for row in self.restore_rows()]
+
     def restore_marks(self) -> set[int]:
         """The trusted seqs the log's restores resumed from: the walk notes their chains."""
         return {int(seq) for (seq,) in self.reader.execute("SELECT trusted_seq FROM restores")}
@@ -495,7 +507,14 @@ def resume(
         old_key = key_at(backup_seq)
         if trusted.log != log_id:
             raise IntegrityError("the trusted checkpoint belongs to another log than the backup's")
-        if not trusted.signed_by(key_at(min(trusted.seq, backup_seq))):
+        if trusted.seq <= backup_seq and key_at(trusted.seq) != old_key:
+            raise IntegrityError(
+                "the backup's log was restored after the trusted checkpoint; resume from the "
+                "checkpoint that restore gave the officer"
+            )
+        # Signed by the key the backup ends with: a restore the backup carries after the
+        # officer's checkpoint (one the officer never saw) cannot be built upon.
+        if not trusted.signed_by(old_key):
             raise IntegrityError(
                 "the trusted checkpoint is not signed by the backup's device key "
                 "(forged, or another host's)"

@@ -67,6 +67,13 @@ class Restore:
             return None
         return self.backup_seq + 1, self.trusted.seq
 
+    def lost_in(self, base_seq: int, last_seq: int) -> int:
+        """How many of the seqs base_seq+1..last_seq are lost events."""
+        lost = self.lost
+        if lost is None:
+            return 0
+        return max(0, min(lost[1], last_seq) - max(lost[0], base_seq + 1) + 1)
+
     def as_json(self) -> dict[str, Any]:
         lost = self.lost
         return {
@@ -86,6 +93,7 @@ class Walk:
     """What walking one run of events found."""
 
     last_seq: int  # the last event proved whole
+    first_seq: int = 1  # the first event this walk was given
     chains: dict[int, bytes] = field(default_factory=dict)  # at the seqs asked for
     prunes: list[tuple[int, int]] = field(default_factory=list)  # (seq, through_seq)
     missing_content: list[int] = field(default_factory=list)
@@ -107,7 +115,7 @@ def walk(
     """
     sha256 = hashlib.sha256
     leaf_prefix = sha256(b"\x00")
-    found = Walk(base_seq)
+    found = Walk(base_seq, base_seq + 1)
     expected, chain = base_seq + 1, base_chain
     seq = expected
     try:
@@ -158,11 +166,19 @@ def _resumed(
     restore = _restore(seq, leaf) if leaf.startswith(RESTORE_PREFIX) else None
     if restore is None:
         raise _gap(seq, expected)
+    if restore.trusted.log != _details(seq, leaf).get("log"):
+        raise TamperError(seq, "the restore's trusted checkpoint belongs to another log")
+    starts_at_trusted = expected == found.first_seq and restore.trusted.seq == expected - 1
+    if seq == expected and restore.lost is not None and starts_at_trusted:
+        # This walk starts at the officer's checkpoint the restore resumed from (an
+        # export since it): the restore follows it, the backup's events are not here.
+        if chain != restore.trusted.chain:
+            raise TamperError(seq, "the restore does not follow its trusted checkpoint")
+        found.restores.append(restore)
+        return chain
     backup_chain = _details(seq, leaf)["backup"].get("chain")
     if restore.backup_seq != expected - 1 or backup_chain != chain.hex():
         raise TamperError(seq, "the restore does not follow the backup it names")
-    if restore.trusted.log != _details(seq, leaf).get("log"):
-        raise TamperError(seq, "the restore's trusted checkpoint belongs to another log")
     found.restores.append(restore)
     if seq == expected:
         if restore.trusted.seq > restore.backup_seq:
@@ -245,11 +261,17 @@ class Report:
     trusted_seq: int | None = None  # the officer's checkpoint this log extends
     officer_recoveries: list[int] = field(default_factory=list)  # seqs, via the escrow
     restores: list[Restore] = field(default_factory=list)  # each resumed it from a backup
+    restored_before: list[int] = field(default_factory=list)  # an export's, before its start
 
     @property
     def complete(self) -> bool:
         """Never after a restore: what the backup missed cannot be proved absent."""
-        return not self.restores
+        return not self.restores and not self.restored_before
+
+    def confirmed(self, restore: Restore) -> bool:
+        """Whether the officer's trusted checkpoint is at or after the restore: then it
+        pins the restore's new key; before it, only the restore event vouches for it."""
+        return self.trusted_seq is not None and self.trusted_seq >= restore.seq
 
     @property
     def unsigned_tail(self) -> int:
@@ -271,7 +293,11 @@ class Report:
             "pruned": self.pruned,
             "trusted_seq": self.trusted_seq,
             "officer_recoveries": self.officer_recoveries,
-            "restores": [restore.as_json() for restore in self.restores],
+            "restores": [
+                {**restore.as_json(), "confirmed": self.confirmed(restore)}
+                for restore in self.restores
+            ],
+            "restored_before": self.restored_before,
             "complete": self.complete,
         }
 
@@ -288,6 +314,7 @@ class Verifier:
     base_chain: bytes = GENESIS_CHAIN
     trusted: Checkpoint | None = None
     restore_marks: Collection[int] = ()  # the trusted seqs restores name (their chains)
+    restored_before: Collection[int] = ()  # an export's: the seqs of restores before it
     restores: list[Restore] = field(default_factory=list)  # as the walks find them
 
     def __post_init__(self) -> None:
@@ -350,7 +377,10 @@ class Verifier:
         if failure is not None:
             raise failure
         report.last_seq = last
-        report.events = last - self.base_seq
+        report.events = (
+            last - self.base_seq - sum(r.lost_in(self.base_seq, last) for r in self.restores)
+        )
+        report.restored_before = [seq for seq in self.restored_before if seq <= self.base_seq]
         self._check_complete(last, prunes, missing, report)
         return report
 
@@ -366,7 +396,7 @@ class Verifier:
             raise TamperError(
                 restore.seq, "the restore's trusted checkpoint is not signed by the log's key"
             )
-        if restore.lost is None:
+        if restore.lost is None and restore.trusted.seq >= self.base_seq:
             chain = chains.get(restore.trusted.seq)
             if chain is None or not hmac.compare_digest(chain, restore.trusted.chain):
                 raise TamperError(

@@ -228,6 +228,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def _print_restores(summary: dict[str, Any]) -> None:
+    for seq in summary.get("restored_before", []):
+        print(f"The log was restored from a backup at seq {seq}, before this export begins.")
     for restore in summary.get("restores", []):
         approved = restore["approved_by"]
         lost = (
@@ -245,13 +247,20 @@ def _print_restores(summary: dict[str, Any]) -> None:
                 f"{restore['old_key']} to {restore['new_key']}."
             )
         )
+        if not restore["confirmed"]:
+            print(
+                "  Only the restore event vouches for the new key: check its fingerprint with "
+                "the officer who approved the restore, or verify against the checkpoint the "
+                "restore gave them (--trusted-checkpoint)."
+            )
 
 
 def _complete(summary: dict[str, Any]) -> int:
     """0 for a complete log; a restored one is never complete (IncompleteLogError)."""
-    restores = summary.get("restores") or []
+    restores = [r["seq"] for r in summary.get("restores") or []]
+    restores += summary.get("restored_before") or []
     if restores:
-        seqs = ", ".join(str(restore["seq"]) for restore in restores)
+        seqs = ", ".join(str(seq) for seq in sorted(restores))
         raise IncompleteLogError(
             f"the audit log verifies, but it was restored from a backup (seq {seqs}): what "
             "happened between the backup and the restore cannot be proved"
@@ -300,11 +309,14 @@ def run_verify_export(args: argparse.Namespace) -> int:
         except TamperError as exc:
             _print_failure(args.json, exc)
             raise
-    save = args.save_checkpoint or args.trusted_checkpoint
+    summary = result.report.as_json()
+    # A restore the trusted checkpoint does not vouch for is never trusted implicitly:
+    # the file given with --trusted-checkpoint moves on only past confirmed restores.
+    unconfirmed = any(not restore["confirmed"] for restore in summary["restores"])
+    save = args.save_checkpoint or (None if unconfirmed else args.trusted_checkpoint)
     if save is not None:
         with atomic_writer(save, mode=0o644) as handle:
             handle.write(result.checkpoint.to_file_bytes())
-    summary = result.report.as_json()
     if args.json:
         print(json.dumps({**summary, "saved_checkpoint": str(save) if save else None}))
         return _complete(summary)
@@ -316,6 +328,11 @@ def run_verify_export(args: argparse.Namespace) -> int:
     print(f"Export verified: {_summary(summary)}{extends}.")
     if save is not None:
         print(f"Trust next time: {save} ({result.checkpoint.describe()}).")
+    elif unconfirmed and args.trusted_checkpoint:
+        print(
+            f"{args.trusted_checkpoint} was left as it was: confirm the restore's new key, "
+            "then save the export's checkpoint with --save-checkpoint."
+        )
     _print_restores(summary)
     return _complete(summary)
 

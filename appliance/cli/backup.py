@@ -26,6 +26,7 @@ from appliance.cli.auth import add_auth_options, sign_in
 from appliance.cli.passphrase import add_passphrase_option, openers
 from appliance.config import appliance_home, load_home_config
 from appliance.errors import UsageError
+from appliance.homestate import check_state
 from appliance.policy import active_policy
 from appliance.service import as_home_owner
 from appliance.textsafe import printable
@@ -76,6 +77,7 @@ def _here(args: argparse.Namespace) -> dict[str, Any]:
     recipients = site_recipients(home, site)
     policy = active_policy(home)
     with AuditLog(audit_dir(home)) as log:
+        check_state(home, log)  # [backup] as an officer accepted it, as the service checks
         principal = sign_in(args, home, policy, log)
         require_backup(log, principal)
         actor = Actor(principal.user, principal.role)

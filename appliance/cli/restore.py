@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from appliance.audit import Checkpoint
 from appliance.cli.passphrase import add_passphrase_option, openers, read_secret
 from appliance.config import appliance_home
-from appliance.errors import UsageError
+from appliance.errors import InputError, UsageError
 from appliance.restore import Approver, restore_home
 from appliance.service import as_home_owner
 
@@ -35,6 +38,13 @@ def register(commands: Any) -> None:
         required=True,
         metavar="FILE",
         help="the officer's last trusted checkpoint: the log resumes above it",
+    )
+    restore.add_argument(
+        "--save-checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="where to write the officer's next trusted checkpoint, which pins the new "
+        "device key (default: replace the --trusted-checkpoint file)",
     )
     restore.add_argument(
         "--escrow-identity",
@@ -73,8 +83,15 @@ def run_restore(args: argparse.Namespace) -> int:
         args.officer, read_secret(args.officer_password_file, f"Password for {args.officer}")
     )
     home = appliance_home()
-    as_home_owner(home)
-    restored = restore_home(home, args.backup, keys, trusted, admin, officer, escrow)
+    save = args.save_checkpoint or args.trusted_checkpoint
+    with _opened_for_writing(
+        save
+    ) as keep:  # opened as the officer, before acting as the home's owner
+        as_home_owner(home)
+        restored = restore_home(home, args.backup, keys, trusted, admin, officer, escrow)
+        keep(restored.checkpoint.to_file_bytes())
+    if restored.finished:
+        print(f"Finished the restore of {home} that was interrupted while moving in.")
     lost = (
         f"the events {restored.backup_seq + 1}-{restored.trusted_seq} after the backup are lost"
         if restored.trusted_seq > restored.backup_seq
@@ -85,7 +102,34 @@ def run_restore(args: argparse.Namespace) -> int:
         f"log resumes at seq {restored.seq} under a new device key ({lost})."
     )
     print(
-        "Give officers the new key ('appliance audit key'); 'audit verify' reports the restore "
-        "and never calls this log complete."
+        f"The officer's next trusted checkpoint ({restored.checkpoint.describe()}), signed by "
+        f"the new device key, is in {save}: keep it off the host. 'audit verify' against it "
+        "confirms this restore; no verify ever calls this log complete."
     )
     return 0
+
+
+@contextlib.contextmanager
+def _opened_for_writing(path: Path) -> Iterator[Callable[[bytes], None]]:
+    """`path` opened now (it may be the officer's, out of the service user's reach);
+    what is given to write replaces its content, durably."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise InputError(f"cannot write the checkpoint {path}: {exc.strerror}") from None
+
+    def keep(data: bytes) -> None:
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data, 0)
+            os.fsync(fd)
+        except OSError as exc:
+            raise InputError(
+                f"the home is restored, but its checkpoint could not be written to {path} "
+                f"({exc.strerror}); export the log and save its checkpoint instead"
+            ) from None
+
+    try:
+        yield keep
+    finally:
+        os.close(fd)
