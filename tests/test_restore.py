@@ -208,6 +208,7 @@ def test_a_restore_not_approved_by_an_admin_and_an_officer_leaves_the_home_untou
     before = contents(home)
     refused = restore(site, home, admin, approver, passwords)
     assert_one_line_error(refused, code, fragment)
+    assert not given(home).exists()  # no checkpoint for a restore that did not happen
     assert contents(home) == before
     assert not has_users(home)
 

@@ -1,10 +1,12 @@
 """Making a backup: consistent copies of the home's databases, sealed as one file.
 
 Each SQLite database is copied with SQLite's online backup API, in one step
-(one read transaction: one snapshot, while writers go on in WAL mode), into
-memory; the documents store into a private folder of the home, encrypted
-under its own key as it is on disk. The archive is streamed from those
-copies straight into the sealer, so no plaintext byte of it reaches a disk.
+(one read transaction: one snapshot, while writers go on in WAL mode), into a
+private folder of the home (0700, removed at once): each copy as sensitive as
+the database beside it (the documents store's encrypted under its own key, the
+conversations under their users' keys), and none held whole in memory, since
+the log grows for years. The archive is streamed from those copies straight
+into the sealer, so no archive reaches a disk unsealed.
 The audit log is copied last: every change the other copies hold was
 recorded before it (an event follows its change), so the log copy covers them.
 """
@@ -137,7 +139,7 @@ def _make(
     log.checkpoint()  # the copy's last events are signed, but for what comes meanwhile
     with tempfile.TemporaryDirectory(prefix=".backup-", dir=home) as private:
         parts = _copies(home, log, documents, Path(private))
-        audit, last_seq, chain, log_id = _log_copy(home, log)
+        audit, last_seq, chain, log_id = _log_copy(home, log, Path(private))
         parts.append(audit)
         manifest = {
             "format": BACKUP_FORMAT,
@@ -211,13 +213,13 @@ def _copies(
         parts.append(Part.of_bytes(HOME_POLICY, read_limited(policy, 1 << 20, "the policy")))
     users = users_path(home)
     if users.is_file():
-        parts.append(Part.of_bytes("identity/users.db", _sqlite_copy(users)))
+        parts.append(_sqlite_copy("identity/users.db", users, private))
     conversations = home / "conversations"
     if conversations.is_dir():
         for path in sorted(conversations.glob("*.db")):
             name = f"conversations/{path.name}"
             if NAMES.fullmatch(name) and path.is_file():
-                parts.append(Part.of_bytes(name, _sqlite_copy(path)))
+                parts.append(_sqlite_copy(name, path, private))
     parts += _documents(home, log, documents, private)
     return parts
 
@@ -249,37 +251,43 @@ def _store(home: Path, log: AuditLog, documents: DocumentStore | None) -> Iterat
         yield store
 
 
-def _log_copy(home: Path, log: AuditLog) -> tuple[Part, int, bytes, str]:
+def _log_copy(home: Path, log: AuditLog, private: Path) -> tuple[Part, int, bytes, str]:
     """The audit log's copy, its last event's seq and chain, and its log id."""
     path = audit_dir(home) / "log.db"
-    with _sqlite_memory_copy(path) as copy:
+    with _sqlite_file_copy(path, private / "log.db") as copy:
         meta = dict(copy.execute("SELECT key, value FROM meta").fetchall())
         row = copy.execute("SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         key = signing_key(copy)
-        data = copy.serialize()
     if meta.get("log") != log.log_id or key != str(log.key.public):
         raise AuditError(f"the audit log {path} changed identity while it was being backed up")
     if row is None:
         raise AuditError(f"the audit log {path} holds no events")
-    return Part.of_bytes("audit/log.db", data), int(row[0]), bytes(row[1]), log.log_id
+    copy_part = Part.of_file("audit/log.db", private / "log.db")
+    return copy_part, int(row[0]), bytes(row[1]), log.log_id
 
 
-def _sqlite_copy(path: Path) -> bytes:
-    with _sqlite_memory_copy(path) as copy:
-        return copy.serialize()
+def _sqlite_copy(name: str, path: Path, private: Path) -> Part:
+    target = private / name.replace("/", "-")
+    with _sqlite_file_copy(path, target):
+        pass
+    return Part.of_file(name, target)
 
 
 @contextlib.contextmanager
-def _sqlite_memory_copy(path: Path) -> Iterator[sqlite3.Connection]:
-    """A consistent copy of the database at `path`, in memory (SQLite's online backup,
-    every page in one step); never a file."""
+def _sqlite_file_copy(path: Path, target: Path) -> Iterator[sqlite3.Connection]:
+    """A consistent copy of the database at `path` (SQLite's online backup, every page
+    in one step) as the new file `target` (0600, in the backup's private folder of the
+    home: as sensitive as the database beside it, and never whole in memory), one
+    file with no journal once the block ends."""
     uri = f"file:{urllib.parse.quote(str(path))}?mode=rw"
+    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
     try:
         source = sqlite3.connect(uri, uri=True, timeout=10)
         try:
-            copy = sqlite3.connect(":memory:")
+            copy = sqlite3.connect(target)
             try:
                 source.backup(copy)
+                copy.execute("PRAGMA journal_mode=DELETE")  # the whole copy in its one file
                 yield copy
             finally:
                 copy.close()

@@ -84,9 +84,8 @@ def run_restore(args: argparse.Namespace) -> int:
     )
     home = appliance_home()
     save = args.save_checkpoint or args.trusted_checkpoint
-    with _opened_for_writing(
-        save
-    ) as keep:  # opened as the officer, before acting as the home's owner
+    # Opened as the officer who runs this, before acting as the home's owner.
+    with _opened_for_writing(save) as keep:
         as_home_owner(home)
         restored = restore_home(home, args.backup, keys, trusted, admin, officer, escrow)
         keep(restored.checkpoint.to_file_bytes())
@@ -112,7 +111,9 @@ def run_restore(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _opened_for_writing(path: Path) -> Iterator[Callable[[bytes], None]]:
     """`path` opened now (it may be the officer's, out of the service user's reach);
-    what is given to write replaces its content, durably."""
+    what is given to write replaces its content, durably. Made here, it goes again
+    if the block fails."""
+    existed = os.path.lexists(path)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as exc:
@@ -131,5 +132,10 @@ def _opened_for_writing(path: Path) -> Iterator[Callable[[bytes], None]]:
 
     try:
         yield keep
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise
     finally:
         os.close(fd)
