@@ -15,6 +15,9 @@ DEMO_HOME := .demo
 # Wheels of every dependency, for offline bundles (this platform; see
 # docs/formats/bundle.md). Made from pip's cache after the first install.
 WHEELHOUSE := .wheelhouse
+# Extras a bundle's wheels also carry: `make wheelhouse BUNDLE_EXTRAS=onnx` (or gpu) for a
+# site's own ONNX embedding model (docs/formats/documents.md). Remove .wheelhouse to change.
+BUNDLE_EXTRAS :=
 
 .PHONY: setup tools run stop demo-reset wheelhouse test lint bench fuzz clean
 
@@ -32,7 +35,8 @@ wheelhouse: $(WHEELHOUSE)/.ready
 
 $(WHEELHOUSE)/.ready: $(STAMP)
 	rm -rf $(WHEELHOUSE)
-	$(BIN)/python -m pip wheel --quiet --progress-bar off --wheel-dir $(WHEELHOUSE) .
+	$(BIN)/python -m pip wheel --quiet --progress-bar off --wheel-dir $(WHEELHOUSE) \
+		'.$(if $(BUNDLE_EXTRAS),[$(BUNDLE_EXTRAS)])'
 	rm -f $(WHEELHOUSE)/appliance-*.whl  # built fresh from the checkout for each bundle
 	touch $@
 

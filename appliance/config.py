@@ -8,7 +8,7 @@ import pwd
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -173,6 +173,33 @@ class BackupSite:
     every_hours: float | None = None  # None: no scheduled backups, only `appliance backup`
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+POOLINGS = ("mean", "cls")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class EmbedderSite:
+    """[embedder] in config.toml: an ONNX sentence-embedding model IT staff bring.
+
+    The model and its tokenizer (Hugging Face tokenizer.json) are files outside
+    the home, each pinned by its sha256: nothing is read into onnxruntime or the
+    tokenizer before it matches. Part of the signed home state, like [backup].
+    """
+
+    model: Path
+    model_sha256: str
+    tokenizer: Path
+    tokenizer_sha256: str
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    pooling: str = "mean"  # mean over the tokens, or the first (CLS) token
+    max_tokens: int = 512
+    device: str = "cpu"  # "cuda" takes onnxruntime-gpu (the `gpu` extra)
+    least: float = 0.0  # dense floor for a question with Hangul (0: none)
+    cross: float = 0.0  # the same without Hangul
+
+
 @dataclass(frozen=True)
 class HomeConfig:
     """What a home serves by default: `HOME/config.toml`, written by the installer.
@@ -192,7 +219,8 @@ class HomeConfig:
     turns may be sent to (remote_site.py); [backup] folder = the absolute folder
     the service writes sealed backups into, recipients = the apr1... keys they
     are sealed to, every_hours = how often the service makes one itself
-    (docs/formats/backup.md). Command-line options override it.
+    (docs/formats/backup.md); [embedder] = a site's ONNX embedding model for
+    retrieval (docs/formats/documents.md). Command-line options override it.
     """
 
     model: Path | None = None
@@ -208,6 +236,7 @@ class HomeConfig:
     exports: str | None = None  # where clients write drafts; "{user}" is the OS login
     remotes: tuple[dict[str, Any], ...] = ()  # [[remote]]: GPU servers (remote_site.py)
     backup: BackupSite | None = None  # [backup]: None, no backups can be made
+    embedder: EmbedderSite | None = None  # [embedder]: None, the shipped e5
 
     def engine_settings(
         self, *, context_length: int | None = None, threads: int | None = None
@@ -243,6 +272,7 @@ def load_home_config(home: Path) -> HomeConfig:
         "engine": {"backend", "slots", "context", "threads"},
         "exports": {"folder"},
         "backup": {"folder", "recipients", "every_hours"},
+        "embedder": {f.name for f in fields(EmbedderSite)} | {"backend"},
     }
     remotes = tuple(read_remotes(home, raw.pop("remote", []), fail))
     for section, table in raw.items():
@@ -308,7 +338,49 @@ def load_home_config(home: Path) -> HomeConfig:
         exports=exports,
         remotes=remotes,
         backup=_backup_site(home, raw.get("backup"), fail),
+        embedder=_embedder_site(raw.get("embedder"), fail),
     )
+
+
+def _embedder_site(
+    table: dict[str, Any] | None, fail: Callable[[str, str], ConfigError]
+) -> EmbedderSite | None:
+    """[embedder], checked key by key; absent or backend "e5": None."""
+    if table is None or table.get("backend", "onnx") == "e5":
+        return None
+    if table.get("backend", "onnx") != "onnx":
+        raise fail("embedder.backend", 'must be "e5" (shipped) or "onnx"')
+    values: dict[str, Any] = {}
+    for key in ("model", "tokenizer"):
+        text = table.get(key)
+        if not isinstance(text, str) or not text.startswith("/") or not text.isprintable():
+            raise fail(f"embedder.{key}", "must be an absolute path")
+        values[key] = Path(os.path.normpath(text))
+        digest = table.get(f"{key}_sha256")
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest.lower()):
+            raise fail(f"embedder.{key}_sha256", "must be the file's sha256 (64 hex digits)")
+        values[f"{key}_sha256"] = digest.lower()
+    for key in ("query_prefix", "passage_prefix"):
+        text = table.get(key, "")
+        if not isinstance(text, str) or len(text) > 64 or not text.isprintable():
+            raise fail(f"embedder.{key}", "must be printable text of at most 64 characters")
+        values[key] = text
+    choices = {"pooling": POOLINGS, "device": DEVICES}
+    for key, allowed in choices.items():
+        value = table.get(key, allowed[0])
+        if value not in allowed:
+            raise fail(f"embedder.{key}", f"must be one of {', '.join(allowed)}")
+        values[key] = value
+    tokens = table.get("max_tokens", 512)
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 8 <= tokens <= 8192:
+        raise fail("embedder.max_tokens", "must be a whole number from 8 to 8192")
+    values["max_tokens"] = tokens
+    for key in ("least", "cross"):
+        floor = table.get(key, 0.0)
+        if isinstance(floor, bool) or not isinstance(floor, int | float) or not -1 <= floor <= 1:
+            raise fail(f"embedder.{key}", "must be a similarity from -1 to 1")
+        values[key] = float(floor)
+    return EmbedderSite(**values)
 
 
 def _backup_site(

@@ -126,7 +126,9 @@ def test_nothing_above_clearance_reaches_the_prompt_the_sources_or_the_counts(sh
             text, off = ask(kim, "국제 우주정거장의 도킹 절차를 설명해 주세요.")
             assert off["declined"] is True
             assert off["sources"] == []
-            assert text == DECLINED["ko"]
+            assert text.startswith(DECLINED["ko"])
+            assert "문서에 나오지 않는 말" in text
+            assert "도킹" in text
             assert len(engine.prompts) == asked
 
     # The officer lists who was given passages of the Ⅱ급비밀 document: park alone.

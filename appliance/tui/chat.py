@@ -24,7 +24,7 @@ from appliance.config import ensure_dir
 from appliance.errors import ApplianceError, AuthenticationError
 from appliance.identity import ROLES
 from appliance.policy import Level
-from appliance.service import Answer
+from appliance.service import Answer, RemoteDocuments
 from appliance.tui.answer_view import FLUSH_SECONDS, AnswerView
 from appliance.tui.audit import AuditScreen
 from appliance.tui.banner import Banner
@@ -35,7 +35,7 @@ from appliance.tui.panels import ConversationsPanel
 from appliance.tui.password import change_own_password
 from appliance.tui.prompt import PromptArea
 from appliance.tui.screen import ApplianceScreen
-from appliance.tui.sources import SourcesView
+from appliance.tui.sources import PassagePanel, SourcePicker, SourcesView
 from appliance.tui.text import localize_bindings
 
 
@@ -48,6 +48,7 @@ class ChatScreen(ApplianceScreen):
         Binding("f3", "task", "Task preset", id="task"),
         Binding("f2", "grounded", "Answer from documents", id="grounded"),
         Binding("f9", "save_draft", "Save draft", id="draft"),
+        Binding("f10", "sources", "Open source", id="sources"),
         Binding("f7", "documents", "Documents", id="documents", priority=True),
         Binding("f8", "password", "Password", id="password"),
     ]
@@ -65,6 +66,7 @@ class ChatScreen(ApplianceScreen):
         self.turns = 0  # finished exchanges in this conversation
         self.preset: str | None = None  # the policy's task preset this conversation follows
         self.grounded = False  # answers from the user's documents, sources listed under them
+        self._sources: list[dict[str, Any]] = []  # the last answer's, for F10
         self._answer_stream: Answer | None = None  # the answer being written
         self._answering = False
         self._cancelled = False  # Escape before the service took the question
@@ -104,7 +106,7 @@ class ChatScreen(ApplianceScreen):
         that may use them."""
         needs = {
             "audit": "audit.read", "documents": "documents.use", "draft": "drafts.save",
-            "grounded": "documents.use",
+            "grounded": "documents.use", "sources": "documents.use",
         }.get(binding_id)  # fmt: skip
         return needs is None or self.link.principal.may(needs)
 
@@ -207,9 +209,11 @@ class ChatScreen(ApplianceScreen):
             return
         self.turns += 1
         sources = result.get("sources")
-        if isinstance(sources, list) and sources:
+        listed = sources if isinstance(sources, list) else []
+        self._sources = [source for source in listed if isinstance(source, dict)]
+        if self._sources:
             log = self.query_one("#log", VerticalScroll)
-            await log.mount(SourcesView(sources, self.owner.ui_language))
+            await log.mount(SourcesView(self._sources, self.owner.ui_language))
             log.scroll_end(animate=False)
         if isinstance(result.get("save_error"), str):
             self._notice(result["save_error"])
@@ -292,6 +296,29 @@ class ChatScreen(ApplianceScreen):
         notice = self.owner.words("chat.documents_denied")
         self._notice(f"{principal.user} ({self._role()}) {notice}")
 
+    def action_sources(self) -> None:
+        """The last answer's sources, to open one at its passage."""
+        if self._answering:  # the answer holds the link until it ends
+            return
+        if not self._sources:
+            self._notice(self.owner.words("sources.none"))
+            return
+        self.app.push_screen(SourcePicker(self.owner, self._sources), self._open_source)
+
+    def on_sources_view_picked(self, message: SourcesView.Picked) -> None:
+        if not self._answering:
+            self.app.push_screen(SourcePicker(self.owner, message.sources), self._open_source)
+
+    def _open_source(self, source: dict[str, Any] | None) -> None:
+        if source is None:
+            return
+        try:  # as the documents screen does: the service checks the user may read it
+            shown = RemoteDocuments(self.link).show(str(source.get("document")), text=True)
+        except ApplianceError as exc:
+            self._failed(exc)
+            return
+        self.app.push_screen(PassagePanel(self.owner, source, shown))
+
     def action_grounded(self) -> None:
         """Answers from the user's documents, or not; roles without documents are refused
         (and audited) by the service at the first question."""
@@ -363,6 +390,7 @@ class ChatScreen(ApplianceScreen):
 
     def _clear(self) -> None:
         self.label, self.turns = None, 0
+        self._sources = []
         self.query_one("#log", VerticalScroll).remove_children()
 
     def action_password(self) -> None:

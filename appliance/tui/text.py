@@ -62,6 +62,15 @@ TEXT: dict[str, tuple[str, str]] = {
     "sources.title": ("Sources given to this answer:", "이 답변에 주어진 자료:"),
     "sources.effective": ("in force {date}", "{date} 시행"),
     "sources.superseded": ("superseded", "폐지됨"),
+    "sources.pick": ("Open a source at its passage", "자료를 해당 부분에서 열기"),
+    "sources.none": (
+        "This conversation's last answer was given no sources.",
+        "이 대화의 마지막 답변에는 주어진 자료가 없습니다.",
+    ),
+    "sources.gone": (
+        "This passage is no longer in the document: it was changed or reindexed since.",
+        "이 부분은 더 이상 문서에 없습니다. 그 뒤 문서가 바뀌었거나 다시 색인되었습니다.",
+    ),
     "grounded.on": (
         "Answers now come from your documents, with their sources (F2 turns it off).",
         "이제 답변은 귀하의 문서에서 나오며 출처가 함께 표시됩니다 (F2로 끕니다).",
@@ -256,6 +265,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "task": ("Task preset", "작업 유형"),
     "grounded": ("Answer from documents", "문서로 답변"),
     "draft": ("Save draft", "초안 저장"),
+    "sources": ("Open source", "자료 열기"),
     "documents.add": ("Add file", "파일 추가"),
     "documents.remove": ("Remove", "삭제"),
     "documents.show": ("Details", "상세 정보"),
