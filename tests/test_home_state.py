@@ -15,9 +15,13 @@ from pathlib import Path
 import pytest
 
 from appliance.audit import Actor, AuditLog, audit_dir
+from appliance.documents.home import open_documents
+from appliance.documents.keys import documents_dir
+from appliance.documents.library import Library
 from appliance.errors import AuditError, ConfigError, IntegrityError
 from appliance.homestate import check_state, home_state, record_state
-from appliance.policy import active_policy_path, shipped_policy
+from appliance.identity import Principal
+from appliance.policy import active_policy, active_policy_path, shipped_policy
 from appliance.policy.override import grant
 from appliance.seal import Identity, write_identity
 from tests.conftest import assert_one_line_error, run_cli
@@ -73,6 +77,34 @@ def log_sql(home: Path, *statements: str) -> None:
         conn.execute(statement)
     conn.commit()
     conn.close()
+
+
+def test_a_documents_store_put_back_or_edited_behind_the_appliance_is_refused(
+    home: Path, tmp_path: Path
+) -> None:
+    kim = Principal("kim", "operator", "restricted")
+    with AuditLog(audit_dir(home)) as log, open_documents(home, log) as store:
+        library = Library(home, active_policy(home), log, kim, store)
+        first = library.add("a.txt", "예산은 분기별로 보고한다.".encode())["document"]["id"]
+    assert doctor(home)["documents"]["ok"] is True
+    older = tmp_path / "older"
+    shutil.copytree(documents_dir(home), older)
+    with AuditLog(audit_dir(home)) as log, open_documents(home, log) as store:
+        library = Library(home, active_policy(home), log, kim, store)
+        second = library.add("b.txt", "휴가는 3일 전까지 신청한다.".encode())["document"]["id"]
+        library.remove(first)
+    found = doctor(home)["documents"]
+    assert found["ok"] is True, found
+    assert found["detail"].startswith("1 document, each as the audit log")
+    # The older copy put back: the added document is missing, the removed one is back.
+    shutil.rmtree(documents_dir(home))
+    shutil.copytree(older, documents_dir(home))
+    detail = refused(home, "documents", "the store differs from the audit log")
+    assert f"1 missing ({second})" in detail
+    assert f"1 not in the log ({first})" in detail
+    # Without the store at all, the log still says what it should hold.
+    (documents_dir(home) / "store.db").unlink(missing_ok=True)
+    refused(home, "documents", "the store is missing")
 
 
 def test_a_staffed_home_matches_its_signed_state(home: Path) -> None:

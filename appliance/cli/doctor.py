@@ -15,6 +15,7 @@ from appliance.backup import DROPIN, last_backup, render_dropin
 from appliance.bundle.binaries import check_binaries
 from appliance.cli.generate import add_model_options, open_engine, open_model
 from appliance.config import GenerationParams, appliance_home, load_home_config
+from appliance.documents.consistency import check_home
 from appliance.engine import Message, sha256_file
 from appliance.engine.report import Report, read_report, report_for
 from appliance.errors import ApplianceError, CheckFailedError
@@ -58,6 +59,7 @@ def run_doctor(args: argparse.Namespace) -> int:
         checks += _remotes(args, home, policy)
     checks.append(_state(home, trusted))
     checks.append(_backup(home, policy))
+    checks.append(_documents(home))
     checks.append(check_binaries())  # the installed release's llama.cpp tools and preload
     ok = all(check["ok"] is not False for check in checks)
     if args.json:
@@ -207,6 +209,17 @@ def _dropin() -> str | None:
         return DROPIN.read_text(encoding="utf-8")
     except OSError:
         return None
+
+
+def _documents(home: Path) -> dict[str, Any]:
+    """The documents store holds what the audit log says: nothing rolled back, slipped
+    in, taken out or swapped behind the appliance's back."""
+    try:
+        with AuditLog(audit_dir(home)) as log:
+            ok, detail = check_home(home, log)
+    except ApplianceError as exc:
+        return _check("documents", False, str(exc))
+    return _check("documents", ok, detail)
 
 
 def _state(home: Path, trusted: Checkpoint | None) -> dict[str, Any]:

@@ -86,6 +86,16 @@ def store_key(home: Path, officers: Sequence[Recipient]) -> tuple[bytes, bool]:
     return key, True
 
 
+def read_store_key(home: Path) -> bytes:
+    """The store's key, opened with the site identities; nothing is made or sealed."""
+    path = documents_dir(home) / KEY_FILE
+    sealed = read_limited(path, _MAX_SEALED, "the documents store key")
+    key = open_bytes(sealed, site_identities(home), str(path), expect_content_id=KEY_CONTENT_ID)
+    if len(key) != KEY_BYTES:
+        raise IntegrityError(f"{path} does not hold a store key")
+    return key
+
+
 def recover_store_key(home: Path, officers: Sequence[Recipient], escrow: Sequence[Opener]) -> bool:
     """On a home restored from a backup: the store key must open with this host's site
     identities; where it does not, an officer's `escrow` identity opens it and it is
