@@ -6,9 +6,10 @@ reads a question against the appliance's glossary (glossary.tsv beside this
 module; its header gives the format): each line is one concept with the
 Korean terms documents use for it and the aliases a question may use
 (English words and phrases, Korean spoken forms). The matched concepts'
-Korean terms join the question's keywords and its embedding, and the
-appliance judges coverage by concept: a concept counts as found when a
-passage holds any of its Korean terms.
+Korean terms join the question's keywords and its embedding, and what the
+question asks about counts as mentioned by the documents when they hold any
+of the Korean words for it (retrieve.py: a question about what none of them
+mentions is declined).
 
 English is matched by whole words, lowercased, with a plural's -s or -es
 taken off, the longest phrase first (so "pass rate" is not "pass"). A Korean
@@ -111,7 +112,8 @@ class Reading:
 
 
 def stem(word: str) -> str:
-    """An English word less a plural ending: leaves -> leave, buses -> bus, ids -> id."""
+    """An English word less a plural ending: leaves -> leave, boxes -> box, policies ->
+    policy; words of three letters or fewer (gas, ids) and -ss, -us, -is are left alone."""
     word = word.removesuffix("'s")
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
