@@ -362,22 +362,28 @@ class Fixed:
 
 
 def test_a_large_readable_set_is_searched_by_sign_bits_then_exactly(tmp_path, monkeypatch):
+    levels = ["public", "대외비"]  # two partitions: the shortlist spans both
     with DocumentStore(tmp_path / "bench.db", os.urandom(32)) as store:
-        collection = fill_synthetic(store, 1500, embedder_name="fixed", per_document=100)
-        stored = store.partition(collection, "public", "fixed").rows
+        first = fill_synthetic(store, 1500, embedder_name="fixed", per_document=100)
+        second = fill_synthetic(store, 700, collection="more", label="대외비",
+                                embedder_name="fixed", seed=1)  # fmt: skip
+        collections = [first, second]
+        stored = [*store.partition(first, "public", "fixed").rows,
+                  *store.partition(second, "대외비", "fixed").rows]  # fmt: skip
         rng = np.random.default_rng(1)
-        for row in rng.choice(len(stored), 5, replace=False):
+        for row in [*rng.choice(1500, 3, replace=False), *rng.choice(700, 3, replace=False) + 1500]:
             target = stored[int(row)]
             vector = np.frombuffer(target.vector.data, np.int8).astype(np.float32)
             noisy = vector / np.linalg.norm(vector) + rng.normal(0, 0.02, 384).astype(np.float32)
             retriever = Retriever(store, Fixed(noisy / np.linalg.norm(noisy)))
-            exact = retriever.search("질문", collections=[collection], labels=["public"],
+            exact = retriever.search("질문", collections=collections, labels=levels,
                                      mode="dense", k=10)  # fmt: skip
             monkeypatch.setattr(retrieve, "EXACT_DENSE", 100)
             monkeypatch.setattr(retrieve, "SHORTLIST", 150)
-            shortlisted = retriever.search("질문", collections=[collection], labels=["public"],
+            shortlisted = retriever.search("질문", collections=collections, labels=levels,
                                            mode="dense", k=10)  # fmt: skip
             monkeypatch.undo()
             assert exact.passages[0].chunk_id == target.chunk
             assert shortlisted.passages[0].chunk_id == target.chunk
+            assert shortlisted.passages[0].label == levels[int(row >= 1500)]
             assert shortlisted.evidence["dense_top"] == exact.evidence["dense_top"]

