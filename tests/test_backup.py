@@ -28,7 +28,7 @@ from appliance.backup import (
     render_dropin,
     verify_log_copy,
 )
-from appliance.cli import build_parser, doctor
+from appliance.cli import build_parser
 from appliance.config import load_home_config
 from appliance.conversations import Conversations
 from appliance.documents.home import open_documents
@@ -45,6 +45,7 @@ from appliance.errors import (
     PermissionDeniedError,
     UsageError,
 )
+from appliance.health import backup_check
 from appliance.homestate import record_state
 from appliance.identity import Principal, Users
 from appliance.policy import active_policy
@@ -427,7 +428,7 @@ def test_doctor_reports_the_age_of_the_last_backup(staffed, keeper, tmp_path):
     assert "the policy allows 24 h" in recent["detail"]
 
     # A day and an hour later, the same backup is past the policy's limit.
-    later = doctor._backup(home, active_policy(home), now=time.time() + 25 * 3600)
+    later = backup_check(home, active_policy(home), installed=False, now=time.time() + 25 * 3600)
     assert later["ok"] is None
     assert "the last backup is 25.0 h old" in later["detail"]
     assert "make one ('appliance backup')" in later["detail"]

@@ -125,6 +125,28 @@ def test_the_cli_is_a_client_of_the_running_service(
     assert_one_line_error(denied, 15, "needs the admin or officer role")
 
 
+def test_doctor_through_the_service_reports_the_model_it_serves(
+    service: Service, staff: Path, tmp_path: Path
+) -> None:
+    served = run_cli("doctor", "--json", *as_user(tmp_path, "lee"), home=staff)
+    assert served.returncode == 0, served.stderr
+    checks = {c["name"]: c for c in json.loads(served.stdout)["checks"]}
+    assert "served by this service" in checks["model"]["detail"]
+    assert checks["airgap"]["ok"]  # the service's own namespace
+    assert checks["audit"]["ok"]
+    assert checks["state"]["ok"]
+    # No --user: this process loads the model (on this host's network: airgap fails).
+    here = run_cli("doctor", "--json", home=staff)
+    assert here.returncode == 17, here.stderr
+    in_process = {c["name"]: c for c in json.loads(here.stdout)["checks"]}
+    assert list(in_process) == list(checks)
+    assert "generated 1 token" in in_process["model"]["detail"]
+    denied = run_cli("doctor", *as_user(tmp_path, "kim"), home=staff)
+    assert_one_line_error(denied, 15, "needs the admin or officer role")
+    local = run_cli("doctor", "--model", "x.gguf", *as_user(tmp_path, "root1"), home=staff)
+    assert_one_line_error(local, 2, "the appliance service serves its own model")
+
+
 # -- a hostile client, by hand -------------------------------------------------------
 
 

@@ -120,3 +120,19 @@ def _python_for_all(base: Path) -> str:
         f"mount -t tmpfs -o mode=0755 tmpfs {closed} && mkdir {child} && "
         f"mount --bind {aside} {child} &&"
     )
+
+
+def test_on_a_marked_host_only_root_runs_the_doctor_in_its_own_process(tmp_path: Path) -> None:
+    """Anyone else asks the service (here: none answers, so nothing is checked)."""
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # a folder any uid may enter
+    try:
+        base.chmod(0o755)
+        as_other = f"setpriv --reuid {SERVICE_UID} --regid {SERVICE_UID} --clear-groups"
+        doctor = f"{_python_for_all(base)} {as_other} {_appliance('doctor')}"
+        script = with_marker(base / "none.sock", base / "home", doctor)
+        result = in_private_mounts(script, base / "home")
+        assert result.returncode == 19, result.stderr
+        assert "cannot reach the appliance service" in result.stderr
+        assert not (base / "home").exists()  # nothing was opened or made there
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -349,10 +349,7 @@ class Retriever:
         hangul = bool(_HANGUL.search(question))
         query_vector = None
         if mode in ("hybrid", "dense"):
-            # e5 matches an English question to Korean text better with the glossary's
-            # Korean words beside it; a Korean question is embedded as it is put.
-            said = question if hangul or not reading.korean else f"{question} ({reading.korean})"
-            query_vector = self.embedder.embed_queries([said])[0]
+            query_vector = _query_vector(self.embedder, question, reading, hangul)
         parts = [self._indexed(c, label, v) for c, label, v in listed]
         parts = [part for part in parts if len(part.chunk_ids)]
         if not parts:
@@ -608,6 +605,16 @@ def _signs(vectors: NDArray[np.float32]) -> NDArray[np.uint64]:
     if pad:
         bits = np.pad(bits, ((0, 0), (0, pad)))
     return np.ascontiguousarray(bits).view(np.uint64)
+
+
+def _query_vector(
+    embedder: Embedder, question: str, reading: glossary.Reading, hangul: bool
+) -> NDArray[np.float32]:
+    # e5 matches an English question to Korean text better with the glossary's
+    # Korean words beside it; a Korean question is embedded as it is put.
+    said = question if hangul or not reading.korean else f"{question} ({reading.korean})"
+    vector: NDArray[np.float32] = embedder.embed_queries([said])[0]
+    return vector
 
 
 def _nearest(parts: Sequence[_Indexed], query: NDArray[np.float32]) -> list[_Candidate]:

@@ -61,7 +61,7 @@ class AuditCalls:
     def _verify(self, args: dict[str, Any]) -> dict[str, Any]:
         self._require("audit.read")
         key = PublicKey.parse(args["pubkey"]) if "pubkey" in args else None
-        trusted = _checkpoint(args.get("trusted"))
+        trusted = checkpoint(args.get("trusted"))
         report = self.log.verify(key, trusted)
         return {
             "report": report.as_json(),
@@ -115,7 +115,7 @@ class AuditCalls:
             raise UsageError(f"audit export: no format {fmt[:20]!r}", code="bad_field")
         since: Checkpoint | int | None = args.get("since_seq")
         if "since_checkpoint" in args:
-            since = _checkpoint(args["since_checkpoint"])
+            since = checkpoint(args["since_checkpoint"])
         sender = _Sender(send)
         sink = cast(BinaryIO, sender)  # write() is all write_export uses
         result = write_export(self.log, sink, self.actor, fmt=fmt, since=since)
@@ -204,7 +204,7 @@ class _Sender:
         return None
 
 
-def _checkpoint(text: str | None) -> Checkpoint | None:
+def checkpoint(text: str | None) -> Checkpoint | None:
     if text is None:
         return None
     return Checkpoint.parse_file(text.encode("utf-8"), "the trusted checkpoint")

@@ -40,7 +40,7 @@ from appliance.grounding import Grounding
 from appliance.policy.airgap import attest
 from appliance.policy.override import current, site_passages
 from appliance.service import accounts
-from appliance.service.auditing import AuditCalls
+from appliance.service.auditing import AuditCalls, checkpoint
 from appliance.service.documents import DocumentCalls
 from appliance.service.endpoint import Peer
 from appliance.service.protocol import (
@@ -452,6 +452,12 @@ class Connection:
     def _op_status(self, request: Request) -> dict[str, Any]:
         self._signed_in().principal.require("service.status")
         return self.server.status()
+
+    def _op_doctor(self, request: Request) -> dict[str, Any]:
+        """`appliance doctor` as the service sees the home, for an admin or an officer."""
+        self._signed_in().principal.require("service.status")
+        checks = self.server.doctor(checkpoint(request.args.get("trusted")))
+        return {"ok": all(found["ok"] is not False for found in checks), "checks": checks}
 
     def _op_users(self, request: Request) -> dict[str, Any]:
         session = self._signed_in()

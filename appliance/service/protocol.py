@@ -132,6 +132,7 @@ OPS: dict[str, dict[str, tuple[type, bool]]] = {
     "reset": {**_SESSION, "conversation": (str, True)},
     "cancel": {**_SESSION, "request": (int, True)},
     "status": {**_SESSION},
+    "doctor": {**_SESSION, "trusted": (str, False)},
     "check": {**_SESSION, "active": (bool, False)},
     "conversations": {
         **_SESSION,

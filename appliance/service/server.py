@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import __version__
-from appliance.audit import Actor, AuditLog, Event
+from appliance.audit import Actor, AuditLog, Checkpoint, Event
 from appliance.backup import (
     BackupResult,
     BackupSchedule,
@@ -38,11 +38,12 @@ from appliance.documents.store import STORE_FILE, DocumentStore
 from appliance.engine import ChatEngine
 from appliance.engine.remote import RemoteEngine
 from appliance.errors import ApplianceError, BusyError, ServiceError
+from appliance.health import Check, check, home_checks, release_report
 from appliance.identity import has_users
 from appliance.policy import Policy
 from appliance.policy.airgap import attest
 from appliance.service.connection import Connection
-from appliance.service.endpoint import peer_of
+from appliance.service.endpoint import peer_of, read_marker
 from appliance.service.protocol import VERSION, encode, error_body
 from appliance.service.queue import AnswerQueue
 
@@ -226,6 +227,37 @@ class Server:
             "sessions": sessions,
             "queue": self.queue.snapshot(),
         }
+
+    def doctor(self, trusted: Checkpoint | None) -> list[Check]:
+        """`appliance doctor`'s checks of the home, with the model this service serves
+        (loaded and checked at its start) in place of loading one."""
+        adapters = ", ".join(sorted(self.engine.adapters))
+        detail = (
+            f"{self.model}: served by this service since {time.ctime(self.started)} "
+            f"({self.engine.settings.backend}, {self.engine.slots} slots"
+            + (f", the adapters {adapters})" if adapters else ")")
+        )
+
+        def model() -> Check:
+            try:
+                report = release_report(self.home)
+            except ApplianceError as exc:
+                return check("model", None, f"{detail}; its report is unreadable: {exc}")
+            return check("model", True, detail) | {"report": report.to_dict() if report else None}
+
+        def remotes(policy: Policy) -> list[Check]:
+            listed = self.remote.endpoints if self.remote is not None else ()
+            return [
+                check(
+                    "remote",
+                    None,
+                    f"{len(listed)} GPU server(s) in use; root's 'appliance doctor' on the host "
+                    "asks each for a token",
+                )
+            ]
+
+        installed = read_marker() is not None
+        return home_checks(self.home, trusted, model, remotes, installed=installed, log=self.log)
 
     def close_listener(self) -> None:
         """No new clients: `serve()` returns (safe from any thread)."""
