@@ -23,10 +23,53 @@ from pathlib import Path
 
 from appliance.audit import Actor, AuditLog, Event
 from appliance.errors import PermissionDeniedError, UsageError
+from appliance.fsutil import atomic_writer
 from appliance.homestate import record_state
 from appliance.identity import Account, Principal, Request, Users, check_account
-from appliance.policy import Policy
-from appliance.seal import Identity
+from appliance.policy import HOME_POLICY, Policy, active_policy_path
+from appliance.seal import Identity, Recipient
+
+
+def first_accounts(
+    home: Path,
+    policy: Policy,
+    log: AuditLog,
+    actor: Actor,
+    admin: tuple[str, str],
+    officer: tuple[str, str],
+    escrow: Recipient | None,
+) -> None:
+    """The home's first admin and first officer (each a name and a temporary password),
+    together, so a home always has an officer; refused where any account exists.
+    The policy in force is pinned as the home's own, and all of it is audited and
+    signed into the home's state."""
+    if admin[0] == officer[0]:
+        raise UsageError("the admin and the officer must be two accounts")
+    with Users(home) as users:
+        if not users.empty():
+            raise UsageError(
+                "accounts exist already; admins add more with 'appliance users add'",
+                code="accounts_exist",
+            )
+        _pin_policy(home)
+        for (name, password), role in ((admin, "admin"), (officer, "officer")):
+            users.add(name, role, policy.lowest.id, password, policy.min_password_length)
+            details = {"role": role, "clearance": policy.lowest.id}
+            log.record(Event(actor, "user_add", name, details=details))
+        if escrow is not None:
+            log.record(Event(actor, "officer_escrow", "officers", details={"escrow": str(escrow)}))
+        record_state(home, log, actor, "setup")
+
+
+def _pin_policy(home: Path) -> None:
+    """A home with accounts never falls back to a default: keep the policy in force
+    (the shipped default, in a home that has none) as the home's own policy.toml."""
+    path = home / HOME_POLICY
+    if path.exists() or path.is_symlink():
+        return
+    text = active_policy_path(home).read_bytes()
+    with atomic_writer(path, mode=0o644) as sink:
+        sink.write(text)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from appliance.audit import AuditLog, audit_dir
-from tests.conftest import in_private_mounts
+from tests.conftest import assert_one_line_error, in_private_mounts
 from tests.servicing import serving
 from tests.staff import password_file
 
@@ -76,30 +76,34 @@ def test_a_marked_host_asks_the_service_whatever_the_home(tmp_path: Path, model_
         assert [row["seq"] for row in log.events(action="ask")]
 
 
-def test_root_sets_up_an_installed_home_as_its_owner(tmp_path: Path) -> None:
-    """Files root makes in the service's home would be unreadable to the service."""
-    base = Path(tempfile.mkdtemp(dir="/tmp"))  # a folder the service uid may enter
-    try:
-        base.chmod(0o755)
-        home = base / "home"
-        home.mkdir(mode=0o700)
-        os.chown(home, SERVICE_UID, SERVICE_UID)
-        first = password_file(tmp_path, "root1")  # root's own files: read before the switch
-        officer = password_file(tmp_path, "lee")
-        setup = _appliance(
-            *("setup", "--admin", "root1", "--officer", "lee", "--new-password-file", first),
-            *("--officer-password-file", officer),
-        )
-        script = with_marker(base / "none.sock", home, f"{_python_for_all(base)} {setup}")
-        result = in_private_mounts(script, home)
-        assert result.returncode == 0, result.stderr
-        made = [home / "identity" / "users.db", home / "audit" / "log.db", home / "policy.toml"]
-        assert {path.stat().st_uid for path in made} == {SERVICE_UID}
-        with AuditLog(audit_dir(home)) as log:  # and root is named as who ran it
-            added = [json.loads(row["leaf"]) for row in log.events(action="user_add")]
-        assert {event["user"] for event in added} == {"uid0"}  # no /etc/passwd in there
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+@pytest.mark.model
+def test_root_sets_up_an_installed_home_through_its_service(tmp_path: Path, model_path) -> None:
+    """The service makes the first accounts in its own home: no file there is root's."""
+    home, socket, elsewhere = tmp_path / "home", tmp_path / "s.sock", tmp_path / "private"
+    first = password_file(tmp_path, "root1")
+    officer = password_file(tmp_path, "lee")
+    setup = _appliance(
+        *("setup", "--admin", "root1", "--officer", "lee", "--new-password-file", first),
+        *("--officer-password-file", officer),
+    )
+    alone = in_private_mounts(with_marker(tmp_path / "none.sock", home, setup), elsewhere)
+    assert_one_line_error(alone, 19, "cannot reach the appliance service")
+    assert not home.exists()  # no service, nothing made
+    with serving(home, model_path, "--socket", str(socket)):
+        made = in_private_mounts(with_marker(socket, home, setup), elsewhere)
+        again = in_private_mounts(with_marker(socket, home, setup), elsewhere)
+    assert made.returncode == 0, made.stderr
+    assert_one_line_error(again, 2, "accounts exist already")
+    assert not elsewhere.exists()
+    with AuditLog(audit_dir(home)) as log:  # root (the client's peer uid) is who ran it
+        added = [json.loads(row["leaf"]) for row in log.events(action="user_add")]
+        states = [json.loads(row["leaf"]) for row in log.events(action="state")]
+    assert sorted((e["object"], e["details"]["role"]) for e in added) == [
+        ("lee", "officer"),
+        ("root1", "admin"),
+    ]
+    assert {(e["user"], e["role"]) for e in added} == {("root", "setup")}
+    assert states[-1]["details"]["reason"] == "setup"
 
 
 def _python_for_all(base: Path) -> str:
@@ -134,5 +138,52 @@ def test_on_a_marked_host_only_root_runs_the_doctor_in_its_own_process(tmp_path:
         assert result.returncode == 19, result.stderr
         assert "cannot reach the appliance service" in result.stderr
         assert not (base / "home").exists()  # nothing was opened or made there
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_marked_host_prepares_no_model_outside_the_service(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    script = with_marker(tmp_path / "none.sock", private, _appliance("models", "prepare"))
+    result = in_private_mounts(script, private)
+    assert result.returncode == 2, result.stderr
+    assert "the model comes with the signed release" in result.stderr
+    assert not private.exists()  # nothing was opened or made there
+
+
+_RAW_SETUP = """
+import json, socket
+sock = socket.socket(socket.AF_UNIX)
+sock.connect({socket!r})
+fields = {{"admin": "a1", "admin_password": "x" * 12,
+          "officer": "o1", "officer_password": "y" * 12}}
+sock.sendall(json.dumps({{"v": 1, "id": 1, "op": "setup", **fields}}).encode() + b"\\n")
+for line in sock.makefile("rb"):
+    message = json.loads(line)
+    if "ok" in message or "error" in message:
+        print(json.dumps(message))
+        break
+"""
+
+
+@pytest.mark.model
+def test_no_other_user_sets_up_a_home_by_hand(tmp_path: Path, model_path) -> None:
+    """A peer that may connect (here: the socket's group) but is neither root nor the
+    service's own user is refused, and no account is made."""
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # a folder any uid may enter
+    try:
+        base.chmod(0o755)
+        home, socket = tmp_path / "home", base / "s.sock"
+        client = base / "setup.py"
+        client.write_text(_RAW_SETUP.format(socket=str(socket)))
+        client.chmod(0o644)
+        as_other = f"setpriv --reuid {SERVICE_UID} --regid 0 --clear-groups"
+        script = f"{_python_for_all(base)} {as_other} {sys.executable} {client}"
+        with serving(home, model_path, "--socket", str(socket)):
+            result = in_private_mounts(script, tmp_path / "private")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["error"]["code"] == "setup_denied"
+        with AuditLog(audit_dir(home)) as log:
+            assert not list(log.events(action="user_add"))
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -12,7 +12,8 @@ from appliance.cli.progress import byte_progress
 from appliance.config import appliance_home
 from appliance.engine import ModelInfo, inspect_model
 from appliance.engine.report import Report, report_for
-from appliance.service import as_home_owner
+from appliance.errors import UsageError
+from appliance.service import read_marker
 from appliance.textsafe import json_line, printable
 
 
@@ -67,7 +68,11 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_prepare(args: argparse.Namespace) -> int:
     home = appliance_home()
-    as_home_owner(home)  # root on an installed host: the model is the service's to read
+    if read_marker() is not None:  # the service's home is no command's to write
+        raise UsageError(
+            "on an installed host the model comes with the signed release "
+            "('appliance upgrade NAME.bundle'), and the service prepares its own"
+        )
     known = catalog.load_catalog()
     entry = known.get(args.model) if args.model else known.default_entry
     with byte_progress(f"Preparing {entry.id}") as progress:

@@ -16,19 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from appliance.accounts import AccountAdmin, recover_officer
-from appliance.audit import Actor, AuditLog, Event, audit_dir
+from appliance.accounts import AccountAdmin, first_accounts, recover_officer
+from appliance.audit import Actor, AuditLog, audit_dir
 from appliance.cli.auth import add_auth_options, local_account, sign_in
 from appliance.cli.client import signed_in_client
 from appliance.cli.passphrase import add_passphrase_option, passphrase_source, read_secret
 from appliance.config import appliance_home
 from appliance.errors import UsageError
-from appliance.fsutil import atomic_writer
-from appliance.homestate import record_state
-from appliance.identity import REQUEST_HOURS, ROLES, Users
-from appliance.policy import HOME_POLICY, active_policy, active_policy_path
+from appliance.identity import REQUEST_HOURS, ROLES
+from appliance.policy import active_policy
 from appliance.seal import Recipient, read_identity
-from appliance.service import as_home_owner, find_service
+from appliance.service import Client, as_home_owner, find_service
 from appliance.service.accounts import RemoteAccounts
 from appliance.textsafe import printable
 
@@ -119,33 +117,29 @@ def _new_password(args: argparse.Namespace, name: str) -> str:
 def run_setup(args: argparse.Namespace) -> int:
     """The first admin and the first officer together, so a home always has an officer.
 
-    Both passwords are temporary: each user sets their own at the first sign-in.
+    Both passwords are temporary: each user sets their own at the first sign-in. Where
+    a service runs (always, on an installed host) it makes them, for root or its own
+    user alone.
     """
     home = appliance_home()
     if args.admin == args.officer:
         raise UsageError("the admin and the officer must be two accounts")
     escrow = Recipient.parse(args.escrow) if args.escrow else None
-    admin_password = _new_password(args, args.admin)
-    officer_password = read_secret(
-        args.officer_password_file, f"First password for {args.officer}", confirm=True
+    admin = (args.admin, _new_password(args, args.admin))
+    officer = (
+        args.officer,
+        read_secret(args.officer_password_file, f"First password for {args.officer}", confirm=True),
     )
-    actor = Actor(local_account(), "setup")  # who ran it, before acting as the home's owner
-    as_home_owner(home)  # root on an installed host: the service's files stay its own
-    policy = active_policy(home)
-    with Users(home) as users, AuditLog(audit_dir(home)) as log:
-        if not users.empty():
-            raise UsageError("accounts exist already; admins add more with 'appliance users add'")
-        _pin_policy(home)
-        for name, role, password in (
-            (args.admin, "admin", admin_password),
-            (args.officer, "officer", officer_password),
-        ):
-            users.add(name, role, policy.lowest.id, password, policy.min_password_length)
-            details = {"role": role, "clearance": policy.lowest.id}
-            log.record(Event(actor, "user_add", name, details=details))
-        if escrow is not None:
-            log.record(Event(actor, "officer_escrow", "officers", details={"escrow": str(escrow)}))
-        record_state(home, log, actor, "setup")
+    service = find_service(home)
+    if service is not None:
+        with Client(service) as client:
+            fields: dict[str, Any] = {"escrow": str(escrow)} if escrow is not None else {}
+            client.call("setup", admin=admin[0], admin_password=admin[1],
+                        officer=officer[0], officer_password=officer[1], **fields)  # fmt: skip
+    else:
+        with AuditLog(audit_dir(home)) as log:
+            actor = Actor(local_account(), "setup")
+            first_accounts(home, active_policy(home), log, actor, admin, officer, escrow)
     print(
         f"Created the admin {args.admin} and the security officer {args.officer}; each sets "
         "their own password at the first sign-in. Development mode is now off for this home."
@@ -156,17 +150,6 @@ def run_setup(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
-
-
-def _pin_policy(home: Path) -> None:
-    """A home with accounts never falls back to a default: keep the policy in force
-    (the shipped default, in a home that has none) as the home's own policy.toml."""
-    path = home / HOME_POLICY
-    if path.exists() or path.is_symlink():
-        return
-    text = active_policy_path(home).read_bytes()
-    with atomic_writer(path, mode=0o644) as sink:
-        sink.write(text)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import hmac
 import logging
+import os
 import pwd
 import secrets
 import socket
@@ -24,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from appliance.accounts import AccountAdmin
-from appliance.audit import Event
+from appliance.accounts import AccountAdmin, first_accounts
+from appliance.audit import Actor, Event
 from appliance.backup import require_backup
 from appliance.config import GenerationParams
 from appliance.documents.answers import describe, ground
@@ -34,11 +35,13 @@ from appliance.errors import (
     ApplianceError,
     AuthenticationError,
     BusyError,
+    PermissionDeniedError,
     UsageError,
 )
 from appliance.grounding import Grounding
 from appliance.policy.airgap import attest
 from appliance.policy.override import current, site_passages
+from appliance.seal import Recipient
 from appliance.service import accounts
 from appliance.service.auditing import AuditCalls, checkpoint
 from appliance.service.documents import DocumentCalls
@@ -239,7 +242,7 @@ class Connection:
         reply_to = raw_id if isinstance(raw_id, int) and not isinstance(raw_id, bool) else 0
         try:
             request = parse_request(message)
-            if request.op not in ("hello", "sign_in"):
+            if request.op not in ("hello", "sign_in", "setup"):
                 self._require_session(request)
             if request.op != "check" or request.args.get("active"):
                 self._last_active = time.monotonic()  # the user's activity, not a client's poll
@@ -346,6 +349,27 @@ class Connection:
             "conversations": saved is not None,
             "notice": notice,
         }
+
+    def _op_setup(self, request: Request) -> dict[str, Any]:
+        """The home's first admin and officer, for a client that could write the home
+        itself (root, or the service's own user); refused once any account exists."""
+        if self.peer.uid not in (0, os.getuid()):
+            raise PermissionDeniedError(
+                "only root or the service's own user sets up the home",
+                code="setup_denied",
+            )
+        server, args = self.server, request.args
+        escrow = Recipient.parse(args["escrow"]) if "escrow" in args else None
+        first_accounts(
+            server.home,
+            server.policy,
+            server.log,
+            Actor(self._os_user(), "setup"),
+            (args["admin"], args["admin_password"]),
+            (args["officer"], args["officer_password"]),
+            escrow,
+        )
+        return {}
 
     def _op_passwd(self, request: Request) -> dict[str, Any]:
         session = self._signed_in()

@@ -105,6 +105,13 @@ OPS: dict[str, dict[str, tuple[type, bool]]] = {
     "hello": {},
     "sign_in": {"user": (str, False), "password": (str, False), "level": (str, False)},
     "passwd": {**_SESSION, "password": (str, True)},
+    "setup": {
+        "admin": (str, True),
+        "admin_password": (str, True),
+        "officer": (str, True),
+        "officer_password": (str, True),
+        "escrow": (str, False),
+    },
     "ask": {
         **_SESSION,
         "prompt": (str, True),
@@ -219,6 +226,9 @@ TEXT_LIMITS = {
     "prompt": MAX_TEXT,
     "system": MAX_TEXT,
     "password": 1024,
+    "admin_password": 1024,
+    "officer_password": 1024,
+    "escrow": 1024,
     "trusted": 64 << 10,
     "since_checkpoint": 64 << 10,
     "pubkey": 1024,
