@@ -68,7 +68,7 @@ demo-reset:
 TEST_WORKERS ?= 2
 
 test: $(STAMP) $(WHEELHOUSE)/.ready tools
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 # Coverage-guided fuzzing (atheris) of every parser of untrusted bytes, one
 # harness after another (tests/fuzz/); `make test` runs each for seconds only.
