@@ -25,7 +25,15 @@ from appliance.audit import Actor, AuditLog, Event
 from appliance.errors import PermissionDeniedError, UsageError
 from appliance.fsutil import atomic_writer
 from appliance.homestate import record_state
-from appliance.identity import Account, Principal, Request, Users, check_account
+from appliance.identity import (
+    Account,
+    Principal,
+    Request,
+    Users,
+    check_account,
+    check_name,
+    check_password,
+)
 from appliance.policy import HOME_POLICY, Policy, active_policy_path
 from appliance.seal import Identity, Recipient
 
@@ -45,6 +53,9 @@ def first_accounts(
     signed into the home's state."""
     if admin[0] == officer[0]:
         raise UsageError("the admin and the officer must be two accounts")
+    for name, password in (admin, officer):  # both, before anything is made
+        check_name(name)
+        check_password(password, policy.min_password_length)
     with Users(home) as users:
         if not users.empty():
             raise UsageError(

@@ -20,7 +20,7 @@ from appliance.identity import Principal, Users
 from appliance.seal import write_identity
 from appliance.session import Conversation
 from tests.conftest import assert_one_line_error, run_cli
-from tests.staff import DEFENSE, as_user, events, open_session, setup_args
+from tests.staff import DEFENSE, as_user, events, open_session, password_file, setup_args
 
 # -- accounts ---------------------------------------------------------------------------
 
@@ -56,6 +56,20 @@ def test_setup_creates_the_first_admin_and_officer_once(staffed: Path, tmp_path:
     assert roles == {"root1": "admin", "lee": "officer", "kim": "operator"}
     again = run_cli(*setup_args(tmp_path), home=staffed)
     assert_one_line_error(again, 2, "accounts exist already")
+
+
+def test_setup_makes_neither_account_when_one_password_is_too_short(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "policy.toml").write_bytes(DEFENSE.read_bytes())
+    arguments = setup_args(tmp_path)[:-2]  # (writes lee.pw: the short one comes after)
+    short = ["--officer-password-file", password_file(tmp_path, "lee", "short")]
+    refused = run_cli(*arguments, *short, home=home)
+    assert_one_line_error(refused, 2, "the password must have at least")
+    with Users(home) as users:
+        assert users.empty()  # the admin's (long enough) was not made either
+    with AuditLog(audit_dir(home)) as log:
+        assert not list(log.events(action="user_add"))
 
 
 def test_a_wrong_password_is_refused_and_audited(staffed: Path, tmp_path: Path) -> None:

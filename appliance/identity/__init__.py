@@ -18,6 +18,7 @@ from appliance.identity.users import (
     Users,
     check_account,
     check_name,
+    check_password,
     has_users,
     users_path,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "Users",
     "check_account",
     "check_name",
+    "check_password",
     "has_users",
     "users_path",
 ]

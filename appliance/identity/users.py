@@ -164,7 +164,7 @@ class Users:
             raise UsageError(
                 f"unknown role '{role}' (use {', '.join(ROLES)})", code="unknown_role", role=role
             )
-        _check_password(password, min_length)
+        check_password(password, min_length)
         with self._transaction():
             if self._row(name) is not None:
                 raise UsageError(f"the user {name} already exists", code="user_exists", user=name)
@@ -178,7 +178,7 @@ class Users:
         self, name: str, password: str, min_length: int, *, must_change: bool = True
     ) -> None:
         """A new password; `must_change` when someone other than the user set it."""
-        _check_password(password, min_length)
+        check_password(password, min_length)
         self._update(
             name, "hash = ?, must_change = ?", (self.hasher.hash(password), int(must_change))
         )
@@ -419,7 +419,7 @@ def check_name(name: str) -> None:
         )
 
 
-def _check_password(password: str, min_length: int) -> None:
+def check_password(password: str, min_length: int) -> None:
     if len(password) < min_length:
         raise UsageError(
             f"the password must have at least {min_length} characters",
