@@ -360,15 +360,16 @@ class Connection:
             )
         server, args = self.server, request.args
         escrow = Recipient.parse(args["escrow"]) if "escrow" in args else None
-        first_accounts(
-            server.home,
-            server.policy,
-            server.log,
-            Actor(self._os_user(), "setup"),
-            (args["admin"], args["admin_password"]),
-            (args["officer"], args["officer_password"]),
-            escrow,
-        )
+        with server.setting_up:  # two at once would each find no account
+            first_accounts(
+                server.home,
+                server.policy,
+                server.log,
+                Actor(self._os_user(), "setup"),
+                (args["admin"], args["admin_password"]),
+                (args["officer"], args["officer_password"]),
+                escrow,
+            )
         return {}
 
     def _op_passwd(self, request: Request) -> dict[str, Any]:

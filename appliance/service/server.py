@@ -79,6 +79,7 @@ class Server:
         self.queue = AnswerQueue(limits.max_queued, limits.max_per_user, slots)
         self._connections: set[Connection] = set()
         self._lock = threading.Lock()
+        self.setting_up = threading.Lock()  # `setup`: the first accounts, made once
         self._documents: DocumentStore | None = None
         self._schedule: BackupSchedule | None = None
         self._stopping = threading.Event()
