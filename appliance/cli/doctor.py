@@ -81,6 +81,7 @@ def _from_service(args: argparse.Namespace, home: Path) -> list[Check]:
             f"no appliance service answers for {home}; 'appliance doctor' without --user "
             "checks the home in this process",
             code="no_service",
+            home=str(home),
         )
     trusted = None
     if args.trusted_checkpoint:

@@ -135,6 +135,14 @@ MESSAGES: dict[str, Template | list[Template]] = {
         "{user}({role})은(는) 이 작업을 할 수 없습니다. {roles} 역할이 필요합니다.",
     ),
     "user_exists": ("the user {user} already exists", "{user} 사용자가 이미 있습니다."),
+    "accounts_exist": (
+        "accounts exist already; admins add more with 'appliance users add'",
+        "계정이 이미 있습니다. 계정 추가는 관리자가 합니다.",
+    ),
+    "setup_denied": (
+        "only root or the service's own user sets up the home",
+        "홈 설정은 root 또는 서비스 자신의 사용자만 할 수 있습니다.",
+    ),
     "no_user": ("there is no user {user}", "{user} 사용자가 없습니다."),
     "no_request": (
         "there is no pending request for {user} (or it expired)",
@@ -219,6 +227,12 @@ MESSAGES: dict[str, Template | list[Template]] = {
     ),
     "stopped": ("the appliance service stopped", "어플라이언스 서비스가 중지되었습니다."),
     # -- the connection to the service -------------------------------------------------------
+    "no_service": (
+        "no appliance service answers for {home}; 'appliance doctor' without --user "
+        "checks the home in this process",
+        "{home}에 응답하는 어플라이언스 서비스가 없습니다. 로그인 없이 점검하면 "
+        "이 프로세스에서 홈을 점검합니다.",
+    ),
     "service_gone": (
         "the appliance service went away",
         "어플라이언스 서비스와의 연결이 끊겼습니다.",
