@@ -72,6 +72,16 @@ def release_report(home: Path) -> Report | None:
     return report if report.quantized.sha256 == model["sha256"] else None
 
 
+def model_check(detail: str, report: Callable[[], Report | None]) -> Check:
+    """A loaded model's check: `detail` says how it was loaded; with the lightweighting
+    report `report` reads (a warning when it cannot be read)."""
+    try:
+        found = report()
+    except ApplianceError as exc:
+        return check("model", None, f"{detail}; its report is unreadable: {exc}")
+    return check("model", True, detail) | {"report": found.to_dict() if found else None}
+
+
 def check(name: str, ok: bool | None, detail: str) -> Check:
     return {"name": name, "ok": ok, "detail": detail}
 

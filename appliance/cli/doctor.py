@@ -18,8 +18,7 @@ from appliance.config import GenerationParams, appliance_home, load_home_config
 from appliance.engine import Message, sha256_file
 from appliance.engine.report import Report, report_for
 from appliance.errors import ApplianceError, CheckFailedError, ServiceError
-from appliance.fsutil import read_limited
-from appliance.health import Check, check, home_checks, release_report
+from appliance.health import Check, check, home_checks, model_check, release_report
 from appliance.policy import Policy
 from appliance.remote_engines import check_remotes
 from appliance.service import as_home_owner, find_service, read_marker
@@ -44,10 +43,10 @@ def register(commands: Any) -> None:
 def run_doctor(args: argparse.Namespace) -> int:
     home = appliance_home()
     installed = read_marker() is not None
+    trusted = Checkpoint.read_file(args.trusted_checkpoint) if args.trusted_checkpoint else None
     if args.user or (installed and os.geteuid() != 0):
-        checks = _from_service(args, home)  # the service's own view, its model included
+        checks = _from_service(args, home, trusted)  # the service's view, its model included
     else:  # development homes, and root on an installed host (before the service runs)
-        trusted = Checkpoint.read_file(args.trusted_checkpoint) if args.trusted_checkpoint else None
         as_home_owner(home)  # root on an installed host: as the service user, from here on
         checks = home_checks(
             home,
@@ -72,7 +71,7 @@ def run_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-def _from_service(args: argparse.Namespace, home: Path) -> list[Check]:
+def _from_service(args: argparse.Namespace, home: Path, trusted: Checkpoint | None) -> list[Check]:
     """The checks as the service runs them, for a signed-in admin or officer."""
     refuse_local_options(args)
     service = find_service(home)
@@ -83,11 +82,8 @@ def _from_service(args: argparse.Namespace, home: Path) -> list[Check]:
             code="no_service",
             home=str(home),
         )
-    trusted = None
-    if args.trusted_checkpoint:
-        trusted = read_limited(args.trusted_checkpoint, 64 << 10, "the trusted checkpoint")
     with signed_in_client(args, service) as client:
-        fields: dict[str, Any] = {"trusted": trusted.decode("utf-8", "replace")} if trusted else {}
+        fields: dict[str, Any] = {"trusted": trusted.to_file_bytes().decode()} if trusted else {}
         found: list[Check] = client.call("doctor", **fields)["checks"]
     return found
 
@@ -106,11 +102,7 @@ def _model(args: argparse.Namespace) -> Check:
         return check("model", False, str(exc))
     loaded = f"loaded with the adapters {adapted}" if adapted else "loaded"
     detail = f"{name}: {loaded}, generated {tokens} token ({len(pieces)} piece)"
-    try:
-        report = _model_report(args)
-    except ApplianceError as exc:
-        return check("model", None, f"{detail}; its report is unreadable: {exc}")
-    return check("model", True, detail) | {"report": report.to_dict() if report else None}
+    return model_check(detail, lambda: _model_report(args))
 
 
 def _remotes(args: argparse.Namespace, home: Path, policy: Policy) -> list[Check]:

@@ -38,7 +38,7 @@ from appliance.documents.store import STORE_FILE, DocumentStore
 from appliance.engine import ChatEngine
 from appliance.engine.remote import RemoteEngine
 from appliance.errors import ApplianceError, BusyError, ServiceError
-from appliance.health import Check, check, home_checks, release_report
+from appliance.health import Check, check, home_checks, model_check, release_report
 from appliance.identity import has_users
 from appliance.policy import Policy
 from appliance.policy.airgap import attest
@@ -239,13 +239,6 @@ class Server:
             + (f", the adapters {adapters})" if adapters else ")")
         )
 
-        def model() -> Check:
-            try:
-                report = release_report(self.home)
-            except ApplianceError as exc:
-                return check("model", None, f"{detail}; its report is unreadable: {exc}")
-            return check("model", True, detail) | {"report": report.to_dict() if report else None}
-
         def remotes(policy: Policy) -> list[Check]:
             listed = self.remote.endpoints if self.remote is not None else ()
             return [
@@ -258,7 +251,14 @@ class Server:
             ]
 
         installed = read_marker() is not None
-        return home_checks(self.home, trusted, model, remotes, installed=installed, log=self.log)
+        return home_checks(
+            self.home,
+            trusted,
+            lambda: model_check(detail, lambda: release_report(self.home)),
+            remotes,
+            installed=installed,
+            log=self.log,
+        )
 
     def close_listener(self) -> None:
         """No new clients: `serve()` returns (safe from any thread)."""
