@@ -349,7 +349,10 @@ class Retriever:
         hangul = bool(_HANGUL.search(question))
         query_vector = None
         if mode in ("hybrid", "dense"):
-            query_vector = _query_vector(self.embedder, question, reading, hangul)
+            # e5 matches an English question to Korean text better with the glossary's
+            # Korean words beside it; a Korean question is embedded as it is put.
+            said = question if hangul or not reading.korean else f"{question} ({reading.korean})"
+            query_vector = self.embedder.embed_queries([said])[0]
         parts = [self._indexed(c, label, v) for c, label, v in listed]
         parts = [part for part in parts if len(part.chunk_ids)]
         if not parts:
@@ -607,16 +610,6 @@ def _signs(vectors: NDArray[np.float32]) -> NDArray[np.uint64]:
     return np.ascontiguousarray(bits).view(np.uint64)
 
 
-def _query_vector(
-    embedder: Embedder, question: str, reading: glossary.Reading, hangul: bool
-) -> NDArray[np.float32]:
-    # e5 matches an English question to Korean text better with the glossary's
-    # Korean words beside it; a Korean question is embedded as it is put.
-    said = question if hangul or not reading.korean else f"{question} ({reading.korean})"
-    vector: NDArray[np.float32] = embedder.embed_queries([said])[0]
-    return vector
-
-
 def _nearest(parts: Sequence[_Indexed], query: NDArray[np.float32]) -> list[_Candidate]:
     """The CANDIDATES chunks whose vectors have the largest dot product with `query`."""
     total = sum(len(p.chunk_ids) for p in parts)
@@ -629,11 +622,13 @@ def _nearest(parts: Sequence[_Indexed], query: NDArray[np.float32]) -> list[_Can
     shortlist = np.sort(shortlist[distances[shortlist] < 1 << 20])
     owner = np.searchsorted(starts, shortlist, side="right") - 1
     scores = np.empty(len(shortlist), np.float32)
+    ids = np.empty(len(shortlist), np.int64)
     for index, part in enumerate(parts):
         mine = owner == index
         if mine.any():
-            scores[mine] = _dot(part.vectors[shortlist[mine] - starts[index]], query)
-    ids = np.concatenate([p.chunk_ids for p in parts])[shortlist]
+            rows = shortlist[mine] - starts[index]
+            scores[mine] = _dot(part.vectors[rows], query)
+            ids[mine] = part.chunk_ids[rows]
     top = np.lexsort((ids, -scores))[:CANDIDATES]
     return [
         _Candidate(parts[o], int(shortlist[i] - starts[o]), int(ids[i]), float(scores[i]))
