@@ -15,9 +15,10 @@ DEMO_HOME := .demo
 # Wheels of every dependency, for offline bundles (this platform; see
 # docs/formats/bundle.md). Made from pip's cache after the first install.
 WHEELHOUSE := .wheelhouse
-# Extras a bundle's wheels also carry: `make wheelhouse BUNDLE_EXTRAS=onnx` (or gpu) for a
-# site's own ONNX embedding model (docs/formats/documents.md). Remove .wheelhouse to change.
-BUNDLE_EXTRAS :=
+# Extras a bundle's wheels also carry: `ort` (onnxruntime, for the shipped e5), or
+# `make wheelhouse BUNDLE_EXTRAS=onnx` (or gpu) for a site's own ONNX embedding model
+# (docs/formats/documents.md). Remove .wheelhouse to change.
+BUNDLE_EXTRAS := ort
 
 .PHONY: setup tools run stop demo-reset wheelhouse test lint bench fuzz clean
 
