@@ -11,13 +11,37 @@ import pytest
 
 from appliance import catalog
 from appliance.audit import Actor, AuditLog, audit_dir
-from appliance.config import EngineSettings
+from appliance.config import EngineSettings, physical_cores
 from appliance.engine import Engine
 from appliance.seal import Identity
 from tests.ggufs import with_chat_template
 
-# Tests run the real engine; keep it to the cores a CI machine has.
-TEST_SETTINGS = EngineSettings(context_length=2048, threads=2)
+
+def _own_cores() -> None:
+    """Give each xdist worker its own share of the CPUs (its children inherit it).
+
+    llama.cpp's threads spin at every barrier: two workers each running the engine
+    on every core made each wait on threads the other had descheduled. Pinned, an
+    engine's threads (one per core it may use: config.physical_cores) never compete.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    cpus = sorted(os.sched_getaffinity(0))
+    if worker and count and 1 < int(count) <= len(cpus):
+        os.sched_setaffinity(0, cpus[int(worker.removeprefix("gw")) :: int(count)])
+
+
+_own_cores()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The bundle's install-upgrade-rollback test (about 4 minutes) first: last, it ran
+    alone while the other worker had nothing left."""
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/test_bundle.py::"))
+
+
+# Tests run the real engine on the cores this process may use.
+TEST_SETTINGS = EngineSettings(context_length=2048, threads=physical_cores())
 
 
 @pytest.fixture(scope="session")

@@ -20,10 +20,10 @@ from appliance.homestate import record_state
 from appliance.identity import Users
 from appliance.policy import load_policy
 from appliance.service import Client, embedded_service, home_socket
-from tests.conftest import AIR_GAPPED
+from tests.conftest import AIR_GAPPED, TEST_SETTINGS
 from tests.staff import PASSWORDS
 
-SERVE_OPTIONS = ["--threads", "2", "--context", "2048"]
+SERVE_OPTIONS = ["--threads", str(TEST_SETTINGS.threads), "--context", "2048"]
 
 
 class Service:

@@ -65,7 +65,9 @@ def test_a_zero_adapter_is_the_base_and_a_strong_one_changes_the_answer(
     if backend == "local":
         engine = Engine(model_path, TEST_SETTINGS, verified=True, adapters=adapters)
     else:
-        settings = EngineSettings(context_length=1024, threads=2, backend="llama-server")
+        settings = EngineSettings(
+            context_length=1024, threads=TEST_SETTINGS.threads, backend="llama-server"
+        )
         engine = LlamaServerEngine(model_path, settings, verified=True, adapters=adapters)
     with engine:
         base = answer(engine)

@@ -29,7 +29,7 @@ from appliance.service import Client, RemoteDocuments, home_socket
 from appliance.service.endpoint import listen
 from appliance.service.server import Server
 from tests import docfiles
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import TEST_SETTINGS, assert_one_line_error, run_cli
 from tests.staff import DEFENSE, PASSWORDS, as_user
 from tests.test_grounded import source_block
 from tests.test_tui import ScriptedEngine, signed
@@ -202,7 +202,8 @@ def test_ask_file_in_process_on_the_real_model(
     document.write_bytes(docfiles.hwpx_bytes([LEAVE]))
     result = run_cli(
         "ask", "--file", str(document), "--model", str(model_path), "--max-tokens", "8",
-        "--context", "1024", "--threads", "2", "--temperature", "0", "연가는 언제까지 신청하나요?",
+        "--context", "1024", "--threads", str(TEST_SETTINGS.threads), "--temperature", "0",
+        "연가는 언제까지 신청하나요?",
         home=model_home,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -15,7 +15,7 @@ from appliance.config import load_home_config
 from appliance.policy import load_policy
 from appliance.tui import AppContext, ApplianceApp
 from appliance.tui.chat import ChatScreen
-from tests.conftest import assert_one_line_error, run_cli
+from tests.conftest import TEST_SETTINGS, assert_one_line_error, run_cli
 from tests.test_tui import SIZE, answer_of, answered, ask, sign_in, until
 
 
@@ -87,7 +87,9 @@ def test_the_cli_asks_the_sealed_model_as_the_demo_operator(demo, tmp_path: Path
 def test_the_ui_on_the_demo_home_streams_a_real_answer_in_korean(demo, monkeypatch) -> None:
     home, passwords = demo
     monkeypatch.setenv("APPLIANCE_HOME", str(home))
-    args = build_parser().parse_args(["ui", "--threads", "2", "--context", "1024"])
+    args = build_parser().parse_args(
+        ["ui", "--threads", str(TEST_SETTINGS.threads), "--context", "1024"]
+    )
 
     async def scenario(pilot) -> None:
         app = pilot.app

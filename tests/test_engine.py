@@ -97,7 +97,7 @@ def test_an_unread_answer_frees_the_engine_when_closed(engine: Engine) -> None:
 
 
 def test_long_histories_are_trimmed_to_the_context(model_path: Path) -> None:
-    settings = EngineSettings(context_length=512, threads=2)
+    settings = EngineSettings(context_length=512, threads=TEST_SETTINGS.threads)
     turns: list[Message] = []
     for index in range(30):
         turns.append(Message("user", f"Question {index}: describe the number {index} at length."))
@@ -114,7 +114,9 @@ def test_long_histories_are_trimmed_to_the_context(model_path: Path) -> None:
 
 
 def test_a_prompt_larger_than_the_context_is_refused(model_path: Path) -> None:
-    with Engine(model_path, EngineSettings(context_length=256, threads=2)) as small:
+    with Engine(
+        model_path, EngineSettings(context_length=256, threads=TEST_SETTINGS.threads)
+    ) as small:
         with pytest.raises(ContextOverflowError, match="context window of 256"):
             small.chat([Message("user", "word " * 1000)], GREEDY)
         assert ask(small, "Still there?")

@@ -46,7 +46,9 @@ pytestmark = pytest.mark.model
 
 
 def server_settings(slots: int, context: int = 1024) -> EngineSettings:
-    return EngineSettings(context_length=context, threads=2, backend="llama-server", slots=slots)
+    return EngineSettings(
+        context_length=context, threads=TEST_SETTINGS.threads, backend="llama-server", slots=slots
+    )
 
 
 def ask(engine: Any, prompt: str, params: GenerationParams = GREEDY) -> tuple[str, GenerationStats]:

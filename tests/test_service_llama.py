@@ -18,9 +18,13 @@ import pytest
 from appliance.audit import AuditLog, audit_dir
 from appliance.errors import EngineError
 from appliance.policy import shipped_policy
+from tests.conftest import TEST_SETTINGS
 from tests.servicing import Service, add_operator, serving
 
-CONFIG = '[engine]\nbackend = "llama-server"\nslots = 2\ncontext = 1024\nthreads = 2\n'
+CONFIG = (
+    f'[engine]\nbackend = "llama-server"\nslots = 2\ncontext = 1024\n'
+    f"threads = {TEST_SETTINGS.threads}\n"
+)
 # A list the model goes on with to the token limit (no turn marker ends it).
 COUNT = "List the numbers from 1 to 500:\n1\n2\n3\n"
 LONG = {"max_tokens": 600, "temperature": 0.0, "seed": 1, "ignore_eos": True}
