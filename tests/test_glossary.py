@@ -78,3 +78,17 @@ def test_the_shipped_glossary_reads_and_every_line_gives_korean_words():
         assert all(any("가" <= ch <= "힣" or ch.isascii() for ch in t) for t in concept.korean)
     reading = shipped.read("What is the daily allowance for an overseas business trip?")
     assert {"일비", "국외", "출장"} <= set(reading.korean.split())
+    # The longest phrase is one concept: an overseas business trip, not "overseas" and
+    # "business trip" apart (retrieval needs one chunk to say it, not two rules).
+    assert ("국외 출장", "국외출장", "해외 출장") in korean(reading)
+    assert ("출장",) not in korean(reading)
+
+
+def test_an_english_word_with_two_senses_names_a_concept_only_in_the_phrase_for_it():
+    shipped = glossary.shipped()
+    fine = ("과태료", "벌금")
+    assert fine in korean(shipped.read("What is the fine for leaking personal information?"))
+    assert fine in korean(shipped.read("How much are the fines for speeding?"))
+    assert fine not in korean(shipped.read("Is it fine to bring my phone to the office?"))
+    # "March" the month is no road march.
+    assert korean(shipped.read("What was decided in March?")) == []

@@ -163,6 +163,39 @@ def test_a_question_about_what_no_readable_text_mentions_is_declined_naming_it(h
     assert home.as_(PARK).search("육아휴직 기간에 봉급은 얼마나 나와?", collection=shelf).answerable
 
 
+def test_a_word_of_several_parts_is_mentioned_only_where_one_chunk_says_it_all(home):
+    kim = home.as_(KIM)
+    shelf = home.shared("kim")
+    add(kim, shelf, "국내 출장 여비 지침\n국내 출장의 일비는 하루 25,000원으로 한다.")
+    add(kim, shelf, "휴가 중 국외여행 지침\n휴가 중 국외여행은 출발 7일 전까지 신고한다.")
+    # One rule says 국외 (travel abroad on leave), another 출장 (trips at home): neither
+    # says anything of a business trip abroad.
+    question = "What is the daily allowance for an overseas business trip?"
+    found = kim.search(question, collection=shelf)
+    assert not found.answerable
+    assert found.absent == ("국외 출장",)
+    add(kim, shelf, "국외 출장 여비 지침\n국외 출장의 일비는 하루 미화 40달러로 한다.")
+    answered = kim.search(question, collection=shelf)
+    assert answered.absent == ()
+    assert answered.answerable, answered.evidence
+
+
+def test_an_english_word_before_a_full_stop_is_one_word_and_asked_about_by_the_glossary(home):
+    # Kiwi cuts some English words before a full stop (vacation. -> vacat, ion.): the
+    # pieces are one word again, and English words count as asked about only through
+    # the glossary's concepts, never as Korean terms the documents lack.
+    assert {"vacation", "gpt"} <= set(index.analyse(["my vacation. GPT."])[0].morphemes)
+    kim = home.as_(KIM)
+    shelf = home.shared("kim")
+    leave = add(kim, shelf, LEAVE_2025)
+    add(kim, shelf, BUDGET)
+    found = kim.search("A question about my vacation. How many days of annual leave do "
+                       "soldiers get?", collection=shelf)  # fmt: skip
+    assert found.absent == ()
+    assert found.passages[0].document_id == leave
+    assert found.answerable, found.evidence
+
+
 def test_what_is_above_the_readers_clearance_or_outside_their_collections_changes_nothing(
     home,
 ):
@@ -338,6 +371,35 @@ def test_a_version_1_store_is_migrated_and_indexed_when_first_searched(home, tmp
     db.close()
     with pytest.raises(ConfigError, match="schema 9"):
         DocumentStore(path, key)
+
+
+def test_postings_another_analyser_made_are_computed_again(home, tmp_path):
+    key = os.urandom(32)
+    path = tmp_path / "analysed.db"
+    text = "영문 용어 지침\n연가는 영문으로 annual vacation. 이라고 적는다."
+    with AuditLog(audit_dir(tmp_path)) as log, DocumentStore(path, key) as store:
+        Library(tmp_path, POLICY, log, KIM, store).add("a.txt", text.encode())
+
+    def stored(analyser: str) -> None:
+        """The store as an analyser that cut the word (vacat) left it."""
+        db = apsw.Connection(str(path))
+        db.execute(f"PRAGMA cipher = '{CIPHER}'")
+        db.execute(f"PRAGMA hexkey = '{key.hex()}'")
+        db.execute("UPDATE postings SET terms = replace(terms, 'vacation', 'vacat')")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'analyser'", (analyser,))
+        db.close()
+
+    def found() -> bool:
+        with AuditLog(audit_dir(tmp_path)) as log, DocumentStore(path, key) as store:
+            retriever = Retriever(store, home_embedder(home))
+            kim = Library(tmp_path, POLICY, log, KIM, store, retriever)
+            return bool(kim.search("vacation", mode="keyword").passages)
+
+    stored(index.ANALYSER)  # marked as the current analyser's: kept, and so not found
+    assert not found()
+    stored("kiwi-1")
+    assert found()
+    assert found(), "computed once, then kept"
 
 
 def home_embedder(home: Home):

@@ -72,6 +72,9 @@ _HANGUL = re.compile(r"[가-힣]+")
 _EDGE = re.compile(r"^[\W_]+|[\W_]+$")
 _MAX_TERM = 64  # characters; longer "words" are noise (base64, hashes)
 _MAX_TF = 0xFFFF
+# The analyser's version: postings a store holds from another are computed again
+# (`DocumentStore.keep_postings_of`). 2: foreign-word pieces joined, edge punctuation off.
+ANALYSER = "kiwi-2"
 
 _kiwi: Any = None  # kiwipiepy.Kiwi
 _kiwi_lock = threading.Lock()
@@ -133,23 +136,52 @@ def analyse(texts: Sequence[str]) -> list[Terms]:
     return found
 
 
+@dataclass(frozen=True)
+class _Token:
+    form: str
+    tag: str
+    start: int
+    end: int
+    place: tuple[int, int]  # (sentence, 어절)
+
+
+def _tokens(tokens: Iterable[Any]) -> list[_Token]:
+    """Kiwi's tokens, with the pieces of an English word it cut (vacation. -> vacat,
+    ion.) joined again: foreign-word tokens that touch are one word."""
+    found: list[_Token] = []
+    for token in tokens:
+        start = int(token.start)
+        here = _Token(
+            str(token.form),
+            str(token.tag).split("-")[0],
+            start,
+            start + int(token.len),
+            (int(token.sent_position), int(token.word_position)),
+        )
+        last = found[-1] if found else None
+        if last is not None and here.tag == last.tag == "SL" and last.end == here.start:
+            found[-1] = _Token(last.form + here.form, "SL", last.start, here.end, last.place)
+        else:
+            found.append(here)
+    return found
+
+
 def _terms(text: str, tokens: Iterable[Any]) -> Terms:
     morphemes: Counter[str] = Counter()
     grams: Counter[str] = Counter()
     stems: set[str] = set()
     spans: dict[tuple[int, int], list[int]] = {}  # 어절 -> [start, end] of its kept morphemes
-    for token in tokens:
-        tag = str(token.tag).split("-")[0]
+    for token in _tokens(tokens):
+        tag = token.tag
         if tag not in _CONTENT:
             continue
-        term = _term(str(token.form), tag)
+        term = _term(token.form, tag)
         if term is None:
             continue
         morphemes[term] += 1
         if tag in _STEMS:
             stems.add(term)
-        start, end = int(token.start), int(token.start) + int(token.len)
-        place = (int(token.sent_position), int(token.word_position))
+        start, end, place = token.start, token.end, token.place
         span = spans.setdefault(place, [start, end])
         span[0], span[1] = min(span[0], start), max(span[1], end)
     for start, end in spans.values():
@@ -163,6 +195,8 @@ def _term(form: str, tag: str) -> str | None:
         return None
     if tag == "SN":
         form = form.replace(",", "")
+    elif tag == "SL":
+        form = _EDGE.sub("", form)  # Kiwi leaves a full stop on some (GPT.)
     form = form.lower()
     if not form or len(form) > _MAX_TERM or (tag == "SL" and form in _STOP_WORDS):
         return None

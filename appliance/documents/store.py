@@ -774,6 +774,21 @@ class DocumentStore:
             self._bump(touched)
         return written
 
+    def keep_postings_of(self, analyser: str) -> bool:
+        """Drop every chunk's postings unless `analyser` made them (a store from before
+        it); retrieval computes them again as it reads each partition. Whether any
+        were dropped."""
+        stale = 0
+        with self._locked(), self._db:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'analyser'").fetchone()
+            if row is None or row[0] != analyser:
+                stale = _int(self._db.execute("SELECT count(*) FROM postings").fetchall()[0][0])
+                if stale:
+                    self._db.execute("DELETE FROM postings")
+                    self._bump(self._db.execute("SELECT DISTINCT collection, label FROM documents"))
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('analyser', ?)", (analyser,))
+        return stale > 0
+
     def counts(self) -> dict[str, int]:
         """Rows in the tables that hold text or what was computed from it."""
         with self._locked():

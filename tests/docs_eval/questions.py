@@ -25,6 +25,7 @@ class Question:
     gold: str | None  # key of the document that answers it; None: no document does
     span: str | None  # the answer, exactly as the gold document has it
     lang: str = "ko"
+    blind: bool = False  # written by someone who never saw the rules tuned on this set
 
     @property
     def answerable(self) -> bool:
@@ -37,6 +38,10 @@ def _ko(id: str, text: str, gold: str | None = None, span: str | None = None) ->
 
 def _en(id: str, text: str, gold: str | None = None, span: str | None = None) -> Question:
     return Question(id, text, gold, span, "en")
+
+
+def _blind(question: Question) -> Question:
+    return Question(question.id, question.text, question.gold, question.span, question.lang, True)
 
 
 # fmt: off
@@ -296,7 +301,7 @@ QUESTIONS: tuple[Question, ...] = (
     _en("none-08", "Are soldiers allowed to keep pets in the barracks?"),
     _en("none-09", "What are the selection criteria for long-term service?"),
     # Written apart, before the glossary and the decline by absent words were tuned on
-    # the questions above, and never tuned on: they show how those generalise.
+    # the questions above; the glossary has since learnt words from none-16 and none-18.
     _en("later-01", "What hours are family visits allowed on weekends?", "visitor-access",
         "토요일, 일요일 및 공휴일 9시부터 17시까지"),
     _en("later-02", "Can visitors take photos inside the base?", "visitor-access",
@@ -330,6 +335,58 @@ QUESTIONS: tuple[Question, ...] = (
     _en("none-16", "How is a soldier's annual performance bonus calculated?"),
     _en("none-17", "How far in advance can the welfare condominium be booked?"),
     _en("none-18", "What is the fine for leaking personal information?"),
+    # Blind: written by a reviewer who read only the documents, after every rule above
+    # was settled, and never tuned on: the benchmark reports them apart.
+    _blind(_ko("blind-01", "보안점검 잘 받은 부대는 몇 군데나 사단장 상 줘?",
+        "security-inspection-2026", "우수 부대는 3개 부대를 선정하여 사단장 표창을 수여한다")),
+    _blind(_ko("blind-02", "당직비는 따로 들어와, 아니면 월급 들어올 때 같이 나와?",
+        "duty-guideline", "매월 급여와 함께 지급한다")),
+    _blind(_ko("blind-03", "부대 안 노래방 밤에 몇 시까지 돼?",
+        "welfare-facility", "노래방은 21시 30분까지 이용할 수 있다")),
+    _blind(_ko("blind-04", "건강검진 결과에 뭐 걸리는 거 나오면 다시 검사는 언제까지 받아야 해?",
+        "health-checkup", "이상 소견이 있는 사람은 2주 안에 재검사를 받는다")),
+    _blind(_ko("blind-05", "야근 수당 받으려면 미리 결재 받아 놔야 돼? "
+        "그냥 남아서 일하면 안 쳐 줘?", "overtime-work",
+        "승인받지 않은 근무는 시간외 근무로 인정하지 않는다")),
+    _blind(_ko("blind-06", "사무실 문짝 부서져서 고쳐 달라고 할 건데 사진도 찍어서 내야 하나?",
+        "facility-management", "보수 요청서에는 사진을 첨부한다")),
+    _blind(_ko("blind-07", "회식 2차로 술집 가면 부대 카드로 긁어도 돼?",
+        "budget-guideline-2025", "유흥업소 및 개인 간 거래에는 정부구매카드를 사용할 수 없다")),
+    _blind(_en("blind-08", "I'm an officer and want to fly overseas during my vacation. "
+        "How far ahead do I have to report the trip?", "leave-rule-2025",
+        "출발 7일 전까지 인사관리체계로 국외여행을 신고한다")),
+    _blind(_en("blind-09", "How many days before a work trip do I need to request it?",
+        "travel-expense-2026", "출장 2일 전까지 전자결재로 출장을 신청하여")),
+    _blind(_en("blind-10", "How far from base are soldiers allowed to go when they're out "
+        "for the weekend?", "outside-pass",
+        "부대에서 2시간 이내에 복귀할 수 있는 지역으로 제한한다")),
+    _blind(_en("blind-11", "When will 3rd Battalion move back into their renovated living "
+        "quarters?", "barracks-renovation", "하자 보수를 마친 뒤 2026년 1월 둘째 주에 한다")),
+    _blind(_en("blind-12", "How many meals a day are served during the Ulchi drill?",
+        "emergency-exercise", "야식을 포함하여 하루 4식을 제공한다")),
+    _blind(_en("blind-13", "In 2025, what share of documents were signed off electronically "
+        "rather than on paper?", "annual-report-2025", "전자결재 비율은 99.1퍼센트였으며")),
+    _blind(_en("blind-14", "If a sick soldier has to be taken to a civilian hospital, does "
+        "someone from the unit need to go along?", "duty-guideline",
+        "민간 병원으로 후송하는 경우에는 간부 1명이 반드시 동행한다")),
+    _blind(_ko("none-19", "체력검정 특급 받으려면 3킬로 달리기 몇 분 안에 들어와야 돼?")),
+    _blind(_ko("none-20", "3분기 운영비 집행률 실제로 몇 퍼센트 나왔어?")),
+    _blind(_ko("none-21", "출장 가서 렌터카 빌리면 그 비용도 여비로 정산해 줘?")),
+    _blind(_ko("none-22", "외출 나갈 때 사복 입고 나가도 돼?")),
+    _blind(_ko("none-23", "탄약 청구하면 보통 며칠 만에 불출돼?")),
+    _blind(_ko("none-24", "1대대 생활관 공사는 언제 착공해?")),
+    _blind(_ko("none-25", "못 쓴 연가는 돈으로 보상받을 수 있어? 하루에 얼마야?")),
+    _blind(_en("none-26", "How much extra allowance do soldiers at remote outposts get "
+        "each month?")),
+    _blind(_en("none-27", "What was the diesel reserve rate at the end of the second quarter?")),
+    _blind(_en("none-28", "What satisfaction score did complainants give the division in 2024?")),
+    _blind(_en("none-29", "How many days a week can staff work remotely?")),
+    _blind(_en("none-30", "What is the per-kilometre rate paid when I use my own car for a "
+        "business trip?")),
+    _blind(_en("none-31", "What blood-alcohol level counts as drunk driving for soldiers out "
+        "on a pass?")),
+    _blind(_en("none-32", "What was the pass rate for the chemical defence (CBRN) training "
+        "in 2025?")),
 )
 # fmt: on
 
