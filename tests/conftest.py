@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -137,9 +138,19 @@ def in_private_mounts(script: str, home: Path, **env: str) -> subprocess.Complet
     )
 
 
-@pytest.fixture
-def staffed(tmp_path: Path, officer: Identity) -> Path:
-    """A defense-kr home: an admin, an officer, an operator cleared to 대외비; content sealed."""
+@pytest.fixture(scope="session")
+def staffed_once(tmp_path_factory: pytest.TempPathFactory, officer: Identity) -> Path:
+    """One staffed defense-kr home per worker, made by real commands (about 5 s)..."""
     from tests.staff import make_staffed
 
-    return make_staffed(tmp_path, officer)
+    return make_staffed(tmp_path_factory.mktemp("staffed"), officer)
+
+
+@pytest.fixture
+def staffed(staffed_once: Path, tmp_path: Path) -> Path:
+    """... and a copy of it for each test (accounts, signed state, anchor and all): a
+    defense-kr home with an admin, an officer and an operator cleared to 대외비, its
+    content sealed."""
+    home = tmp_path / "home"
+    shutil.copytree(staffed_once, home, symlinks=True)
+    return home

@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import stat
 import threading
 import time
@@ -53,25 +52,11 @@ from appliance.seal import Identity, open_bytes, seal_bytes, write_identity
 from appliance.service import Client
 from tests.conftest import assert_one_line_error, run_cli
 from tests.servicing import defense_served, serving
-from tests.staff import PASSWORDS, as_user, make_staffed
+from tests.staff import PASSWORDS, as_user
 from tests.test_tui import ScriptedEngine
 
 CANARY = "백업카나리아문장"
 ADMIN = Actor("root1", "admin")
-
-
-@pytest.fixture(scope="module")
-def staffed_once(tmp_path_factory: pytest.TempPathFactory, officer: Identity) -> Path:
-    """One staffed defense-kr home for the module (made by real commands, slow)..."""
-    return make_staffed(tmp_path_factory.mktemp("staffed"), officer)
-
-
-@pytest.fixture
-def staffed(staffed_once: Path, tmp_path: Path) -> Path:
-    """... and a copy of it for each test: accounts, signed state, anchor and all."""
-    home = tmp_path / "home"
-    shutil.copytree(staffed_once, home, symlinks=True)
-    return home
 
 
 @pytest.fixture(scope="module")

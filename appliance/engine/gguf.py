@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
-
 from appliance.errors import InputError, ModelFormatError
 
 MAGIC = b"GGUF"
@@ -322,6 +320,8 @@ class _Parser:
 
 def _tensor_size(name: str, shape: tuple[int, ...], type_id: int, fail: Any) -> tuple[str, int]:
     try:
+        from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType  # 0.1 s: on use
+
         ggml_type = GGMLQuantizationType(type_id)
         block, type_size = GGML_QUANT_SIZES[ggml_type]
     except (ValueError, KeyError):

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from gguf import GGUFReader
 
 from appliance.errors import InputError, ModelFormatError
+
+if TYPE_CHECKING:
+    from gguf import GGUFReader
 
 IN_SUM2 = ".in_sum2"
 COUNTS = ".counts"
@@ -32,6 +35,8 @@ class ImportanceMatrix:
 def read_imatrix(path: Path) -> ImportanceMatrix:
     if not path.is_file():
         raise InputError(f"{path} is not a readable file")
+    from gguf import GGUFReader  # 0.1 s to import: only when a matrix is read
+
     try:
         reader = GGUFReader(path)
     except (ValueError, OSError, IndexError) as exc:

@@ -8,8 +8,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gguf.constants import LlamaFileType
-
 from appliance.engine.gguf import GGUFFile, open_regular_file
 from appliance.engine.hparams import read_loadable_gguf
 
@@ -63,6 +61,8 @@ def quantization_of(gguf: GGUFFile) -> str:
     file_type = gguf.get("general.file_type")
     if isinstance(file_type, int):
         try:
+            from gguf.constants import LlamaFileType  # 0.1 s to import: only on use
+
             return LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")
         except ValueError:
             pass
