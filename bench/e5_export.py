@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from appliance.config import EmbedderSite
-from appliance.documents.e5_onnx import OPSETS, SHAPE, E5Model, encoder, weights_file
+from appliance.documents.e5_onnx import OPSETS, SHAPE, E5Model, encoder, int8_rows, weights_file
 from appliance.documents.embed import E5Embedder
 from appliance.documents.onnx_graph import Graph
 
@@ -33,10 +33,8 @@ def _word_table(model: E5Model) -> tuple[np.ndarray, np.ndarray]:
     table = np.empty((model.vocabulary, SHAPE["H"]), np.int8)
     scales = np.empty(model.vocabulary, np.float32)
     for start in range(0, model.vocabulary, _ROWS):
-        rows = model.words(np.arange(start, min(start + _ROWS, model.vocabulary)))
-        scale = np.abs(rows).max(axis=1) / 127
-        scale[scale == 0] = 1.0
-        table[start : start + len(rows)] = np.clip(np.rint(rows / scale[:, None]), -127, 127)
+        rows, scale = int8_rows(model.words(np.arange(start, min(start + _ROWS, model.vocabulary))))
+        table[start : start + len(rows)] = rows
         scales[start : start + len(rows)] = scale
     return table, scales
 

@@ -243,6 +243,14 @@ def _dequantize(blocks: NDArray[np.uint8]) -> NDArray[np.float32]:
     return values.reshape(*blocks.shape[:-2], -1)
 
 
+def int8_rows(matrix: NDArray[np.float32]) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
+    """A matrix as int8 rows, each with the scale that maps its largest value to 127."""
+    scale = np.abs(matrix).max(axis=1) / 127
+    scale[scale == 0] = 1.0
+    rows = np.clip(np.rint(matrix / scale[:, None]), -127, 127).astype(np.int8)
+    return rows, scale.astype(np.float32)
+
+
 def encoder(graph: Graph, model: E5Model, x: str, bias: str | None = None) -> str:
     """The encoder over `x`, embedded tokens [texts, tokens, 384]: the embeddings' layer
     norm, then twelve post-norm layers (attention, GELU feed-forward). `bias`, [texts, 1,
@@ -251,14 +259,11 @@ def encoder(graph: Graph, model: E5Model, x: str, bias: str | None = None) -> st
     h, heads, ff = SHAPE["H"], SHAPE["NH"], SHAPE["FF"]
 
     def linear(x: str, name: str, rows: int, columns: int) -> str:
-        w = model.matrix(f"{name}.w", rows, columns)
-        scale = np.abs(w).max(axis=1) / 127
-        scale[scale == 0] = 1.0
-        q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+        q, scale = int8_rows(model.matrix(f"{name}.w", rows, columns))
         inputs = [
             x,
             graph.constant(f"{name}.w", q.T),
-            graph.constant(f"{name}.scale", scale.astype(np.float32)),
+            graph.constant(f"{name}.scale", scale),
             graph.constant(f"{name}.zero", np.zeros(rows, np.int8)),
             graph.constant(f"{name}.b", model.vector(f"{name}.b", rows)),
         ]

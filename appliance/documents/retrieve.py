@@ -816,8 +816,7 @@ def _mentioned(parts: Sequence[_Indexed], words: tuple[str, ...]) -> bool:
     for word in words:
         if len(word) < 2 or any(_together(part.morphemes, _morphemes(word)) for part in parts):
             return True
-        grams = [word[i : i + 2] for i in range(len(word) - 1)]
-        grams = [gram for gram in grams if " " not in gram]
+        grams = [word[i : i + 2] for i in range(len(word) - 1) if " " not in word[i : i + 2]]
         if _HANGUL.fullmatch(word.replace(" ", "")[:1] or "x") and any(
             _together(part.grams, grams) for part in parts
         ):
