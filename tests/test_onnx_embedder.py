@@ -130,13 +130,9 @@ def test_a_real_trained_model_runs_through_the_site_backend(home, tmp_path):
     shipped e5's vectors, and an English question finds its Korean passage, dense alone."""
     path, store, log = home
     site = e5_export.write(tmp_path / "e5")
-    lines = [
-        "[embedder]",
-        'backend = "onnx"',
-        *(f'{key} = "{getattr(site, key)}"' for key in ("model", "model_sha256", "tokenizer")),
-        *(f'{key} = "{getattr(site, key)}"' for key in ("tokenizer_sha256", "query_prefix")),
-        f'passage_prefix = "{site.passage_prefix}"',
-    ]
+    pinned = ("model", "model_sha256", "tokenizer", "tokenizer_sha256")
+    keys = (*pinned, "query_prefix", "passage_prefix")
+    lines = ["[embedder]", 'backend = "onnx"', *(f'{k} = "{getattr(site, k)}"' for k in keys)]
     (path / "config.toml").write_text("\n".join(lines) + "\n")
     library = Library(path, POLICY, log, KIM, store)
     texts = ["병사 연가는 며칠이야?", "When is the fuel report due?", "보안 점검 결과 보고"]
